@@ -1,0 +1,84 @@
+# Stub for the compiled module arbiter_core._ringbuf (see _ringbuf.pyx).
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol, overload
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import Self, disjoint_base
+
+__all__ = ["MetricRing", "SeriesHandle", "WindowStats", "monotonic_now"]
+
+class _HasNow(Protocol):
+    def now(self) -> float: ...
+
+_Key = int | Sequence[int] | npt.NDArray[np.integer[Any]] | None
+_Arrays = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+
+class WindowStats(NamedTuple):
+    count: int
+    mean: float
+    min: float
+    max: float
+    std: float
+    first: float
+    last: float
+
+def monotonic_now() -> float: ...
+
+@disjoint_base
+class MetricRing:
+    def __new__(cls, capacity: int) -> Self: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def total_recorded(self) -> int: ...
+    @property
+    def late_inserts(self) -> int: ...
+    @property
+    def dropped_late(self) -> int: ...
+    def __len__(self) -> int: ...
+    def record(self, key: int, value: float, timestamp: float | None = None) -> None: ...
+    def record_many(
+        self,
+        keys: int | npt.ArrayLike,
+        values: npt.ArrayLike,
+        timestamps: float | npt.ArrayLike | None = None,
+    ) -> None: ...
+    def clear_before(self, timestamp: float) -> int: ...
+    def clear(self) -> None: ...
+    def snapshot(
+        self, since: float | None = None, until: float | None = None, key: _Key = None
+    ) -> _Arrays: ...
+    def latest(self, count: int, key: _Key = None) -> _Arrays: ...
+    def stats(
+        self, key: _Key = None, since: float | None = None, until: float | None = None
+    ) -> WindowStats: ...
+    @overload
+    def quantile(
+        self, key: _Key = None, q: float = 0.5, since: float | None = None,
+        until: float | None = None,
+    ) -> float: ...
+    @overload
+    def quantile(
+        self, key: _Key, q: Sequence[float] | npt.NDArray[np.float64],
+        since: float | None = None, until: float | None = None,
+    ) -> npt.NDArray[np.float64]: ...
+    def count_beyond(
+        self, key: _Key = None, threshold: float = 0.0, above: bool = True,
+        since: float | None = None, until: float | None = None,
+    ) -> int: ...
+    def slope(
+        self, key: _Key = None, since: float | None = None, until: float | None = None
+    ) -> float: ...
+    def series(self, key: int, clock: _HasNow | None = None) -> SeriesHandle: ...
+
+@disjoint_base
+class SeriesHandle:
+    def __new__(cls, ring: MetricRing, key: int, clock: _HasNow | None = None) -> Self: ...
+    @property
+    def ring(self) -> MetricRing: ...
+    @property
+    def key(self) -> int: ...
+    @property
+    def clock(self) -> _HasNow | None: ...
+    def record(self, value: float, timestamp: float | None = None) -> None: ...

@@ -1,0 +1,752 @@
+# Columnar metric ring buffer and its window kernels.
+#
+# Layout: three parallel C arrays (timestamps, keys, values) of fixed capacity,
+# kept in time order.  The logical index i (0 = oldest) lives at physical slot
+# (start + i) % capacity.  Because the ring is time-ordered, a time window is
+# two binary searches, and every kernel below is one pass over that range.
+#
+# Concurrency: every method that changes the ring runs entirely under the GIL
+# and calls no Python code while it mutates, so it is atomic for other Python
+# threads.  Query kernels compute their index range under the GIL and release
+# it for the scan; a scan that overlaps a writer re-checks each sample's
+# timestamp and key, so it only ever reports samples that really are in the
+# window (a sample evicted at that very moment may be missed).
+
+from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
+from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+import operator
+from collections import namedtuple
+
+import numpy as np
+
+__all__ = ["MetricRing", "SeriesHandle", "WindowStats", "monotonic_now"]
+
+WindowStats = namedtuple("WindowStats", "count mean min max std first last")
+WindowStats.__doc__ = """Statistics of one series over a time window.
+
+``std`` is the sample standard deviation (ddof=1); it is NaN below two samples,
+and every field but ``count`` is NaN for an empty window.
+"""
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+def monotonic_now():
+    """Read CLOCK_MONOTONIC in seconds, the clock ``record(timestamp=None)`` uses.
+
+    It is the same clock as :func:`time.monotonic` on Linux.
+    """
+    return _now()
+
+
+# ---------------------------------------------------------------------------
+# Key filters
+#
+# A query may ask for one key, every key, or a set of keys.  A set is passed
+# to the kernels as a sorted int64 array and tested by binary search, which
+# stays cheap for the handful of keys a metric type maps to.
+
+cdef inline bint _key_in(int64_t k, const int64_t* keys, Py_ssize_t nkeys) noexcept nogil:
+    cdef Py_ssize_t lo = 0, hi = nkeys, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < k:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < nkeys and keys[lo] == k
+
+
+cdef class _KeyFilter:
+    """A parsed ``key=`` argument: all keys, one key, or a sorted set."""
+    cdef bint any_key
+    cdef int64_t one
+    cdef object arr          # keeps the sorted array alive
+    cdef const int64_t* keys
+    cdef Py_ssize_t nkeys
+
+    def __cinit__(self, key):
+        cdef const int64_t[::1] view
+        self.any_key = key is None
+        self.nkeys = -1
+        if self.any_key:
+            return
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            self.one = key
+            return
+        try:
+            arr = np.unique(np.asarray(key, dtype=np.int64).ravel())
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(
+                f"key must be None, an int or a sequence of ints, got {key!r}") from exc
+        self.arr = arr
+        self.nkeys = arr.shape[0]
+        if self.nkeys:
+            view = arr
+            self.keys = &view[0]
+
+    cdef inline bint match(self, int64_t k) noexcept nogil:
+        if self.any_key:
+            return True
+        if self.nkeys < 0:
+            return k == self.one
+        return _key_in(k, self.keys, self.nkeys)
+
+
+cdef inline double _bound(object x, double default, str name) except? -1.0:
+    cdef double v
+    if x is None:
+        return default
+    try:
+        v = x
+    except TypeError:
+        raise TypeError(f"{name} must be a number or None, got {type(x).__name__}") from None
+    if v != v:
+        raise ValueError(f"{name} must not be NaN")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# Quickselect (for exact quantiles without a full sort)
+
+cdef inline void _swap(double* a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef double t = a[i]
+    a[i] = a[j]
+    a[j] = t
+
+
+cdef void _select_kth(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Partially order a[0:n] so that a[k] is the k-th smallest (Hoare/median-of-3).
+
+    After the call a[:k] <= a[k] <= a[k+1:].
+    """
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
+    cdef double pivot
+    while hi > lo:
+        mid = lo + ((hi - lo) >> 1)
+        # median of three as the pivot keeps sorted and reversed input linear
+        if a[mid] < a[lo]:
+            _swap(a, mid, lo)
+        if a[hi] < a[lo]:
+            _swap(a, hi, lo)
+        if a[hi] < a[mid]:
+            _swap(a, hi, mid)
+        pivot = a[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                _swap(a, i, j)
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
+    """Linear-interpolated quantile (numpy's default method) of a[0:n]; reorders a."""
+    cdef double h = (n - 1) * q
+    cdef Py_ssize_t lo = <Py_ssize_t>floor(h)
+    cdef double frac = h - lo
+    cdef double below, above
+    cdef Py_ssize_t i
+    _select_kth(a, n, lo)
+    below = a[lo]
+    if frac == 0.0 or lo + 1 >= n:
+        return below
+    # the next order statistic is the minimum of the upper part
+    above = a[lo + 1]
+    for i in range(lo + 2, n):
+        if a[i] < above:
+            above = a[i]
+    return below + frac * (above - below)
+
+
+# ---------------------------------------------------------------------------
+# MetricRing
+
+cdef class MetricRing:
+    """MetricRing(capacity)
+    --
+
+    Fixed-capacity, columnar, time-ordered ring of ``(timestamp, key, value)``.
+
+    Parameters
+    ----------
+    capacity : int
+        Number of samples kept; the oldest is overwritten once full.  Memory is
+        ``24 * capacity`` bytes plus a constant.
+
+    Notes
+    -----
+    Timestamps are seconds (float64) on any clock the caller chooses;
+    ``timestamp=None`` reads CLOCK_MONOTONIC in C.  Keys are int64 series ids.
+
+    **Out-of-order timestamps.**  The ring always stays sorted by time.  A sample
+    older than the newest stored one is inserted at its place in time (stable:
+    after samples with the same timestamp), at a cost proportional to the number
+    of newer samples.  When the ring is full and the late sample is older than
+    everything stored, it is exactly the sample that would be evicted next, so
+    it is not stored; it still counts in ``total_recorded`` and is counted in
+    ``dropped_late``.  ``late_inserts`` counts the late samples that were stored.
+
+    Examples
+    --------
+    >>> ring = MetricRing(4)
+    >>> for t in range(6):
+    ...     ring.record(1, float(t), timestamp=float(t))
+    >>> len(ring), ring.total_recorded
+    (4, 6)
+    >>> ring.stats(1).mean
+    3.5
+    """
+
+    cdef double* _ts
+    cdef int64_t* _keys
+    cdef double* _vals
+    cdef Py_ssize_t _cap
+    cdef Py_ssize_t _start      # physical index of the oldest sample
+    cdef Py_ssize_t _count
+    cdef readonly uint64_t total_recorded
+    cdef readonly uint64_t late_inserts
+    cdef readonly uint64_t dropped_late
+
+    def __cinit__(self, capacity):
+        cdef Py_ssize_t cap
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
+            raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if capacity > (1 << 40):
+            raise ValueError(f"capacity is too large: {capacity}")
+        cap = capacity
+        self._ts = <double*>PyMem_Malloc(cap * sizeof(double))
+        self._keys = <int64_t*>PyMem_Malloc(cap * sizeof(int64_t))
+        self._vals = <double*>PyMem_Malloc(cap * sizeof(double))
+        if self._ts == NULL or self._keys == NULL or self._vals == NULL:
+            raise MemoryError(f"cannot allocate a ring of {capacity} samples")
+        self._cap = cap
+        self._start = 0
+        self._count = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self._ts)
+        PyMem_Free(self._keys)
+        PyMem_Free(self._vals)
+
+    @property
+    def capacity(self):
+        """Maximum number of samples kept."""
+        return self._cap
+
+    def __len__(self):
+        return self._count
+
+    def __repr__(self):
+        return (f"MetricRing(capacity={self._cap}, len={self._count}, "
+                f"total_recorded={self.total_recorded})")
+
+    # -- writing ------------------------------------------------------------
+
+    cdef inline Py_ssize_t _phys(self, Py_ssize_t i) noexcept nogil:
+        cdef Py_ssize_t p = self._start + i
+        if p >= self._cap:
+            p -= self._cap
+        return p
+
+    cdef inline void _put(self, int64_t key, double value, double ts) noexcept nogil:
+        """Store one validated sample, keeping time order (the only writer)."""
+        cdef Py_ssize_t cap = self._cap, n = self._count, pos, prev
+        self.total_recorded += 1
+        if n and ts < self._ts[self._phys(n - 1)]:
+            self._put_late(key, value, ts)
+            return
+        pos = self._start + n
+        if pos >= cap:
+            pos -= cap
+        self._ts[pos] = ts
+        self._keys[pos] = key
+        self._vals[pos] = value
+        if n < cap:
+            self._count = n + 1
+        else:
+            prev = self._start + 1
+            self._start = 0 if prev == cap else prev
+
+    cdef void _put_late(self, int64_t key, double value, double ts) noexcept nogil:
+        cdef Py_ssize_t cap = self._cap, n = self._count, i, src, dst
+        if n == cap:
+            if ts < self._ts[self._start]:
+                self.dropped_late += 1
+                return
+            # evict the oldest to make room; the late sample is newer than it
+            self._start = self._start + 1
+            if self._start == cap:
+                self._start = 0
+            n -= 1
+            self._count = n
+        # shift the samples newer than ts one slot towards the end
+        i = n
+        while i > 0:
+            src = self._phys(i - 1)
+            if self._ts[src] <= ts:
+                break
+            dst = self._phys(i)
+            self._ts[dst] = self._ts[src]
+            self._keys[dst] = self._keys[src]
+            self._vals[dst] = self._vals[src]
+            i -= 1
+        dst = self._phys(i)
+        self._ts[dst] = ts
+        self._keys[dst] = key
+        self._vals[dst] = value
+        self._count = n + 1
+        self.late_inserts += 1
+
+    cpdef void record(self, int64_t key, double value, object timestamp=None) except *:
+        """record(key, value, timestamp=None)
+
+        Store one sample in O(1) (O(k) for a sample k places late).
+
+        Parameters
+        ----------
+        key : int
+            Series id (int64).
+        value : float
+            Must be finite.
+        timestamp : float, optional
+            Seconds; ``None`` reads CLOCK_MONOTONIC.
+
+        Raises
+        ------
+        ValueError
+            If ``value`` or ``timestamp`` is NaN or infinite; nothing is stored.
+        """
+        cdef double ts
+        if not isfinite(value):
+            raise ValueError(f"value must be finite, got {value!r}")
+        if timestamp is None:
+            ts = _now()
+        else:
+            ts = timestamp
+            if not isfinite(ts):
+                raise ValueError(f"timestamp must be finite, got {timestamp!r}")
+        self._put(key, value, ts)
+
+    cdef inline void record_c(self, int64_t key, double value, double ts) noexcept:
+        """C-level record for other Cython code; caller has validated."""
+        self._put(key, value, ts)
+
+    def record_many(self, keys, values, timestamps=None):
+        """record_many(keys, values, timestamps=None)
+
+        Store a batch in one nogil loop, all or nothing.
+
+        Parameters
+        ----------
+        keys : int or array_like of int
+            One key for every value, or a key per value.
+        values : array_like of float
+        timestamps : float or array_like of float, optional
+            One timestamp per value, a single timestamp for all, or ``None``
+            (the monotonic clock, read once for the batch).
+
+        Raises
+        ------
+        ValueError
+            On a length mismatch or any non-finite value or timestamp; nothing
+            is stored.
+        """
+        cdef const double[::1] vv
+        cdef const int64_t[::1] kv
+        cdef const double[::1] tv
+        cdef Py_ssize_t n, i
+        cdef int64_t one_key = 0
+        cdef double one_ts = 0.0
+        cdef bint key_scalar, ts_scalar
+        varr = np.ascontiguousarray(values, dtype=np.float64)
+        if varr.ndim != 1:
+            raise ValueError(f"values must be one-dimensional, got shape {varr.shape}")
+        n = varr.shape[0]
+        if not np.isfinite(varr).all():
+            raise ValueError("values must all be finite (found NaN or inf)")
+        key_scalar = np.ndim(keys) == 0
+        if key_scalar:
+            one_key = operator.index(keys)
+            kv = np.zeros(1, dtype=np.int64)
+        else:
+            karr = np.asarray(keys)
+            if karr.size and karr.dtype.kind not in "iu":
+                raise TypeError(f"keys must be integers, got dtype {karr.dtype}")
+            karr = np.ascontiguousarray(karr, dtype=np.int64)
+            if karr.shape != (n,):
+                raise ValueError(f"keys has shape {karr.shape}, values has ({n},)")
+            kv = karr
+        ts_scalar = timestamps is None or np.ndim(timestamps) == 0
+        if timestamps is None:
+            one_ts = _now()
+            tv = np.zeros(1)
+        elif ts_scalar:
+            one_ts = float(timestamps)
+            if not isfinite(one_ts):
+                raise ValueError(f"timestamps must be finite, got {timestamps!r}")
+            tv = np.zeros(1)
+        else:
+            tarr = np.ascontiguousarray(timestamps, dtype=np.float64)
+            if tarr.shape != (n,):
+                raise ValueError(f"timestamps has shape {tarr.shape}, values has ({n},)")
+            if not np.isfinite(tarr).all():
+                raise ValueError("timestamps must all be finite (found NaN or inf)")
+            tv = tarr
+        if n == 0:
+            return
+        vv = varr
+        with nogil:
+            for i in range(n):
+                self._put(one_key if key_scalar else kv[i], vv[i],
+                          one_ts if ts_scalar else tv[i])
+
+    def clear_before(self, double timestamp):
+        """Drop every sample with ``timestamp`` strictly older than ``timestamp``.
+
+        Returns
+        -------
+        int
+            How many samples were dropped.
+        """
+        cdef Py_ssize_t k
+        if timestamp != timestamp:
+            raise ValueError("timestamp must not be NaN")
+        k = self._lower(timestamp)
+        if k == self._count:
+            self._start = 0
+        else:
+            self._start = self._phys(k)
+        self._count -= k
+        return k
+
+    def clear(self):
+        """Drop every sample (``total_recorded`` is kept)."""
+        self._start = 0
+        self._count = 0
+
+    # -- searching ----------------------------------------------------------
+
+    cdef inline Py_ssize_t _lower(self, double t) noexcept nogil:
+        """First logical index with timestamp >= t."""
+        cdef Py_ssize_t lo = 0, hi = self._count, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self._ts[self._phys(mid)] < t:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef inline Py_ssize_t _upper(self, double t) noexcept nogil:
+        """First logical index with timestamp > t."""
+        cdef Py_ssize_t lo = 0, hi = self._count, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self._ts[self._phys(mid)] <= t:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef inline void _range(self, since, until, Py_ssize_t* lo, Py_ssize_t* hi,
+                            double* t0, double* t1) except *:
+        t0[0] = _bound(since, -INFINITY, "since")
+        t1[0] = _bound(until, INFINITY, "until")
+        lo[0] = 0 if since is None else self._lower(t0[0])
+        hi[0] = self._count if until is None else self._upper(t1[0])
+        if hi[0] < lo[0]:
+            hi[0] = lo[0]
+
+    # -- queries ------------------------------------------------------------
+
+    def snapshot(self, since=None, until=None, key=None):
+        """snapshot(since=None, until=None, key=None)
+
+        Copy the samples in ``[since, until]`` (inclusive) in time order.
+
+        Parameters
+        ----------
+        since, until : float, optional
+            Inclusive time bounds; ``None`` is unbounded.
+        key : int or sequence of int, optional
+            Keep only these series.
+
+        Returns
+        -------
+        (timestamps, keys, values) : tuple of ndarray
+            float64, int64 and float64 copies.  O(log n + k).
+        """
+        cdef Py_ssize_t lo, hi, i, p, m = 0
+        cdef double t0, t1
+        cdef _KeyFilter kf = _KeyFilter(key)
+        self._range(since, until, &lo, &hi, &t0, &t1)
+        out_t = np.empty(hi - lo, dtype=np.float64)
+        out_k = np.empty(hi - lo, dtype=np.int64)
+        out_v = np.empty(hi - lo, dtype=np.float64)
+        cdef double[::1] ot = out_t
+        cdef int64_t[::1] ok = out_k
+        cdef double[::1] ov = out_v
+        # holds the GIL: a copy is short and this keeps the snapshot consistent
+        for i in range(lo, hi):
+            p = self._phys(i)
+            if kf.match(self._keys[p]):
+                ot[m] = self._ts[p]
+                ok[m] = self._keys[p]
+                ov[m] = self._vals[p]
+                m += 1
+        if m != hi - lo:
+            return out_t[:m].copy(), out_k[:m].copy(), out_v[:m].copy()
+        return out_t, out_k, out_v
+
+    def latest(self, Py_ssize_t count, key=None):
+        """latest(count, key=None)
+
+        The newest ``count`` samples (of ``key``), oldest first.
+
+        Returns
+        -------
+        (timestamps, keys, values) : tuple of ndarray
+            At most ``count`` samples; ``count <= 0`` gives empty arrays.
+        """
+        cdef Py_ssize_t i, p, m = 0, want
+        cdef _KeyFilter kf = _KeyFilter(key)
+        want = count if count > 0 else 0
+        if want > self._count:
+            want = self._count
+        out_t = np.empty(want, dtype=np.float64)
+        out_k = np.empty(want, dtype=np.int64)
+        out_v = np.empty(want, dtype=np.float64)
+        cdef double[::1] ot = out_t
+        cdef int64_t[::1] ok = out_k
+        cdef double[::1] ov = out_v
+        i = self._count
+        while i > 0 and m < want:
+            i -= 1
+            p = self._phys(i)
+            if kf.match(self._keys[p]):
+                m += 1
+                ot[want - m] = self._ts[p]
+                ok[want - m] = self._keys[p]
+                ov[want - m] = self._vals[p]
+        if m != want:
+            return out_t[want - m:].copy(), out_k[want - m:].copy(), out_v[want - m:].copy()
+        return out_t, out_k, out_v
+
+    def stats(self, key=None, since=None, until=None):
+        """stats(key=None, since=None, until=None)
+
+        Count, mean, min, max, sample std, first and last value in one pass.
+
+        Returns
+        -------
+        WindowStats
+        """
+        cdef Py_ssize_t lo, hi, i, p
+        cdef double t0, t1, x, d, mean = 0.0, m2 = 0.0
+        cdef double mn = NAN, mx = NAN, first = NAN, last = NAN, ts
+        cdef Py_ssize_t n = 0
+        cdef _KeyFilter kf = _KeyFilter(key)
+        self._range(since, until, &lo, &hi, &t0, &t1)
+        with nogil:
+            for i in range(lo, hi):
+                p = self._phys(i)
+                ts = self._ts[p]
+                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
+                    continue
+                x = self._vals[p]
+                n += 1
+                if n == 1:
+                    mn = x
+                    mx = x
+                    first = x
+                else:
+                    if x < mn:
+                        mn = x
+                    if x > mx:
+                        mx = x
+                last = x
+                # Welford: numerically stable running variance
+                d = x - mean
+                mean += d / n
+                m2 += d * (x - mean)
+        if n == 0:
+            return WindowStats(0, NAN, NAN, NAN, NAN, NAN, NAN)
+        return WindowStats(n, mean, mn, mx, sqrt(m2 / (n - 1)) if n > 1 else NAN,
+                           first, last)
+
+    def quantile(self, key=None, q=0.5, since=None, until=None):
+        """quantile(key=None, q=0.5, since=None, until=None)
+
+        Exact quantile(s) of the values in the window, by selection (no sort).
+
+        Parameters
+        ----------
+        q : float or sequence of float
+            In [0, 1]; linear interpolation between order statistics, as
+            ``numpy.quantile``'s default.
+
+        Returns
+        -------
+        float or ndarray
+            NaN for an empty window.
+        """
+        cdef Py_ssize_t lo, hi, i, p, n = 0, j, nq
+        cdef double t0, t1, ts
+        cdef double* buf
+        cdef _KeyFilter kf = _KeyFilter(key)
+        qarr = np.atleast_1d(np.asarray(q, dtype=np.float64))
+        if qarr.ndim != 1 or not ((qarr >= 0.0) & (qarr <= 1.0)).all():
+            raise ValueError(f"q must be within [0, 1], got {q!r}")
+        cdef const double[::1] qv = np.ascontiguousarray(qarr)
+        nq = qv.shape[0]
+        out = np.full(nq, np.nan)
+        cdef double[::1] ov = out
+        self._range(since, until, &lo, &hi, &t0, &t1)
+        if hi > lo:
+            buf = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
+            if buf == NULL:
+                raise MemoryError()
+            with nogil:
+                for i in range(lo, hi):
+                    p = self._phys(i)
+                    ts = self._ts[p]
+                    if kf.match(self._keys[p]) and t0 <= ts <= t1:
+                        buf[n] = self._vals[p]
+                        n += 1
+                if n:
+                    for j in range(nq):
+                        ov[j] = _quantile_inplace(buf, n, qv[j])
+            PyMem_RawFree(buf)
+        if np.ndim(q) == 0:
+            return float(out[0])
+        return out
+
+    def count_beyond(self, key=None, double threshold=0.0, bint above=True,
+                     since=None, until=None):
+        """count_beyond(key=None, threshold=0.0, above=True, since=None, until=None)
+
+        How many values are strictly above (or below) ``threshold``.
+        """
+        cdef Py_ssize_t lo, hi, i, p, n = 0
+        cdef double t0, t1, ts, x
+        cdef _KeyFilter kf = _KeyFilter(key)
+        if threshold != threshold:
+            raise ValueError("threshold must not be NaN")
+        self._range(since, until, &lo, &hi, &t0, &t1)
+        with nogil:
+            for i in range(lo, hi):
+                p = self._phys(i)
+                ts = self._ts[p]
+                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
+                    continue
+                x = self._vals[p]
+                if (x > threshold) if above else (x < threshold):
+                    n += 1
+        return n
+
+    def slope(self, key=None, since=None, until=None):
+        """slope(key=None, since=None, until=None)
+
+        Least-squares slope of value against time, in units per second.
+
+        Returns
+        -------
+        float
+            NaN with fewer than two samples or when all share one timestamp.
+        """
+        cdef Py_ssize_t lo, hi, i, p, n = 0
+        cdef double t0, t1, ts, x, dt, mt = 0.0, mv = 0.0, cxy = 0.0, cxx = 0.0
+        cdef double origin = 0.0
+        cdef _KeyFilter kf = _KeyFilter(key)
+        self._range(since, until, &lo, &hi, &t0, &t1)
+        with nogil:
+            for i in range(lo, hi):
+                p = self._phys(i)
+                ts = self._ts[p]
+                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
+                    continue
+                x = self._vals[p]
+                n += 1
+                if n == 1:
+                    origin = ts   # centre time for precision on large epochs
+                ts -= origin
+                # one-pass co-moments (Welford for covariance)
+                dt = ts - mt
+                mt += dt / n
+                mv += (x - mv) / n
+                cxy += dt * (x - mv)
+                cxx += dt * (ts - mt)
+        if n < 2 or cxx <= 0.0:
+            return NAN
+        return cxy / cxx
+
+    def series(self, int64_t key, clock=None):
+        """A handle bound to ``key`` whose ``record(value)`` is one C call."""
+        return SeriesHandle(self, key, clock)
+
+
+cdef class SeriesHandle:
+    """SeriesHandle(ring, key, clock=None)
+    --
+
+    A ring pre-bound to one series key: ``handle.record(value)`` validates the
+    value, reads the time and stores the sample without touching a dict.
+
+    Parameters
+    ----------
+    ring : MetricRing
+    key : int
+    clock : object with ``now()``, optional
+        ``None`` reads CLOCK_MONOTONIC in C; otherwise ``clock.now()`` is called.
+    """
+    cdef readonly MetricRing ring
+    cdef readonly int64_t key
+    cdef readonly object clock
+    cdef object _now_fn
+
+    def __cinit__(self, MetricRing ring not None, int64_t key, clock=None):
+        self.ring = ring
+        self.key = key
+        self.clock = clock
+        self._now_fn = None if clock is None else clock.now
+
+    cpdef void record(self, double value, object timestamp=None) except *:
+        """record(value, timestamp=None)
+
+        Store ``value`` now (or at ``timestamp``) in this series.
+        """
+        cdef double ts
+        if not isfinite(value):
+            raise ValueError(f"value must be finite, got {value!r}")
+        if timestamp is None:
+            ts = _now() if self._now_fn is None else self._now_fn()
+        else:
+            ts = timestamp
+        if not isfinite(ts):
+            raise ValueError(f"timestamp must be finite, got {timestamp!r}")
+        self.ring._put(self.key, value, ts)
+
+    def __repr__(self):
+        return f"SeriesHandle(key={self.key})"

@@ -1,0 +1,109 @@
+"""Time sources.
+
+Every time-dependent component in arbiter_core takes ``clock=``: an object
+with a ``now() -> float`` method returning seconds.  Production code uses
+:class:`MonotonicClock` (the default); tests and the simulator use
+:class:`ManualClock` and advance it explicitly, so nothing ever sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "ManualClock", "MonotonicClock", "default_clock", "is_monotonic_default"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Anything with ``now() -> float`` (seconds, never decreasing)."""
+
+    def now(self) -> float: ...
+
+
+class MonotonicClock:
+    """The process's monotonic clock (``time.monotonic``, CLOCK_MONOTONIC on Linux).
+
+    The Cython ring reads the same clock in C when it is given no timestamp,
+    so samples stamped either way are comparable.
+    """
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+class ManualClock:
+    """A clock that only moves when told to.
+
+    Parameters
+    ----------
+    start : float
+        The initial reading in seconds.
+
+    Examples
+    --------
+    >>> clock = ManualClock(start=10.0)
+    >>> clock.advance(2.5)
+    12.5
+    >>> clock.now()
+    12.5
+    """
+
+    __slots__ = ("_lock", "_t")
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._t = _finite(start, "start")
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return self._t
+
+    def advance(self, seconds: float) -> float:
+        """Move forward by ``seconds`` (>= 0) and return the new reading."""
+        seconds = _finite(seconds, "seconds")
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0 (a clock never goes back), got {seconds}")
+        with self._lock:
+            self._t += seconds
+            return self._t
+
+    def set(self, t: float) -> float:
+        """Jump to time ``t`` (not earlier than now) and return it."""
+        t = _finite(t, "t")
+        with self._lock:
+            if t < self._t:
+                raise ValueError(f"t must be >= now ({self._t}), got {t}")
+            self._t = t
+            return t
+
+    def __repr__(self) -> str:
+        return f"ManualClock(now={self._t!r})"
+
+
+_DEFAULT = MonotonicClock()
+
+
+def default_clock() -> MonotonicClock:
+    """The shared :class:`MonotonicClock` instance used when ``clock=None``."""
+    return _DEFAULT
+
+
+def is_monotonic_default(clock: Clock) -> bool:
+    """True when ``clock`` reads CLOCK_MONOTONIC, so C code may read it directly."""
+    return type(clock) is MonotonicClock
+
+
+def _finite(x: object, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
+    v = float(x)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    return v

@@ -1,0 +1,5 @@
+"""Runtime optimization: metric storage, bottleneck detection, recommendations."""
+
+from .monitor import MetricBatch, PerformanceMonitor
+
+__all__ = ["MetricBatch", "PerformanceMonitor"]

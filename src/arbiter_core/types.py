@@ -1,0 +1,165 @@
+"""Enumerations and result records shared by both subsystems.
+
+Enum values equal the original prototype's strings and numbers.  Result
+records are frozen dataclasses: snapshots that never change after they are
+returned.  Durations are in seconds (``_s``) where the original used ms.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "AllocationStatus",
+    "BottleneckSeverity",
+    "HealthStatus",
+    "LoadBalancingStrategy",
+    "MetricType",
+    "PerformanceMetric",
+    "RecommendationType",
+    "ResourceType",
+    "ScalingAction",
+    "TaskPriority",
+]
+
+
+class MetricType(str, enum.Enum):
+    """What a performance metric measures."""
+
+    CPU = "cpu"
+    MEMORY = "memory"
+    NETWORK = "network"
+    LATENCY = "latency"
+    THROUGHPUT = "throughput"
+    ERROR_RATE = "error_rate"
+    CACHE_HIT_RATE = "cache_hit_rate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BottleneckSeverity(str, enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RecommendationType(str, enum.Enum):
+    CACHE_OPTIMIZATION = "cache_optimization"
+    RESOURCE_ALLOCATION = "resource_allocation"
+    QUERY_OPTIMIZATION = "query_optimization"
+    CONCURRENCY_TUNING = "concurrency_tuning"
+    MEMORY_MANAGEMENT = "memory_management"
+    NETWORK_OPTIMIZATION = "network_optimization"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ResourceType(str, enum.Enum):
+    CPU = "cpu"
+    MEMORY = "memory"
+    NETWORK = "network"
+    DISK_IO = "disk_io"
+    AGENT_CAPACITY = "agent_capacity"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TaskPriority(enum.IntEnum):
+    """Request priority; higher is served first."""
+
+    LOW = 0
+    MEDIUM = 50
+    HIGH = 75
+    CRITICAL = 100
+
+
+class LoadBalancingStrategy(str, enum.Enum):
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOADED = "least_loaded"
+    WEIGHTED = "weighted"
+    RANDOM = "random"
+    PRIORITY_BASED = "priority_based"
+    POWER_OF_TWO = "power_of_two"
+    PEAK_EWMA = "peak_ewma"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HealthStatus(str, enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    OFFLINE = "offline"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ScalingAction(str, enum.Enum):
+    SCALE_UP = "scale_up"
+    SCALE_DOWN = "scale_down"
+    MAINTAIN = "maintain"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AllocationStatus(str, enum.Enum):
+    QUEUED = "queued"
+    ALLOCATED = "allocated"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceMetric:
+    """One stored sample, as the original's ``PerformanceMetric``.
+
+    Attributes
+    ----------
+    type : MetricType
+    value : float
+    timestamp : float
+        Seconds on the monitor's clock.
+    source : str
+        The component or operation; the grouping key everywhere.
+    unit : str
+        Conventional unit of the metric type ("%", "ms", "req/s").
+    """
+
+    type: MetricType
+    value: float
+    timestamp: float
+    source: str
+    unit: str = ""
+
+    @property
+    def metric_type(self) -> MetricType:
+        """Alias of :attr:`type`."""
+        return self.type
+
+
+#: Conventional unit of each metric type.
+METRIC_UNITS: dict[MetricType, str] = {
+    MetricType.CPU: "%",
+    MetricType.MEMORY: "%",
+    MetricType.NETWORK: "%",
+    MetricType.LATENCY: "ms",
+    MetricType.THROUGHPUT: "req/s",
+    MetricType.ERROR_RATE: "%",
+    MetricType.CACHE_HIT_RATE: "%",
+}
