@@ -77,7 +77,8 @@ class MetricBatch:
 
     def __iter__(self) -> Iterator[PerformanceMetric]:
         names = self.series_names
-        for t, k, v in zip(self.timestamps.tolist(), self.keys.tolist(), self.values.tolist()):
+        columns = (self.timestamps.tolist(), self.keys.tolist(), self.values.tolist())
+        for t, k, v in zip(*columns, strict=True):
             mt, src = names[k]
             yield PerformanceMetric(mt, v, t, src, METRIC_UNITS[mt])
 
@@ -215,7 +216,7 @@ class PerformanceMonitor:
     def key_for(self, metric_type: MetricType | str, source: str = "system") -> int:
         """The ring key of ``(metric_type, source)``, interning it on first use."""
         try:
-            key = self._keys.get((metric_type, source))  # type: ignore[arg-type]
+            key = self._keys.get((metric_type, source))
         except TypeError:
             key = None
         if key is not None:
@@ -267,7 +268,7 @@ class PerformanceMonitor:
             A value that is not a number.
         """
         try:
-            key = self._keys.get((metric_type, source))  # type: ignore[arg-type]
+            key = self._keys.get((metric_type, source))
         except TypeError:  # unhashable argument: let key_for name it
             key = None
         if key is None:
