@@ -55,6 +55,7 @@ lint: $(WHEEL_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest arbiter_core._ringbuf
+	$(PY) -m mypy.stubtest arbiter_core._benchfloor
 
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \

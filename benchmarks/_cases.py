@@ -1,0 +1,360 @@
+"""The side-by-side comparisons: each of our operations, its floor and its peers.
+
+Every factory builds fresh state and returns a :class:`~_harness.Comparison`
+whose ops all do the same job on the same data and carry a ``check`` of their
+result.  ``bench_*.py`` time them with pytest-benchmark; ``report.py`` measures
+them for ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from _harness import Comparison, Op
+from _pyref import (
+    PyMonitor,
+    PyRing,
+    py_count_beyond,
+    py_quantile,
+    py_slope,
+    py_stats,
+    py_window,
+)
+from ddsketch import DDSketch
+from hdrh.histogram import HdrHistogram
+from prometheus_client import CollectorRegistry, Histogram
+
+from arbiter_core import MetricRing, MetricType, PerformanceMonitor
+from arbiter_core._benchfloor import RecordFloor
+
+__all__ = ["MONITOR_CASES", "RING_CASES", "Window", "params"]
+
+KEY = 1
+VALUE = 12.5            # one latency sample, milliseconds
+WINDOW = 10_000         # samples in a query window
+Q = 0.99
+THRESHOLD = 60.0        # latency threshold for count_beyond (about p90 of the data)
+
+
+def _close(expected: float, rel: float = 1e-9) -> Callable[[Any], None]:
+    def check(result: Any) -> None:
+        assert abs(float(result) - expected) <= rel * max(1.0, abs(expected)), (result, expected)
+    return check
+
+
+def _equal(expected: Any) -> Callable[[Any], None]:
+    def check(result: Any) -> None:
+        assert result == expected, (result, expected)
+    return check
+
+
+# ---------------------------------------------------------------------------
+# Recording one sample
+
+
+def _ring_stored(ring: MetricRing, key: int, value: float) -> Callable[[Any], None]:
+    def check(_: Any) -> None:
+        ts, keys, vals = ring.latest(1)
+        assert ring.total_recorded >= 1
+        assert keys.tolist() == [key] and vals.tolist() == [value]
+    return check
+
+
+def _record_peers() -> list[Op]:
+    """The recording peers, each storing one latency sample per call."""
+    hist = Histogram("latency_ms", "request latency", registry=CollectorRegistry())
+    hdr = HdrHistogram(1, 60_000_000, 3)          # microseconds, 3 significant digits
+    sketch = DDSketch(relative_accuracy=0.01)
+
+    def hist_check(_: Any) -> None:
+        assert hist._sum.get() >= VALUE
+
+    def hdr_check(_: Any) -> None:
+        assert hdr.get_total_count() >= 1
+
+    def sketch_check(_: Any) -> None:
+        assert sketch.count >= 1
+
+    return [
+        Op("prometheus_client", hist.observe, (VALUE,), check=hist_check,
+           note="Histogram.observe(v), default buckets"),
+        Op("hdrhistogram", hdr.record_value, (int(VALUE * 1000),), check=hdr_check,
+           note="HdrHistogram(1, 6e7, 3).record_value(int_us)"),
+        Op("ddsketch", sketch.add, (VALUE,), check=sketch_check,
+           note="DDSketch(0.01).add(v)"),
+    ]
+
+
+def ring_record() -> Comparison:
+    """``MetricRing.record(key, value)`` against the compiled floor."""
+    ring = MetricRing(WINDOW)
+    floor = RecordFloor(WINDOW)
+    py = PyRing(WINDOW)
+
+    def floor_check(_: Any) -> None:
+        assert floor.written >= 1 and floor.value_at(0) == VALUE
+
+    def py_check(_: Any) -> None:
+        assert py.total >= 1 and py.values[0] == VALUE
+
+    return Comparison(
+        "MetricRing.record",
+        Op("arbiter", ring.record, (KEY, VALUE), check=_ring_stored(ring, KEY, VALUE),
+           note="ring.record(key, value): validate, read CLOCK_MONOTONIC, store"),
+        peers=[Op("python", py.record, (KEY, VALUE), check=py_check,
+                  note="pure-Python list ring with time.monotonic"),
+               *_record_peers()],
+        floor=Op("floor", floor.record, (KEY, VALUE), check=floor_check,
+                 note="cdef-class method: read CLOCK_MONOTONIC, store into owned arrays"),
+        targets={"floor": 1.5},
+    )
+
+
+def _monitor_case(name: str, make_op: Callable[[PerformanceMonitor], Op]) -> Comparison:
+    mon = PerformanceMonitor(max_metrics=WINDOW)
+    pymon = PyMonitor(WINDOW)
+    floor = RecordFloor(WINDOW)
+
+    def py_check(_: Any) -> None:
+        assert pymon.ring.total >= 1
+
+    return Comparison(
+        name,
+        make_op(mon),
+        peers=[*_record_peers(),
+               Op("python", pymon.record_metric, ("latency", VALUE, "api"), check=py_check,
+                  note="dict interning + pure-Python ring")],
+        floor=Op("floor", floor.record, (KEY, VALUE), note="see MetricRing.record"),
+        targets={"prometheus_client": 0.2, "hdrhistogram": 0.2},
+    )
+
+
+def _monitor_stored(mon: PerformanceMonitor) -> Callable[[Any], None]:
+    def check(_: Any) -> None:
+        latest = mon.get_latest_metrics(1)
+        assert [(m.metric_type, m.source, m.value) for m in latest] == [
+            (MetricType.LATENCY, "api", VALUE)]
+    return check
+
+
+def monitor_record_metric() -> Comparison:
+    """``PerformanceMonitor.record_metric`` against prometheus_client and hdrhistogram."""
+    return _monitor_case("PerformanceMonitor.record_metric", lambda mon: Op(
+        "arbiter", mon.record_metric, (MetricType.LATENCY, VALUE, "api"),
+        check=_monitor_stored(mon), note="mon.record_metric(MetricType.LATENCY, v, 'api')"))
+
+
+def series_record() -> Comparison:
+    """The pre-bound ``mon.series(type, source).record(value)`` handle."""
+    return _monitor_case("SeriesHandle.record", lambda mon: Op(
+        "arbiter", mon.series(MetricType.LATENCY, "api").record, (VALUE,),
+        check=_monitor_stored(mon), note="mon.series(LATENCY, 'api').record(v)"))
+
+
+# ---------------------------------------------------------------------------
+# Batches and window queries over the same data
+
+
+class Window:
+    """A ring of ``2 * WINDOW`` latency samples; queries cover the newest ``WINDOW``.
+
+    ``ts`` and ``values`` (numpy) and ``ts_list``/``values_list`` (Python) hold
+    exactly the samples in ``[since, until]``, for the peers.
+    """
+
+    def __init__(self, seed: int = 7) -> None:
+        rng = np.random.default_rng(seed)
+        n = 2 * WINDOW
+        ts = np.arange(n) * 0.01
+        values = 40.0 + 0.05 * ts + rng.gamma(2.0, 5.0, n)   # slowly degrading latency
+        self.ring = MetricRing(n)
+        self.ring.record_many(KEY, values, ts)
+        self.floor = RecordFloor(n)
+        self.floor.record_many(KEY, values)
+        self.since, self.until = float(ts[-WINDOW]), float(ts[-1])
+        self.ts, self.values = ts[-WINDOW:].copy(), values[-WINDOW:].copy()
+        self.ts_list, self.values_list = self.ts.tolist(), self.values.tolist()
+        self.ts_all, self.keys_all, self.values_all = ts, np.full(n, KEY), values
+
+    def floor_op(self) -> Op:
+        return Op("floor", self.floor.window_sum, (WINDOW,), check=_close(self.values.sum()),
+                  note="one compiled nogil pass summing the window")
+
+
+def _np_window(ts: Any, keys: Any, values: Any, since: float, until: float) -> Any:
+    lo, hi = np.searchsorted(ts, since, "left"), np.searchsorted(ts, until, "right")
+    return ts[lo:hi].copy(), keys[lo:hi].copy(), values[lo:hi].copy()
+
+
+def _np_store(ts: Any, keys: Any, values: Any, key: int, batch: Any) -> None:
+    ts[:] = np.float64(0.0)
+    keys[:] = key
+    values[:] = batch
+
+
+def _np_stats(a: Any) -> tuple[int, float, float, float, float]:
+    return a.size, a.mean(), a.min(), a.max(), a.std(ddof=1)
+
+
+def _np_count_beyond(a: Any, threshold: float) -> int:
+    return int(np.count_nonzero(a > threshold))
+
+
+def _np_slope(t: Any, a: Any) -> float:
+    dt = t - t.mean()
+    return float(dt @ (a - a.mean()) / (dt @ dt))
+
+
+def _np_polyfit_slope(t: Any, a: Any) -> float:
+    return float(np.polyfit(t, a, 1)[0])
+
+
+def _np_partition(a: Any, k: int) -> float:
+    return float(np.partition(a, k)[k])
+
+
+def ring_record_many() -> Comparison:
+    """``record_many`` of a 10k batch (one key, one clock read)."""
+    w = Window()
+    batch = w.values
+    ring, floor, py = MetricRing(WINDOW), RecordFloor(WINDOW), PyRing(WINDOW)
+    bufs = (np.empty(WINDOW), np.empty(WINDOW, np.int64), np.empty(WINDOW))
+
+    def ring_check(_: Any) -> None:
+        assert len(ring) == WINDOW and np.array_equal(ring.snapshot()[2], batch)
+
+    return Comparison(
+        "MetricRing.record_many",
+        Op("arbiter", ring.record_many, (KEY, batch), per=WINDOW, check=ring_check,
+           note="ring.record_many(key, values[10k])"),
+        peers=[Op("numpy", _np_store, (*bufs, KEY, batch), per=WINDOW,
+                  note="three slice assignments into preallocated arrays"),
+               Op("python", py.record_many, (KEY, w.values_list), per=WINDOW,
+                  note="PyRing.record in a Python loop")],
+        floor=Op("floor", floor.record_many, (KEY, batch), per=WINDOW,
+                 note="compiled nogil copy into owned arrays"),
+    )
+
+
+def ring_snapshot() -> Comparison:
+    """Copy out a 10k-sample time window (three columns)."""
+    w = Window()
+
+    def check(result: Any) -> None:
+        assert np.array_equal(result[0], w.ts) and np.array_equal(result[2], w.values)
+
+    return Comparison(
+        "MetricRing.snapshot",
+        Op("arbiter", w.ring.snapshot, (w.since, w.until), check=check,
+           note="ring.snapshot(since, until) over 10k of 20k samples"),
+        peers=[Op("numpy", _np_window, (w.ts_all, w.keys_all, w.values_all, w.since, w.until),
+                  check=check, note="2x searchsorted + 3 slice copies"),
+               Op("python", py_window, (w.ts_all.tolist(), w.values_all.tolist(),
+                                        w.since, w.until),
+                  check=_equal(w.values_list), note="2x bisect + list slice")],
+    )
+
+
+def ring_stats() -> Comparison:
+    """count, mean, min, max, std over a 10k window."""
+    w = Window()
+    a = w.values
+
+    def check(r: Any) -> None:
+        assert r[0] == WINDOW
+        _close(a.mean())(r[1])
+        assert (r[2], r[3]) == (a.min(), a.max())
+        _close(a.std(ddof=1))(r[4])
+
+    return Comparison(
+        "MetricRing.stats",
+        Op("arbiter", w.ring.stats, (KEY, w.since, w.until),
+           check=lambda r: check((r.count, r.mean, r.min, r.max, r.std)),
+           note="ring.stats(key, since, until)"),
+        peers=[Op("numpy", _np_stats, (a,), check=check,
+                  note="a.mean(), a.min(), a.max(), a.std(ddof=1) on the window"),
+               Op("python", py_stats, (w.values_list,), check=check,
+                  note="one Welford pass over a list")],
+        floor=w.floor_op(),
+    )
+
+
+def ring_quantile() -> Comparison:
+    """Exact p99 over a 10k window against ``np.partition`` on the same data."""
+    w = Window()
+    a = w.values
+    k = int((WINDOW - 1) * Q)
+    exact = float(np.quantile(a, Q))
+    sketch = DDSketch(relative_accuracy=0.01)
+    for v in w.values_list:
+        sketch.add(v)
+    kth = float(np.sort(a)[k])
+
+    def sketch_check(r: Any) -> None:
+        assert abs(r - exact) <= 0.02 * exact
+
+    return Comparison(
+        "MetricRing.quantile",
+        Op("arbiter", w.ring.quantile, (KEY, Q, w.since, w.until), check=_close(exact),
+           note="ring.quantile(key, 0.99, since, until): copy + quickselect"),
+        peers=[Op("np.partition", _np_partition, (a, k), check=_close(kth),
+                  note="np.partition(a, k)[k] on the window's values"),
+               Op("np.percentile", np.percentile, (a, 99.0), check=_close(exact),
+                  note="np.percentile(a, 99)"),
+               Op("ddsketch", sketch.get_quantile_value, (Q,), check=sketch_check,
+                  note="DDSketch(0.01) query, sketch prebuilt (1% relative error)"),
+               Op("python", py_quantile, (w.values_list, Q), check=_close(exact),
+                  note="sorted() + interpolation")],
+        floor=w.floor_op(),
+        targets={"np.partition": 1.0},
+    )
+
+
+def ring_count_beyond() -> Comparison:
+    """Threshold scan of a 10k window."""
+    w = Window()
+    expected = int(np.count_nonzero(w.values > THRESHOLD))
+    return Comparison(
+        "MetricRing.count_beyond",
+        Op("arbiter", w.ring.count_beyond, (KEY, THRESHOLD, True, w.since, w.until),
+           check=_equal(expected), note="ring.count_beyond(key, thr, True, since, until)"),
+        peers=[Op("numpy", _np_count_beyond, (w.values, THRESHOLD), check=_equal(expected),
+                  note="np.count_nonzero(a > thr)"),
+               Op("python", py_count_beyond, (w.values_list, THRESHOLD), check=_equal(expected),
+                  note="a Python loop")],
+        floor=w.floor_op(),
+    )
+
+
+def ring_slope() -> Comparison:
+    """Least-squares trend over a 10k window."""
+    w = Window()
+    expected = _np_slope(w.ts, w.values)
+    return Comparison(
+        "MetricRing.slope",
+        Op("arbiter", w.ring.slope, (KEY, w.since, w.until), check=_close(expected, 1e-6),
+           note="ring.slope(key, since, until): one pass"),
+        peers=[Op("numpy", _np_slope, (w.ts, w.values), check=_close(expected, 1e-6),
+                  note="closed-form OLS with two dot products"),
+               Op("np.polyfit", _np_polyfit_slope, (w.ts, w.values),
+                  check=_close(expected, 1e-6), note="np.polyfit(t, a, 1)[0]"),
+               Op("python", py_slope, (w.ts_list, w.values_list),
+                  check=_close(expected, 1e-6), note="closed form over lists")],
+        floor=w.floor_op(),
+    )
+
+
+RING_CASES: list[Callable[[], Comparison]] = [
+    ring_record, ring_record_many, ring_snapshot, ring_stats, ring_quantile,
+    ring_count_beyond, ring_slope,
+]
+MONITOR_CASES: list[Callable[[], Comparison]] = [monitor_record_metric, series_record]
+
+
+def params(factories: list[Callable[[], Comparison]]) -> list[Any]:
+    """``(factory, label)`` pytest params for every op of every comparison."""
+    return [pytest.param(f, op.label, id=f"{c.name}-{op.label}")
+            for f in factories for c in [f()] for op in c.ops]

@@ -1,0 +1,157 @@
+"""Side-by-side timing: an operation and its peers measured in one process.
+
+Absolute times on a shared 2-core machine drift by tens of percent, so every
+claim is a ratio.  :func:`measure` times several operations with
+:mod:`timeit`, interleaving their repeats (A, B, C, A, B, C, ...) so that a
+slow spell of the machine hits all of them alike, and :func:`compare` reports
+the median of the per-repeat ratios.
+
+Each call is compiled by :mod:`timeit` as ``fn(a0, a1, ...)`` with ``fn`` and
+the arguments bound to local variables, so the harness adds only the
+``for`` loop (a few ns) to what is measured, the same for every operation.
+"""
+
+from __future__ import annotations
+
+import statistics
+import timeit
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Comparison", "Op", "Result", "Timing", "compare", "measure"]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One timed operation: ``fn(*args)``, doing ``per`` unit operations per call.
+
+    Parameters
+    ----------
+    label : str
+        Short name shown in tables (``"floor"``, ``"prometheus_client"``, ...).
+    fn : callable
+    args : tuple
+        Positional arguments, bound once.
+    per : int
+        Unit operations per call (e.g. 10_000 for a batch), to report ns per unit.
+    check : callable, optional
+        ``check(result)`` asserts that what was timed is correct.
+    note : str
+        What exactly is called, for the report.
+    """
+
+    label: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    per: int = 1
+    check: Callable[[Any], None] | None = None
+    note: str = ""
+
+    def __call__(self) -> Any:
+        result = self.fn(*self.args)
+        if self.check is not None:
+            self.check(result)
+        return result
+
+    def timer(self) -> timeit.Timer:
+        names = [f"a{i}" for i in range(len(self.args))]
+        bound = {"_fn": self.fn, **{f"_{n}": a for n, a in zip(names, self.args, strict=True)}}
+        setup = "; ".join(["fn = _fn", *(f"{n} = _{n}" for n in names)])
+        return timeit.Timer(f"fn({', '.join(names)})", setup, globals=bound)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-unit times (ns) of each repeat of one operation."""
+
+    label: str
+    ns: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ns)
+
+    @property
+    def best(self) -> float:
+        return min(self.ns)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Our operation, its physical floor (if any) and its peers.
+
+    ``targets`` maps a peer label (or ``"floor"``) to the ratio ours/peer that
+    the project aims to stay at or below.
+    """
+
+    name: str
+    ours: Op
+    peers: Sequence[Op] = ()
+    floor: Op | None = None
+    targets: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def others(self) -> list[Op]:
+        return ([self.floor] if self.floor is not None else []) + list(self.peers)
+
+    @property
+    def ops(self) -> list[Op]:
+        return [self.ours, *self.others]
+
+    def op(self, label: str) -> Op:
+        for op in self.ops:
+            if op.label == label:
+                return op
+        raise KeyError(label)
+
+
+@dataclass(frozen=True)
+class Result:
+    """Timings of a :class:`Comparison` and the ratios ours/other."""
+
+    comparison: Comparison
+    timings: Mapping[str, Timing]
+    ratios: Mapping[str, float]
+
+    def meets(self, label: str) -> bool | None:
+        """Whether the ratio to ``label`` is within its target (None: no target)."""
+        target = self.comparison.targets.get(label)
+        return None if target is None else self.ratios[label] <= target
+
+
+def _calibrate(timer: timeit.Timer, min_time: float) -> int:
+    number = 1
+    while True:
+        if timer.timeit(number) >= min_time or number >= 1 << 24:
+            return number
+        number *= 4
+
+
+def measure(ops: Sequence[Op], *, repeat: int = 7, min_time: float = 0.01) -> dict[str, Timing]:
+    """Time each op ``repeat`` times, interleaved; each repeat lasts about ``min_time`` s.
+
+    Returns
+    -------
+    dict
+        ``label -> Timing`` with ns per unit operation.
+    """
+    timers = [op.timer() for op in ops]
+    numbers = [_calibrate(t, min_time) for t in timers]
+    samples: list[list[float]] = [[] for _ in ops]
+    for _ in range(repeat):
+        for op, timer, number, out in zip(ops, timers, numbers, samples, strict=True):
+            out.append(timer.timeit(number) / number / op.per * 1e9)
+    return {op.label: Timing(op.label, tuple(s)) for op, s in zip(ops, samples, strict=True)}
+
+
+def compare(c: Comparison, *, repeat: int = 7, min_time: float = 0.01) -> Result:
+    """Measure ``c`` and compute ours/other as the median of per-repeat ratios."""
+    timings = measure(c.ops, repeat=repeat, min_time=min_time)
+    mine = timings[c.ours.label].ns
+    ratios = {
+        other.label: statistics.median(
+            a / b for a, b in zip(mine, timings[other.label].ns, strict=True))
+        for other in c.others
+    }
+    return Result(c, timings, ratios)

@@ -1,0 +1,123 @@
+"""Plain-Python reference implementations of the ring's operations.
+
+What a careful pure-Python version of each operation costs: the baseline a
+Cython core has to beat by a wide margin to be worth its build.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Sequence
+
+__all__ = [
+    "PyMonitor",
+    "PyRing",
+    "py_count_beyond",
+    "py_quantile",
+    "py_slope",
+    "py_stats",
+    "py_window",
+]
+
+
+class PyRing:
+    """Columnar ring in Python lists: validate, read the clock, store, advance."""
+
+    __slots__ = ("capacity", "keys", "pos", "total", "ts", "values")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.ts = [0.0] * capacity
+        self.keys = [0] * capacity
+        self.values = [0.0] * capacity
+        self.pos = 0
+        self.total = 0
+
+    def record(self, key: int, value: float, timestamp: float | None = None) -> None:
+        if not math.isfinite(value):
+            raise ValueError(f"value must be finite, got {value!r}")
+        p = self.pos
+        self.ts[p] = time.monotonic() if timestamp is None else timestamp
+        self.keys[p] = key
+        self.values[p] = value
+        self.pos = 0 if p + 1 == self.capacity else p + 1
+        self.total += 1
+
+    def record_many(self, key: int, values: Sequence[float]) -> None:
+        record = self.record
+        for v in values:
+            record(key, v)
+
+
+class PyMonitor:
+    """``record_metric`` in plain Python: intern ``(type, source)``, then store."""
+
+    __slots__ = ("_keys", "ring")
+
+    def __init__(self, capacity: int) -> None:
+        self.ring = PyRing(capacity)
+        self._keys: dict[tuple[str, str], int] = {}
+
+    def record_metric(self, metric_type: str, value: float, source: str = "system") -> None:
+        key = self._keys.get((metric_type, source))
+        if key is None:
+            key = self._keys.setdefault((metric_type, source), len(self._keys))
+        self.ring.record(key, value)
+
+
+def py_window(ts: Sequence[float], values: Sequence[float], since: float,
+              until: float) -> list[float]:
+    """Values with ``since <= t <= until`` of a time-sorted series (two bisections)."""
+    return list(values[bisect.bisect_left(ts, since):bisect.bisect_right(ts, until)])
+
+
+def py_quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default) by sorting."""
+    s = sorted(values)
+    h = (len(s) - 1) * q
+    lo = math.floor(h)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (h - lo) * (s[hi] - s[lo])
+
+
+def py_stats(values: Sequence[float]) -> tuple[int, float, float, float, float]:
+    """count, mean, min, max and sample std in one Welford pass."""
+    n = 0
+    mean = m2 = 0.0
+    lo = hi = math.nan
+    for x in values:
+        n += 1
+        if n == 1:
+            lo = hi = x
+        elif x < lo:
+            lo = x
+        elif x > hi:
+            hi = x
+        d = x - mean
+        mean += d / n
+        m2 += d * (x - mean)
+    return n, mean, lo, hi, math.sqrt(m2 / (n - 1)) if n > 1 else math.nan
+
+
+def py_count_beyond(values: Sequence[float], threshold: float) -> int:
+    """How many values are strictly above ``threshold``."""
+    n = 0
+    for x in values:
+        if x > threshold:
+            n += 1
+    return n
+
+
+def py_slope(ts: Sequence[float], values: Sequence[float]) -> float:
+    """Least-squares slope of values against time (closed form, two passes)."""
+    n = len(values)
+    mt = math.fsum(ts) / n
+    mv = math.fsum(values) / n
+    sxy = sxx = 0.0
+    for t, v in zip(ts, values, strict=True):
+        dt = t - mt
+        sxy += dt * (v - mv)
+        sxx += dt * dt
+    return sxy / sxx
