@@ -12,6 +12,7 @@
 # timestamp and key, so it only ever reports samples that really are in the
 # window (a sample evicted at that very moment may be missed).
 
+from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
 from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
 from libc.stdint cimport int64_t, uint64_t
@@ -319,7 +320,7 @@ cdef class MetricRing:
         self._count = n + 1
         self.late_inserts += 1
 
-    cpdef void record(self, int64_t key, double value, object timestamp=None) except *:
+    cpdef void record(self, object key, double value, object timestamp=None) except *:
         """record(key, value, timestamp=None)
 
         Store one sample in O(1) (O(k) for a sample k places late).
@@ -339,6 +340,10 @@ cdef class MetricRing:
             If ``value`` or ``timestamp`` is NaN or infinite; nothing is stored.
         """
         cdef double ts
+        cdef int64_t k
+        # exact ints take the fast path; anything else must be a true integer
+        # (operator.index refuses floats instead of truncating them)
+        k = key if PyLong_CheckExact(key) else operator.index(key)
         if not isfinite(value):
             raise ValueError(f"value must be finite, got {value!r}")
         if timestamp is None:
@@ -347,7 +352,7 @@ cdef class MetricRing:
             ts = timestamp
             if not isfinite(ts):
                 raise ValueError(f"timestamp must be finite, got {timestamp!r}")
-        self._put(key, value, ts)
+        self._put(k, value, ts)
 
     cdef inline void record_c(self, int64_t key, double value, double ts) noexcept:
         """C-level record for other Cython code; caller has validated."""
@@ -702,9 +707,9 @@ cdef class MetricRing:
             return NAN
         return cxy / cxx
 
-    def series(self, int64_t key, clock=None):
+    def series(self, key, clock=None):
         """A handle bound to ``key`` whose ``record(value)`` is one C call."""
-        return SeriesHandle(self, key, clock)
+        return SeriesHandle(self, operator.index(key), clock)
 
 
 cdef class SeriesHandle:
