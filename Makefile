@@ -52,7 +52,7 @@ test-debug: $(VENV)/.bootstrapped
 	$(VENV)/bin/pytest -q tests -p no:cacheprovider
 
 lint: $(WHEEL_STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest arbiter_core._ringbuf
 	$(PY) -m mypy.stubtest arbiter_core._benchfloor

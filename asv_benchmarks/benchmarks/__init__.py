@@ -1,0 +1,1 @@
+"""asv benchmarks for arbiter-core, one module per area."""
