@@ -19,6 +19,7 @@ help:
 	@echo "make test    build the wheel from source, install it, run the tests"
 	@echo "make lint    ruff, mypy and stubtest"
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
+	@echo "make bench-report  measure the comparisons and rewrite BENCHMARKS.md"
 
 $(VENV)/.bootstrapped:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,10 @@ lint: $(WHEEL_STAMP)
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \
 		--benchmark-sort=name -p no:cacheprovider
+
+# Measure every side-by-side comparison once and rewrite BENCHMARKS.md (a few minutes).
+bench-report: $(WHEEL_STAMP)
+	$(PY) benchmarks/report.py --output BENCHMARKS.md
 
 clean:
 	rm -rf build dist dist-debug $(VENV) .asv

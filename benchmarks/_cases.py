@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from arbiter_core import MetricRing, MetricType, PerformanceMonitor
 from arbiter_core._benchfloor import RecordFloor
 
-__all__ = ["MONITOR_CASES", "RING_CASES", "Window", "params"]
+__all__ = ["ALL_CASES", "MONITOR_CASES", "RING_CASES", "Window", "params"]
 
 KEY = 1
 VALUE = 12.5            # one latency sample, milliseconds
@@ -352,6 +352,7 @@ RING_CASES: list[Callable[[], Comparison]] = [
     ring_count_beyond, ring_slope,
 ]
 MONITOR_CASES: list[Callable[[], Comparison]] = [monitor_record_metric, series_record]
+ALL_CASES = RING_CASES + MONITOR_CASES
 
 
 def params(factories: list[Callable[[], Comparison]]) -> list[Any]:
