@@ -12,8 +12,10 @@
 # timestamp and key, so it only ever reports samples that really are in the
 # window (a sample evicted at that very moment may be missed).
 
+cimport cython
 from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
+from libc.float cimport DBL_MAX
 from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
@@ -66,40 +68,53 @@ cdef inline bint _key_in(int64_t k, const int64_t* keys, Py_ssize_t nkeys) noexc
     return lo < nkeys and keys[lo] == k
 
 
+cdef struct KeySpec:
+    int mode                 # 0: every key, 1: one key, 2: a sorted set
+    int64_t one
+    const int64_t* keys
+    Py_ssize_t nkeys
+
+
+cdef inline bint _match(const KeySpec* spec, int64_t k) noexcept nogil:
+    # the mode is loop-invariant, so gcc unswitches the scan loops on it
+    if spec.mode == 0:
+        return True
+    if spec.mode == 1:
+        return k == spec.one
+    return _key_in(k, spec.keys, spec.nkeys)
+
+
+@cython.final
 cdef class _KeyFilter:
     """A parsed ``key=`` argument: all keys, one key, or a sorted set."""
-    cdef bint any_key
-    cdef int64_t one
+    cdef KeySpec spec
     cdef object arr          # keeps the sorted array alive
-    cdef const int64_t* keys
-    cdef Py_ssize_t nkeys
 
     def __cinit__(self, key):
         cdef const int64_t[::1] view
-        self.any_key = key is None
-        self.nkeys = -1
-        if self.any_key:
+        self.spec.mode = 0
+        self.spec.nkeys = 0
+        self.spec.keys = NULL
+        if key is None:
             return
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            self.one = key
+            self.spec.mode = 1
+            self.spec.one = key
             return
         try:
             arr = np.unique(np.asarray(key, dtype=np.int64).ravel())
         except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(
-                f"key must be None, an int or a sequence of ints, got {key!r}") from exc
+                f"key must be None, an int or a sequence of ints, got {key!r}") from None
         self.arr = arr
-        self.nkeys = arr.shape[0]
-        if self.nkeys:
+        self.spec.mode = 2
+        self.spec.nkeys = arr.shape[0]
+        if self.spec.nkeys:
             view = arr
-            self.keys = &view[0]
+            self.spec.keys = &view[0]
 
     cdef inline bint match(self, int64_t k) noexcept nogil:
-        if self.any_key:
-            return True
-        if self.nkeys < 0:
-            return k == self.one
-        return _key_in(k, self.keys, self.nkeys)
+        return _match(&self.spec, k)
 
 
 cdef inline double _bound(object x, double default, str name) except? -1.0:
@@ -124,40 +139,79 @@ cdef inline void _swap(double* a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
     a[j] = t
 
 
-cdef void _select_kth(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Partially order a[0:n] so that a[k] is the k-th smallest (Hoare/median-of-3).
+cdef inline Py_ssize_t _partition_lt(double* a, Py_ssize_t lo, Py_ssize_t hi,
+                                      double pivot) noexcept nogil:
+    """Branch-free Lomuto: move a[lo:hi] < pivot to the front; return the split.
 
-    After the call a[:k] <= a[k] <= a[k+1:].
+    Every step swaps unconditionally and advances the split by the comparison,
+    so random data costs no branch mispredictions (Hoare's partition loses
+    ~10 ns a sample to them).
     """
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
-    cdef double pivot
-    while hi > lo:
-        mid = lo + ((hi - lo) >> 1)
-        # median of three as the pivot keeps sorted and reversed input linear
-        if a[mid] < a[lo]:
-            _swap(a, mid, lo)
-        if a[hi] < a[lo]:
-            _swap(a, hi, lo)
-        if a[hi] < a[mid]:
-            _swap(a, hi, mid)
-        pivot = a[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                _swap(a, i, j)
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
+    cdef Py_ssize_t i = lo, j
+    cdef double x
+    for j in range(lo, hi):
+        x = a[j]
+        a[j] = a[i]
+        a[i] = x
+        i += x < pivot
+    return i
+
+
+cdef inline Py_ssize_t _partition_le(double* a, Py_ssize_t lo, Py_ssize_t hi,
+                                      double pivot) noexcept nogil:
+    cdef Py_ssize_t i = lo, j
+    cdef double x
+    for j in range(lo, hi):
+        x = a[j]
+        a[j] = a[i]
+        a[i] = x
+        i += x <= pivot
+    return i
+
+
+cdef inline double _median3(double x, double y, double z) noexcept nogil:
+    if x > y:
+        x, y = y, x
+    if y > z:
+        y = z
+    return x if x > y else y
+
+
+cdef void _select_kth(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Partially order a[0:n] so that a[:k] <= a[k] <= a[k+1:] (quickselect).
+
+    The pivot is the median of three pseudo-random samples, so sorted,
+    reversed and organ-pipe inputs stay linear in expectation.
+    """
+    cdef Py_ssize_t lo = 0, hi = n, i, j, span
+    cdef uint64_t rng = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
+    cdef double pivot, x
+    while hi - lo > 24:
+        span = hi - lo
+        rng ^= rng << 13
+        rng ^= rng >> 7
+        rng ^= rng << 17
+        pivot = _median3(a[lo + <Py_ssize_t>(rng % <uint64_t>span)],
+                         a[lo + <Py_ssize_t>((rng >> 21) % <uint64_t>span)],
+                         a[lo + <Py_ssize_t>((rng >> 42) % <uint64_t>span)])
+        i = _partition_lt(a, lo, hi, pivot)
+        if k < i:
+            hi = i
+            continue
+        # [i, hi) >= pivot: split off the run equal to the pivot, which is
+        # never empty, so every round makes progress even on duplicates
+        j = _partition_le(a, i, hi, pivot)
+        if k < j:
             return
+        lo = j
+    # insertion sort of the small remainder
+    for i in range(lo + 1, hi):
+        x = a[i]
+        j = i - 1
+        while j >= lo and a[j] > x:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
 
 
 cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
@@ -182,6 +236,7 @@ cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
 # ---------------------------------------------------------------------------
 # MetricRing
 
+@cython.final
 cdef class MetricRing:
     """MetricRing(capacity)
     --
@@ -559,43 +614,75 @@ cdef class MetricRing:
             return out_t[want - m:].copy(), out_k[want - m:].copy(), out_v[want - m:].copy()
         return out_t, out_k, out_v
 
+    # The scan kernels below walk the window as (at most) two contiguous
+    # physical segments through local pointers, with no data-dependent
+    # branches and no divisions in the inner loops: a sample that does not
+    # match contributes through a 0/1 mask, min/max are conditional moves, and
+    # variance/slope take two passes (exact about the mean) instead of
+    # Welford's per-sample division.  The time test repeats the binary search
+    # per sample; it only matters when a writer raced the (nogil) scan.
+
+    cdef inline void _segments(self, Py_ssize_t lo, Py_ssize_t hi,
+                               Py_ssize_t* seg) noexcept nogil:
+        """Physical [seg[0], seg[1]) and [seg[2], seg[3]) covering logical [lo, hi)."""
+        cdef Py_ssize_t p0 = self._phys(lo) if hi > lo else 0
+        cdef Py_ssize_t n = hi - lo
+        seg[0] = p0
+        if p0 + n <= self._cap:
+            seg[1] = p0 + n
+            seg[2] = 0
+            seg[3] = 0
+        else:
+            seg[1] = self._cap
+            seg[2] = 0
+            seg[3] = p0 + n - self._cap
+
     def stats(self, key=None, since=None, until=None):
         """stats(key=None, since=None, until=None)
 
-        Count, mean, min, max, sample std, first and last value in one pass.
+        Count, mean, min, max, sample std, first and last value of a window.
 
         Returns
         -------
         WindowStats
         """
-        cdef Py_ssize_t lo, hi, i, p
-        cdef double t0, t1, x, d, mean = 0.0, m2 = 0.0
-        cdef double mn = NAN, mx = NAN, first = NAN, last = NAN, ts
-        cdef Py_ssize_t n = 0
+        cdef Py_ssize_t lo, hi, j, h, n = 0
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, x, d, total = 0.0, m2 = 0.0, mean = NAN, t
+        cdef double mn = INFINITY, mx = -INFINITY, first = NAN, last = 0.0
+        cdef bint m
         cdef _KeyFilter kf = _KeyFilter(key)
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
         self._range(since, until, &lo, &hi, &t0, &t1)
         with nogil:
-            for i in range(lo, hi):
-                p = self._phys(i)
-                ts = self._ts[p]
-                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
-                    continue
-                x = self._vals[p]
-                n += 1
-                if n == 1:
-                    mn = x
-                    mx = x
-                    first = x
-                else:
-                    if x < mn:
-                        mn = x
-                    if x > mx:
-                        mx = x
-                last = x
-                # Welford: numerically stable running variance
-                d = x - mean
-                mean += d / n
-                m2 += d * (x - mean)
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for j in range(seg[h], seg[h + 1]):
+                    t = ts[j]
+                    x = vs[j]
+                    m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                    if n == 0 and m:
+                        first = x
+                    n += m
+                    total += x * m
+                    # arithmetic selects: exact for m in {0, 1} and finite x,
+                    # and never a branch on the (unpredictable) key match
+                    last = x * m + last * (1 - m)
+                    d = x * m + DBL_MAX * (1 - m)
+                    mn = d if d < mn else mn
+                    d = x * m - DBL_MAX * (1 - m)
+                    mx = d if d > mx else mx
+            if n:
+                mean = total / n
+                for h in range(0, 4, 2):
+                    for j in range(seg[h], seg[h + 1]):
+                        t = ts[j]
+                        m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                        d = (vs[j] - mean) * m
+                        m2 += d * d
         if n == 0:
             return WindowStats(0, NAN, NAN, NAN, NAN, NAN, NAN)
         return WindowStats(n, mean, mn, mx, sqrt(m2 / (n - 1)) if n > 1 else NAN,
@@ -617,35 +704,55 @@ cdef class MetricRing:
         float or ndarray
             NaN for an empty window.
         """
-        cdef Py_ssize_t lo, hi, i, p, n = 0, j, nq
-        cdef double t0, t1, ts
+        cdef Py_ssize_t lo, hi, j, h, n = 0, i, nq
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, t
         cdef double* buf
+        cdef double one_q = 0.0
+        cdef bint scalar_q = isinstance(q, float) or (
+            isinstance(q, int) and not isinstance(q, bool))
         cdef _KeyFilter kf = _KeyFilter(key)
-        qarr = np.atleast_1d(np.asarray(q, dtype=np.float64))
-        if qarr.ndim != 1 or not ((qarr >= 0.0) & (qarr <= 1.0)).all():
-            raise ValueError(f"q must be within [0, 1], got {q!r}")
-        cdef const double[::1] qv = np.ascontiguousarray(qarr)
-        nq = qv.shape[0]
-        out = np.full(nq, np.nan)
-        cdef double[::1] ov = out
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef const double[::1] qv
+        cdef double[::1] ov
+        if scalar_q:
+            # fast path without numpy: one float in, one float out
+            one_q = q
+            if not (0.0 <= one_q <= 1.0):
+                raise ValueError(f"q must be within [0, 1], got {q!r}")
+            nq = 1
+        else:
+            qarr = np.atleast_1d(np.asarray(q, dtype=np.float64))
+            if qarr.ndim != 1 or not ((qarr >= 0.0) & (qarr <= 1.0)).all():
+                raise ValueError(f"q must be within [0, 1], got {q!r}")
+            qv = np.ascontiguousarray(qarr)
+            nq = qv.shape[0]
+            out = np.full(nq, np.nan)
+            ov = out
         self._range(since, until, &lo, &hi, &t0, &t1)
         if hi > lo:
             buf = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
             if buf == NULL:
                 raise MemoryError()
             with nogil:
-                for i in range(lo, hi):
-                    p = self._phys(i)
-                    ts = self._ts[p]
-                    if kf.match(self._keys[p]) and t0 <= ts <= t1:
-                        buf[n] = self._vals[p]
-                        n += 1
+                self._segments(lo, hi, seg)
+                for h in range(0, 4, 2):
+                    for j in range(seg[h], seg[h + 1]):
+                        t = ts[j]
+                        buf[n] = vs[j]      # branch-free compaction
+                        n += _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
                 if n:
-                    for j in range(nq):
-                        ov[j] = _quantile_inplace(buf, n, qv[j])
+                    if scalar_q:
+                        one_q = _quantile_inplace(buf, n, one_q)
+                    else:
+                        for i in range(nq):
+                            ov[i] = _quantile_inplace(buf, n, qv[i])
             PyMem_RawFree(buf)
-        if np.ndim(q) == 0:
-            return float(out[0])
+        if scalar_q:
+            return one_q if n else NAN
         return out
 
     def count_beyond(self, key=None, double threshold=0.0, bint above=True,
@@ -654,21 +761,26 @@ cdef class MetricRing:
 
         How many values are strictly above (or below) ``threshold``.
         """
-        cdef Py_ssize_t lo, hi, i, p, n = 0
-        cdef double t0, t1, ts, x
+        cdef Py_ssize_t lo, hi, j, h, n = 0
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, t, sign = 1.0 if above else -1.0
+        cdef double thr = threshold * sign
         cdef _KeyFilter kf = _KeyFilter(key)
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
         if threshold != threshold:
             raise ValueError("threshold must not be NaN")
         self._range(since, until, &lo, &hi, &t0, &t1)
         with nogil:
-            for i in range(lo, hi):
-                p = self._phys(i)
-                ts = self._ts[p]
-                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
-                    continue
-                x = self._vals[p]
-                if (x > threshold) if above else (x < threshold):
-                    n += 1
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for j in range(seg[h], seg[h + 1]):
+                    t = ts[j]
+                    # x < thr  <=>  -x > -thr: one loop serves both directions
+                    n += (_match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                          & (vs[j] * sign > thr))
         return n
 
     def slope(self, key=None, since=None, until=None):
@@ -681,28 +793,38 @@ cdef class MetricRing:
         float
             NaN with fewer than two samples or when all share one timestamp.
         """
-        cdef Py_ssize_t lo, hi, i, p, n = 0
-        cdef double t0, t1, ts, x, dt, mt = 0.0, mv = 0.0, cxy = 0.0, cxx = 0.0
-        cdef double origin = 0.0
+        cdef Py_ssize_t lo, hi, j, h, n = 0
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, t, dt, dv, st = 0.0, sv = 0.0, cxy = 0.0, cxx = 0.0
+        cdef double mt, mv
+        cdef bint m
         cdef _KeyFilter kf = _KeyFilter(key)
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
         self._range(since, until, &lo, &hi, &t0, &t1)
         with nogil:
-            for i in range(lo, hi):
-                p = self._phys(i)
-                ts = self._ts[p]
-                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
-                    continue
-                x = self._vals[p]
-                n += 1
-                if n == 1:
-                    origin = ts   # centre time for precision on large epochs
-                ts -= origin
-                # one-pass co-moments (Welford for covariance)
-                dt = ts - mt
-                mt += dt / n
-                mv += (x - mv) / n
-                cxy += dt * (x - mv)
-                cxx += dt * (ts - mt)
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for j in range(seg[h], seg[h + 1]):
+                    t = ts[j]
+                    m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                    n += m
+                    st += t * m
+                    sv += vs[j] * m
+            if n >= 2:
+                # second pass about the means: exact co-moments, no cancellation
+                mt = st / n
+                mv = sv / n
+                for h in range(0, 4, 2):
+                    for j in range(seg[h], seg[h + 1]):
+                        t = ts[j]
+                        m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                        dt = (t - mt) * m
+                        dv = (vs[j] - mv) * m
+                        cxy += dt * dv
+                        cxx += dt * dt
         if n < 2 or cxx <= 0.0:
             return NAN
         return cxy / cxx
