@@ -54,9 +54,9 @@ test-debug: $(VENV)/.bootstrapped
 
 lint: $(WHEEL_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks
+	$(PY) -m mypy.stubtest arbiter_core._benchfloor
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest arbiter_core._ringbuf
-	$(PY) -m mypy.stubtest arbiter_core._benchfloor
 
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \
