@@ -16,6 +16,7 @@ import pytest
 from _harness import Comparison, Op
 from _pyref import (
     PyMonitor,
+    PyPool,
     PyRing,
     py_count_beyond,
     py_quantile,
@@ -27,10 +28,11 @@ from ddsketch import DDSketch
 from hdrh.histogram import HdrHistogram
 from prometheus_client import CollectorRegistry, Histogram
 
+import arbiter_core
 from arbiter_core import MetricRing, MetricType, PerformanceMonitor
 from arbiter_core._benchfloor import RecordFloor
 
-__all__ = ["ALL_CASES", "MONITOR_CASES", "RING_CASES", "Window", "params"]
+__all__ = ["ALL_CASES", "MONITOR_CASES", "RING_CASES", "SELECT_CASES", "Window", "params"]
 
 KEY = 1
 VALUE = 12.5            # one latency sample, milliseconds
@@ -347,15 +349,98 @@ def ring_slope() -> Comparison:
     )
 
 
+# ---------------------------------------------------------------------------
+# Agent selection (needs the selection core: skipped in builds without it)
+
+SELECT_STRATEGIES = ("least_loaded", "round_robin", "random", "power_of_two", "weighted")
+SELECT_SIZES = (10, 100, 1_000, 10_000)
+_SCANS = ("least_loaded", "weighted")     # strategies that look at every agent
+
+
+def need(*names: str) -> tuple[Any, ...]:
+    """``arbiter_core.<name>`` for each name, or NotImplementedError (not in this build)."""
+    missing = [n for n in names if not hasattr(arbiter_core, n)]
+    if missing:
+        raise NotImplementedError(f"arbiter_core has no {', '.join(missing)} in this build")
+    return tuple(getattr(arbiter_core, n) for n in names)
+
+
+def pool_usage(n: int, seed: int = 7) -> tuple[list[float], list[float], list[int], list[float]]:
+    """cpu %, memory %, running tasks (of 10) and weight of ``n`` agents."""
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(5, 65, n).tolist(), rng.uniform(5, 70, n).tolist(),
+            rng.integers(0, 8, n).tolist(), rng.uniform(0.5, 2.0, n).tolist())
+
+
+def balancer(strategy: str, n: int) -> Any:
+    """A LoadBalancer over ``n`` agents with the :func:`pool_usage` figures."""
+    ManualClock, ResourceMonitor, LoadBalancer = need(
+        "ManualClock", "ResourceMonitor", "LoadBalancer")
+    monitor = ResourceMonitor(clock=ManualClock(start=0.0))
+    for i, (c, m, t, w) in enumerate(zip(*pool_usage(n), strict=True)):
+        monitor.register_agent(f"agent-{i}", max_tasks=10, weight=w)
+        monitor.record_usage(f"agent-{i}", cpu=c, memory=m)
+        monitor.update_task_count(f"agent-{i}", t)
+    return LoadBalancer(monitor, strategy=strategy)
+
+
+def select_case(strategy: str, n: int) -> Callable[[], Comparison]:
+    """The factory comparing ``LoadBalancer.select_agent`` with a plain-Python pool."""
+
+    def factory() -> Comparison:
+        lb = balancer(strategy, n)
+        py = PyPool(*pool_usage(n))
+        ids = {f"agent-{i}" for i in range(n)}
+
+        def check(decision: Any) -> None:
+            assert decision.selected_agent_id in ids
+
+        def py_check(agent_id: Any) -> None:
+            assert agent_id in ids
+
+        if strategy in _SCANS:
+            floor = RecordFloor(n)
+            floor.record_many(KEY, np.asarray(pool_usage(n)[0]))
+            floor_op = Op("floor", floor.window_sum, (n,), note="one compiled pass over n loads")
+        else:
+            floor_op = Op("floor", RecordFloor(1).record, (KEY, VALUE),
+                          note="a compiled method call reading the clock")
+        return Comparison(
+            f"select {strategy} n={n}",
+            Op("arbiter", lb.select_agent, (), check=check,
+               note=f"LoadBalancer(strategy={strategy!r}).select_agent()"),
+            peers=[Op("python", getattr(py, strategy), (),
+                      check=py_check,
+                      note="list of dicts, plain Python")],
+            floor=floor_op,
+        )
+
+    factory.__name__ = f"select_{strategy}_{n}"
+    return factory
+
+
+SELECT_CASES = [select_case(s, n) for s in SELECT_STRATEGIES for n in SELECT_SIZES]
+
 RING_CASES: list[Callable[[], Comparison]] = [
     ring_record, ring_record_many, ring_snapshot, ring_stats, ring_quantile,
     ring_count_beyond, ring_slope,
 ]
 MONITOR_CASES: list[Callable[[], Comparison]] = [monitor_record_metric, series_record]
-ALL_CASES = RING_CASES + MONITOR_CASES
+ALL_CASES = RING_CASES + MONITOR_CASES + SELECT_CASES
 
 
 def params(factories: list[Callable[[], Comparison]]) -> list[Any]:
-    """``(factory, label)`` pytest params for every op of every comparison."""
-    return [pytest.param(f, op.label, id=f"{c.name}-{op.label}")
-            for f in factories for c in [f()] for op in c.ops]
+    """``(factory, label)`` pytest params for every op of every comparison.
+
+    A factory whose subsystem is not in this build (NotImplementedError) gives
+    one skipped param.
+    """
+    out = []
+    for f in factories:
+        try:
+            c = f()
+        except NotImplementedError as exc:
+            out.append(pytest.param(f, "", id=f.__name__, marks=pytest.mark.skip(reason=str(exc))))
+            continue
+        out += [pytest.param(f, op.label, id=f"{c.name}-{op.label}") for op in c.ops]
+    return out

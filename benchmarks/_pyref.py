@@ -7,12 +7,16 @@ Cython core has to beat by a wide margin to be worth its build.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
+import random
 import time
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "PyMonitor",
+    "PyPool",
     "PyRing",
     "py_count_beyond",
     "py_quantile",
@@ -121,3 +125,74 @@ def py_slope(ts: Sequence[float], values: Sequence[float]) -> float:
         sxy += dt * (v - mv)
         sxx += dt * dt
     return sxy / sxx
+
+
+class PyPool:
+    """Agents as a list of dicts, selected the way a plain-Python balancer would.
+
+    Every strategy skips agents that are unhealthy or at ``max_tasks``; load is
+    the busiest of cpu, memory and task slots, in percent.
+    """
+
+    def __init__(self, cpu: Sequence[float], memory: Sequence[float], tasks: Sequence[int],
+                 weights: Sequence[float], max_tasks: int = 10, seed: int = 7) -> None:
+        self.agents = [
+            {"id": f"agent-{i}", "cpu": c, "memory": m, "tasks": t, "max_tasks": max_tasks,
+             "weight": w, "healthy": True}
+            for i, (c, m, t, w) in enumerate(zip(cpu, memory, tasks, weights, strict=True))]
+        self.cum_weights = list(itertools.accumulate(weights))
+        self.rng = random.Random(seed)
+        self.cursor = -1
+
+    @staticmethod
+    def eligible(agent: dict[str, Any]) -> bool:
+        return bool(agent["healthy"]) and agent["tasks"] < agent["max_tasks"]
+
+    @staticmethod
+    def load(agent: dict[str, Any]) -> float:
+        return max(agent["cpu"], agent["memory"], 100.0 * agent["tasks"] / agent["max_tasks"])
+
+    def least_loaded(self) -> str:
+        best, best_load = None, math.inf
+        for a in self.agents:
+            if a["healthy"] and a["tasks"] < a["max_tasks"]:
+                load = max(a["cpu"], a["memory"], 100.0 * a["tasks"] / a["max_tasks"])
+                if load < best_load:
+                    best, best_load = a, load
+        assert best is not None
+        return best["id"]
+
+    def round_robin(self) -> str:
+        n = len(self.agents)
+        for _ in range(n):
+            self.cursor = (self.cursor + 1) % n
+            a = self.agents[self.cursor]
+            if a["healthy"] and a["tasks"] < a["max_tasks"]:
+                return a["id"]
+        raise LookupError("no eligible agent")
+
+    def random(self) -> str:
+        agents, rand = self.agents, self.rng.random
+        while True:
+            a = agents[int(rand() * len(agents))]
+            if a["healthy"] and a["tasks"] < a["max_tasks"]:
+                return a["id"]
+
+    def power_of_two(self) -> str:
+        agents, rand, load = self.agents, self.rng.random, self.load
+        while True:
+            a = agents[int(rand() * len(agents))]
+            b = agents[int(rand() * len(agents))]
+            if not self.eligible(a):
+                a = b
+            if self.eligible(b) and load(b) < load(a):
+                a = b
+            if self.eligible(a):
+                return a["id"]
+
+    def weighted(self) -> str:
+        agents, cum, choices = self.agents, self.cum_weights, self.rng.choices
+        while True:
+            a = choices(agents, cum_weights=cum)[0]
+            if a["healthy"] and a["tasks"] < a["max_tasks"]:
+                return a["id"]
