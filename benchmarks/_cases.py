@@ -123,15 +123,28 @@ def _monitor_case(name: str, make_op: Callable[[PerformanceMonitor], Op]) -> Com
     def py_check(_: Any) -> None:
         assert pymon.ring.total >= 1
 
+    labeled = Histogram("latency_ms", "request latency", ["type", "source"],
+                        registry=CollectorRegistry())
+
+    def labeled_check(_: Any) -> None:
+        assert labeled.labels("latency", "api")._sum.get() >= VALUE  # noqa: SLF001
+
     return Comparison(
         name,
         make_op(mon),
         peers=[*_record_peers(),
+               Op("prometheus_client labels", _observe_labeled, (labeled, VALUE),
+                  check=labeled_check,
+                  note="Histogram(labelnames=[type, source]).labels(t, s).observe(v)"),
                Op("python", pymon.record_metric, ("latency", VALUE, "api"), check=py_check,
                   note="dict interning + pure-Python ring")],
         floor=Op("floor", floor.record, (KEY, VALUE), note="see MetricRing.record"),
         targets={"prometheus_client": 0.2, "hdrhistogram": 0.2},
     )
+
+
+def _observe_labeled(hist: Any, value: float) -> None:
+    hist.labels("latency", "api").observe(value)
 
 
 def _monitor_stored(mon: PerformanceMonitor) -> Callable[[Any], None]:

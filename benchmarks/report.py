@@ -86,6 +86,20 @@ def targets_section(results: list[Result]) -> list[str]:
     return [*lines, ""]
 
 
+def summary_section(results: list[Result]) -> list[str]:
+    lines = ["## Summary", "",
+             "Paired ratios ours / other (below 1: ours is faster).", "",
+             "| operation | ours, median | vs floor | vs peers |", "|---|---|---|---|"]
+    for res in results:
+        c = res.comparison
+        unit = "/sample" if c.ours.per > 1 else ""
+        floor = f"{res.ratios['floor']:.3g}×" if c.floor is not None else "—"
+        peers = ", ".join(f"{op.label} {res.ratios[op.label]:.3g}×" for op in c.peers)
+        lines.append(f"| {c.name} | {fmt_ns(res.timings[c.ours.label].median)}{unit} "
+                     f"| {floor} | {peers} |")
+    return [*lines, ""]
+
+
 def comparison_section(res: Result) -> list[str]:
     c = res.comparison
     ours = res.timings[c.ours.label]
@@ -122,7 +136,8 @@ def render(results: list[Result], skipped: list[str], seconds: float, repeat: in
         "",
         *machine_section(),
         *targets_section(results),
-        "## Comparisons",
+        *summary_section(results),
+        "## Details",
         "",
     ]
     for res in results:
