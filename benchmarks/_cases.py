@@ -8,6 +8,8 @@ them for ``BENCHMARKS.md``.
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +34,10 @@ import arbiter_core
 from arbiter_core import MetricRing, MetricType, PerformanceMonitor
 from arbiter_core._benchfloor import RecordFloor
 
-__all__ = ["ALL_CASES", "MONITOR_CASES", "RING_CASES", "SELECT_CASES", "Window", "params"]
+__all__ = [
+    "ALL_CASES", "LITELLM_CASES", "MONITOR_CASES", "RING_CASES", "SELECT_CASES", "Window",
+    "params",
+]
 
 KEY = 1
 VALUE = 12.5            # one latency sample, milliseconds
@@ -436,12 +441,63 @@ def select_case(strategy: str, n: int) -> Callable[[], Comparison]:
 
 SELECT_CASES = [select_case(s, n) for s in SELECT_STRATEGIES for n in SELECT_SIZES]
 
+# LiteLLM's Router (optional: only where litellm is installed, never in CI).
+# Each of its strategies against ours with the closest policy.
+LITELLM_PAIRS = (("simple-shuffle", "weighted"), ("least-busy", "least_loaded"),
+                 ("latency-based-routing", "peak_ewma"))
+LITELLM_SIZES = (10, 100)
+
+
+def _litellm_pick(router: Any, messages: Any) -> Any:
+    return router.get_available_deployment(model="m", messages=messages)
+
+
+def litellm_case(routing: str, strategy: str, n: int) -> Callable[[], Comparison]:
+    """The factory comparing LiteLLM ``Router.get_available_deployment`` with ours."""
+
+    def factory() -> Comparison:
+        try:
+            router_cls = importlib.import_module("litellm").Router
+        except ImportError:
+            raise NotImplementedError("litellm is not installed") from None
+        logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+        lb = balancer(strategy, n)
+        model_list = [
+            {"model_name": "m",
+             "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "unused",
+                                "api_base": "http://127.0.0.1:9", "rpm": 10**6, "tpm": 10**9},
+             "model_info": {"id": f"agent-{i}"}}
+            for i in range(n)]
+        router = router_cls(model_list=model_list, routing_strategy=routing)
+        ids = {f"agent-{i}" for i in range(n)}
+
+        def check(decision: Any) -> None:
+            assert decision.selected_agent_id in ids
+
+        def router_check(deployment: Any) -> None:
+            assert deployment["model_info"]["id"] in ids
+
+        return Comparison(
+            f"select vs LiteLLM {routing} n={n}",
+            Op("arbiter", lb.select_agent, (), check=check,
+               note=f"LoadBalancer(strategy={strategy!r}).select_agent()"),
+            peers=[Op(f"litellm {routing}", _litellm_pick,
+                      (router, [{"role": "user", "content": "hi"}]), check=router_check,
+                      note="Router.get_available_deployment(model, messages), no network")],
+        )
+
+    factory.__name__ = f"litellm_{routing}_{n}"
+    return factory
+
+
+LITELLM_CASES = [litellm_case(r, s, n) for r, s in LITELLM_PAIRS for n in LITELLM_SIZES]
+
 RING_CASES: list[Callable[[], Comparison]] = [
     ring_record, ring_record_many, ring_snapshot, ring_stats, ring_quantile,
     ring_count_beyond, ring_slope,
 ]
 MONITOR_CASES: list[Callable[[], Comparison]] = [monitor_record_metric, series_record]
-ALL_CASES = RING_CASES + MONITOR_CASES + SELECT_CASES
+ALL_CASES = RING_CASES + MONITOR_CASES + SELECT_CASES + LITELLM_CASES
 
 
 def params(factories: list[Callable[[], Comparison]]) -> list[Any]:
