@@ -411,3 +411,41 @@ def test_quantile_property(vals, q):
     ring = MetricRing(len(vals))
     ring.record_many(0, vals, 0.0)
     assert _close(ring.quantile(0, q), float(np.quantile(vals, q)))
+
+
+# -- large windows take the sampled one-pass quantile: it must stay exact ----------
+
+DISTRIBUTIONS = {
+    "uniform": lambda rng, n: rng.random(n),
+    "sorted": lambda rng, n: np.sort(rng.normal(size=n)),
+    "reversed": lambda rng, n: np.sort(rng.normal(size=n))[::-1].copy(),
+    "few_values": lambda rng, n: rng.integers(0, 3, n).astype(float),
+    "constant": lambda rng, n: np.full(n, 7.0),
+    "heavy_tail": lambda rng, n: rng.pareto(1.1, n) * 1e3,
+    "trend": lambda rng, n: np.arange(n) * 0.01 + rng.normal(size=n),
+}
+
+
+@pytest.mark.parametrize("dist", sorted(DISTRIBUTIONS))
+@pytest.mark.parametrize("nkeys", [1, 3])
+def test_large_window_quantiles_are_exact(dist, nkeys):
+    rng = np.random.default_rng(abs(hash((dist, nkeys))) % 2**32)
+    n = 20_000
+    vals = DISTRIBUTIONS[dist](rng, n)
+    keys = rng.integers(0, nkeys, n)
+    ring = MetricRing(n)
+    ring.record_many(keys, vals, np.arange(float(n)))
+    mine = vals[keys == 0]
+    for q in (0.0, 0.001, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
+        assert ring.quantile(0, q) == np.quantile(mine, q), q
+        assert ring.quantile(0, q, 5000.0, 15000.0) == np.quantile(mine[
+            (np.arange(n)[keys == 0] >= 5000) & (np.arange(n)[keys == 0] <= 15000)], q)
+
+
+@given(st.integers(4096, 12_000), st.floats(0, 1), st.integers(0, 2**32 - 1))
+def test_sampled_quantile_property(n, q, seed):
+    rng = np.random.default_rng(seed)
+    vals = np.round(rng.normal(size=n) * rng.integers(1, 50), rng.integers(0, 3))
+    ring = MetricRing(n)
+    ring.record_many(0, vals, np.arange(float(n)))
+    assert _close(ring.quantile(0, q), float(np.quantile(vals, q)))
