@@ -230,7 +230,16 @@ cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
     for i in range(lo + 2, n):
         if a[i] < above:
             above = a[i]
-    return below + frac * (above - below)
+    return _lerp(below, above, frac)
+
+
+cdef inline double _lerp(double a, double b, double t) noexcept nogil:
+    # numpy's formulation (numpy/lib/_function_base_impl.py::_lerp), so that
+    # results agree with numpy.quantile to the last bit
+    cdef double d = b - a
+    if t >= 0.5:
+        return b - d * (1.0 - t)
+    return a + d * t
 
 
 # ---------------------------------------------------------------------------
@@ -796,7 +805,7 @@ cdef class MetricRing:
         cdef Py_ssize_t lo, hi, j, h, n = 0
         cdef Py_ssize_t seg[4]
         cdef double t0, t1, t, dt, dv, st = 0.0, sv = 0.0, cxy = 0.0, cxx = 0.0
-        cdef double mt, mv
+        cdef double mt, mv, tlo = INFINITY, thi = -INFINITY
         cdef bint m
         cdef _KeyFilter kf = _KeyFilter(key)
         cdef KeySpec spec = kf.spec
@@ -813,6 +822,8 @@ cdef class MetricRing:
                     n += m
                     st += t * m
                     sv += vs[j] * m
+                    tlo = t if (m and t < tlo) else tlo
+                    thi = t if (m and t > thi) else thi
             if n >= 2:
                 # second pass about the means: exact co-moments, no cancellation
                 mt = st / n
@@ -825,8 +836,8 @@ cdef class MetricRing:
                         dv = (vs[j] - mv) * m
                         cxy += dt * dv
                         cxx += dt * dt
-        if n < 2 or cxx <= 0.0:
-            return NAN
+        if n < 2 or tlo == thi or cxx <= 0.0:
+            return NAN      # one timestamp (or none): no slope is defined
         return cxy / cxx
 
     def series(self, key, clock=None):
