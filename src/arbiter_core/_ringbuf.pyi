@@ -71,6 +71,24 @@ class MetricRing:
         self, key: _Key = None, since: float | None = None, until: float | None = None
     ) -> float: ...
     def series(self, key: int, clock: _HasNow | None = None) -> SeriesHandle: ...
+    # grouped kernels (RuntimeOptimizer)
+    def bounds(self) -> tuple[float, float]: ...
+    def group_scan(
+        self, since: float, until: float,
+        wm_ts: npt.NDArray[np.float64],  # double[::1], updated in place
+        wm_skip: npt.NDArray[np.int64],  # int64_t[::1], updated in place
+        thresholds: npt.NDArray[np.float64],  # const double[::1]
+        above: npt.NDArray[np.uint8],  # const unsigned char[::1]
+        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, 8)
+    ) -> int: ...
+    def group_window(
+        self, since: float, until: float,
+        mask: npt.NDArray[np.uint8],  # const unsigned char[::1]
+        thresholds: npt.NDArray[np.float64],  # const double[::1]
+        above: npt.NDArray[np.uint8],  # const unsigned char[::1]
+        q: float,
+        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, 12)
+    ) -> None: ...
 
 @disjoint_base
 class SeriesHandle:

@@ -833,6 +833,312 @@ cdef class MetricRing:
         """A handle bound to ``key`` whose ``record(value)`` is one C call."""
         return SeriesHandle(self, operator.index(key), clock)
 
+    # -----------------------------------------------------------------------
+    # Grouped kernels (added for the RuntimeOptimizer, issue 3)
+    #
+    # One pass over a time range computes per-key results for every key in
+    # the dense range [0, nkeys), so an analysis of many series costs one
+    # scan instead of one scan per series.  Keys outside the range are
+    # skipped.  Results go into caller-owned arrays: the caller keeps them
+    # between analyses (watermarks, cached statistics) and nothing here
+    # allocates per key from Python.
+
+    def bounds(self):
+        """bounds()
+
+        Timestamps of the oldest and the newest stored sample.
+
+        Returns
+        -------
+        (oldest, newest) : tuple of float
+            ``(nan, nan)`` when the ring is empty.
+        """
+        if self._count == 0:
+            return (NAN, NAN)
+        return (self._ts[self._start], self._ts[self._phys(self._count - 1)])
+
+    def group_scan(self, double since, double until, double[::1] wm_ts,
+                   int64_t[::1] wm_skip, const double[::1] thresholds,
+                   const unsigned char[::1] above, double[:, ::1] out):
+        """group_scan(since, until, wm_ts, wm_skip, thresholds, above, out)
+
+        Examine the samples no earlier scan has seen, per key, in one pass.
+
+        A per-key watermark ``(wm_ts[k], wm_skip[k])`` says that every sample
+        of key ``k`` older than ``wm_ts[k]``, and the first ``wm_skip[k]``
+        samples stamped exactly ``wm_ts[k]``, were already examined.  The
+        scan covers ``[since, until]`` (inclusive), starts at the oldest
+        watermark that is inside that range, reports only samples past the
+        watermarks, and then moves the watermarks.  A caller that keeps the
+        arrays between calls therefore sees each stored sample once; the
+        cost is proportional to the new samples (plus the old ones of any
+        key whose watermark lags behind).
+
+        Samples that arrive later than their key's watermark (out of order)
+        are not reported; samples with a timestamp after ``until`` are left
+        for a later scan.
+
+        Parameters
+        ----------
+        since, until : float
+            The time range (inclusive); ``until`` also caps the watermarks.
+        wm_ts : float64 array, shape (nkeys,)
+            Watermark timestamps, updated in place; ``-inf`` for a key never
+            scanned.
+        wm_skip : int64 array, shape (nkeys,)
+            Samples at ``wm_ts`` already seen, updated in place.
+        thresholds : float64 array, shape (nkeys,)
+            Per-key threshold; NaN means the key has none (never exceeds).
+        above : uint8 array, shape (nkeys,)
+            1 if values strictly above the threshold are bad, 0 if values
+            strictly below it are.
+        out : float64 array, shape (nkeys, 8), written
+            Per key: ``new_count, exceed_count, first_exceed_ts,
+            last_exceed_ts, last_exceed_value, worst_value, last_new_ts,
+            last_new_value`` (NaN where undefined).  ``worst_value`` is the
+            exceeding value farthest beyond the threshold.
+
+        Returns
+        -------
+        int
+            Number of samples looked at (new or not).
+        """
+        cdef Py_ssize_t nkeys = wm_ts.shape[0], lo, hi, i, p, k, scanned
+        cdef double start_t, ts, x, thr, w
+        cdef int64_t key
+        cdef double* cur_ts
+        cdef int64_t* cur_n
+        cdef bint up, bad
+        if since != since or until != until:
+            raise ValueError("since and until must not be NaN")
+        if (wm_skip.shape[0] != nkeys or thresholds.shape[0] != nkeys
+                or above.shape[0] != nkeys):
+            raise ValueError(
+                f"wm_skip, thresholds and above must have {nkeys} entries like wm_ts")
+        if out.shape[0] != nkeys or out.shape[1] != 8:
+            raise ValueError(f"out must have shape ({nkeys}, 8), got "
+                             f"({out.shape[0]}, {out.shape[1]})")
+        if nkeys == 0:
+            return 0
+        cur_ts = <double*>PyMem_Malloc(nkeys * sizeof(double))
+        cur_n = <int64_t*>PyMem_Malloc(nkeys * sizeof(int64_t))
+        if cur_ts == NULL or cur_n == NULL:
+            PyMem_Free(cur_ts)
+            PyMem_Free(cur_n)
+            raise MemoryError()
+        with nogil:
+            start_t = INFINITY
+            for k in range(nkeys):
+                w = wm_ts[k] if wm_ts[k] > since else since
+                if w < start_t:
+                    start_t = w
+                cur_ts[k] = wm_ts[k]
+                cur_n[k] = 0
+                out[k, 0] = 0.0
+                out[k, 1] = 0.0
+                for i in range(2, 8):
+                    out[k, i] = NAN
+            lo = self._lower(start_t)
+            hi = self._upper(until)
+            scanned = hi - lo if hi > lo else 0
+            for i in range(lo, hi):
+                p = self._phys(i)
+                key = self._keys[p]
+                if key < 0 or key >= nkeys:
+                    continue
+                k = <Py_ssize_t>key
+                ts = self._ts[p]
+                if ts < since or ts > until or ts < wm_ts[k]:
+                    continue
+                # samples are in time order, so a key's timestamps never go back
+                if ts == cur_ts[k]:
+                    cur_n[k] += 1
+                else:
+                    cur_ts[k] = ts
+                    cur_n[k] = 1
+                if ts == wm_ts[k] and cur_n[k] <= wm_skip[k]:
+                    continue
+                x = self._vals[p]
+                out[k, 0] += 1.0
+                out[k, 6] = ts
+                out[k, 7] = x
+                thr = thresholds[k]
+                up = above[k] != 0
+                bad = (x > thr) if up else (x < thr)
+                if bad:
+                    out[k, 1] += 1.0
+                    if out[k, 1] == 1.0:
+                        out[k, 2] = ts
+                        out[k, 5] = x
+                    elif (x > out[k, 5]) if up else (x < out[k, 5]):
+                        out[k, 5] = x
+                    out[k, 3] = ts
+                    out[k, 4] = x
+            for k in range(nkeys):
+                if cur_ts[k] != wm_ts[k] or cur_n[k] > 0:
+                    wm_ts[k] = cur_ts[k]
+                    wm_skip[k] = cur_n[k]
+        PyMem_Free(cur_ts)
+        PyMem_Free(cur_n)
+        return scanned
+
+    def group_window(self, double since, double until, const unsigned char[::1] mask,
+                     const double[::1] thresholds, const unsigned char[::1] above,
+                     double q, double[:, ::1] out):
+        """group_window(since, until, mask, thresholds, above, q, out)
+
+        Window statistics of many series in one pass (two with a quantile).
+
+        For every key ``k`` in ``[0, nkeys)`` with ``mask[k]`` set, the
+        samples in ``[since, until]`` (inclusive) give one row of ``out``;
+        rows of unmasked keys are left untouched, so a caller can keep
+        cached rows and refresh only the series that changed.
+
+        Parameters
+        ----------
+        since, until : float
+            Inclusive time bounds.
+        mask : uint8 array, shape (nkeys,)
+            Which keys to compute.
+        thresholds : float64 array, shape (nkeys,)
+            For the ``beyond`` count; NaN counts nothing.
+        above : uint8 array, shape (nkeys,)
+            Direction of each threshold (1: above is bad).
+        q : float
+            Quantile to compute per key, in [0, 1], as ``numpy.quantile``'s
+            default (linear); NaN skips it (and the second pass).
+        out : float64 array, shape (nkeys, 12), written for masked keys
+            ``count, mean, min, max, std (ddof=1), first_ts, last_ts,
+            last_value, slope (units per second, least squares), mean_ts,
+            quantile, beyond_count``.  NaN where undefined: everything but
+            the counts for an empty series, ``std`` below two samples,
+            ``slope`` below two distinct timestamps.
+
+        Notes
+        -----
+        Moments use sums shifted by each series' first sample, which keeps
+        them precise for large epoch timestamps.  The quantile pass needs a
+        scratch buffer of one double per selected sample, freed on return.
+        """
+        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, p, k, total, j
+        cdef double ts, x, dt, dv, n, cxx, thr, mt, mv
+        cdef int64_t key
+        cdef double* acc      # per key: t0, v0, st, sv, stt, stv, svv
+        cdef int64_t* cnt
+        cdef int64_t* off
+        cdef int64_t* fill
+        cdef double* buf = NULL
+        cdef bint want_q = q == q
+        if since != since or until != until:
+            raise ValueError("since and until must not be NaN")
+        if want_q and not (0.0 <= q <= 1.0):
+            raise ValueError(f"q must be within [0, 1] or NaN, got {q!r}")
+        if thresholds.shape[0] != nkeys or above.shape[0] != nkeys:
+            raise ValueError(f"thresholds and above must have {nkeys} entries like mask")
+        if out.shape[0] != nkeys or out.shape[1] != 12:
+            raise ValueError(f"out must have shape ({nkeys}, 12), got "
+                             f"({out.shape[0]}, {out.shape[1]})")
+        if nkeys == 0:
+            return
+        lo = self._lower(since)
+        hi = self._upper(until)
+        acc = <double*>PyMem_Malloc(7 * nkeys * sizeof(double))
+        cnt = <int64_t*>PyMem_Malloc(3 * nkeys * sizeof(int64_t))
+        if acc == NULL or cnt == NULL:
+            PyMem_Free(acc)
+            PyMem_Free(cnt)
+            raise MemoryError()
+        off = cnt + nkeys
+        fill = cnt + 2 * nkeys
+        with nogil:
+            for k in range(nkeys):
+                cnt[k] = 0
+                for j in range(7):
+                    acc[7 * k + j] = 0.0
+                if mask[k]:
+                    out[k, 0] = 0.0
+                    out[k, 11] = 0.0
+                    for j in range(1, 11):
+                        out[k, j] = NAN
+            for i in range(lo, hi):
+                p = self._phys(i)
+                key = self._keys[p]
+                if key < 0 or key >= nkeys or not mask[key]:
+                    continue
+                k = <Py_ssize_t>key
+                ts = self._ts[p]
+                if ts < since or ts > until:
+                    continue
+                x = self._vals[p]
+                cnt[k] += 1
+                if cnt[k] == 1:
+                    acc[7 * k] = ts
+                    acc[7 * k + 1] = x
+                    out[k, 2] = x
+                    out[k, 3] = x
+                    out[k, 5] = ts
+                else:
+                    if x < out[k, 2]:
+                        out[k, 2] = x
+                    if x > out[k, 3]:
+                        out[k, 3] = x
+                out[k, 6] = ts
+                out[k, 7] = x
+                thr = thresholds[k]
+                if (x > thr) if above[k] else (x < thr):
+                    out[k, 11] += 1.0
+                dt = ts - acc[7 * k]
+                dv = x - acc[7 * k + 1]
+                acc[7 * k + 2] += dt
+                acc[7 * k + 3] += dv
+                acc[7 * k + 4] += dt * dt
+                acc[7 * k + 5] += dt * dv
+                acc[7 * k + 6] += dv * dv
+            total = 0
+            for k in range(nkeys):
+                off[k] = total
+                fill[k] = 0
+                total += cnt[k]
+                if not mask[k] or cnt[k] == 0:
+                    continue
+                n = <double>cnt[k]
+                out[k, 0] = n
+                mt = acc[7 * k + 2] / n
+                mv = acc[7 * k + 3] / n
+                out[k, 1] = acc[7 * k + 1] + mv
+                out[k, 9] = acc[7 * k] + mt
+                if cnt[k] > 1:
+                    x = (acc[7 * k + 6] - acc[7 * k + 3] * mv) / (n - 1.0)
+                    out[k, 4] = sqrt(x) if x > 0.0 else 0.0
+                    cxx = acc[7 * k + 4] - acc[7 * k + 2] * mt
+                    if cxx > 0.0:
+                        out[k, 8] = (acc[7 * k + 5] - acc[7 * k + 2] * mv) / cxx
+        PyMem_Free(acc)
+        if want_q and total > 0:
+            buf = <double*>PyMem_Malloc(total * sizeof(double))
+            if buf == NULL:
+                PyMem_Free(cnt)
+                raise MemoryError()
+            with nogil:
+                for i in range(lo, hi):
+                    p = self._phys(i)
+                    key = self._keys[p]
+                    if key < 0 or key >= nkeys or not mask[key]:
+                        continue
+                    k = <Py_ssize_t>key
+                    ts = self._ts[p]
+                    # a writer may have moved samples since the first pass:
+                    # never write past the slots counted for this key
+                    if ts < since or ts > until or fill[k] >= cnt[k]:
+                        continue
+                    buf[off[k] + fill[k]] = self._vals[p]
+                    fill[k] += 1
+                for k in range(nkeys):
+                    if fill[k] > 0:
+                        out[k, 10] = _quantile_inplace(buf + off[k], fill[k], q)
+            PyMem_Free(buf)
+        PyMem_Free(cnt)
+
 
 cdef class SeriesHandle:
     """SeriesHandle(ring, key, clock=None)
