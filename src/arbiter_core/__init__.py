@@ -11,6 +11,18 @@ from __future__ import annotations
 from ._ringbuf import MetricRing, SeriesHandle, WindowStats, monotonic_now
 from .clock import Clock, ManualClock, MonotonicClock
 from .optimization import MetricBatch, PerformanceMonitor
+from .optimization import (
+    Bottleneck,
+    BottleneckDetector,
+    BottleneckEvent,
+    BottleneckEventKind,
+    CacheStatistics,
+    OptimizationAnalysis,
+    OptimizationRecommendation,
+    PerformanceTrend,
+    RecommendationEvidence,
+    TrendDirection,
+)
 from .types import (
     AllocationStatus,
     BottleneckSeverity,
@@ -47,4 +59,14 @@ __all__ = [
     "WindowStats",
     "__version__",
     "monotonic_now",
+    "Bottleneck",
+    "BottleneckDetector",
+    "BottleneckEvent",
+    "BottleneckEventKind",
+    "CacheStatistics",
+    "OptimizationAnalysis",
+    "OptimizationRecommendation",
+    "PerformanceTrend",
+    "RecommendationEvidence",
+    "TrendDirection",
 ]
