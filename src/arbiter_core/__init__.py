@@ -19,8 +19,11 @@ from .optimization import (
     CacheStatistics,
     OptimizationAnalysis,
     OptimizationRecommendation,
+    OptimizerConfig,
+    OptimizerHealthStatus,
     PerformanceTrend,
     RecommendationEvidence,
+    RuntimeOptimizer,
     TrendDirection,
 )
 from .types import (
@@ -66,7 +69,10 @@ __all__ = [
     "CacheStatistics",
     "OptimizationAnalysis",
     "OptimizationRecommendation",
+    "OptimizerConfig",
+    "OptimizerHealthStatus",
     "PerformanceTrend",
     "RecommendationEvidence",
+    "RuntimeOptimizer",
     "TrendDirection",
 ]

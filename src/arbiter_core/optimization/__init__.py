@@ -2,6 +2,7 @@
 
 from .detector import DEFAULT_THRESHOLDS, BottleneckDetector, Observation
 from .monitor import MetricBatch, PerformanceMonitor
+from .optimizer import OptimizerConfig, RuntimeOptimizer
 from .results import (
     Bottleneck,
     BottleneckEvent,
@@ -27,8 +28,10 @@ __all__ = [
     "Observation",
     "OptimizationAnalysis",
     "OptimizationRecommendation",
+    "OptimizerConfig",
     "OptimizerHealthStatus",
     "PerformanceTrend",
     "RecommendationEvidence",
+    "RuntimeOptimizer",
     "TrendDirection",
 ]
