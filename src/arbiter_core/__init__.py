@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from ._ringbuf import MetricRing, SeriesHandle, WindowStats, monotonic_now
 from .clock import Clock, ManualClock, MonotonicClock
-from .optimization import MetricBatch, PerformanceMonitor
 from .optimization import (
     Bottleneck,
     BottleneckDetector,
     BottleneckEvent,
     BottleneckEventKind,
     CacheStatistics,
+    MetricBatch,
     OptimizationAnalysis,
     OptimizationRecommendation,
     OptimizerConfig,
     OptimizerHealthStatus,
+    PerformanceMonitor,
     PerformanceTrend,
     RecommendationEvidence,
     RuntimeOptimizer,

@@ -17,7 +17,7 @@ from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX
 from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -231,6 +231,25 @@ cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
         if a[i] < above:
             above = a[i]
     return below + frac * (above - below)
+
+
+# ---------------------------------------------------------------------------
+# Per-key accumulator of MetricRing.group_window (grouped kernels section)
+
+ctypedef struct _GroupAcc:
+    int64_t n
+    int64_t beyond
+    double t0           # first sample: the origin of the shifted sums
+    double v0
+    double st           # sums of dt, dv, dt*dt, dt*dv, dv*dv (shifted by t0, v0)
+    double sv
+    double stt
+    double stv
+    double svv
+    double mn
+    double mx
+    double last_t
+    double last_v
 
 
 # ---------------------------------------------------------------------------
@@ -1017,18 +1036,24 @@ cdef class MetricRing:
         Notes
         -----
         Moments use sums shifted by each series' first sample, which keeps
-        them precise for large epoch timestamps.  The quantile pass needs a
-        scratch buffer of one double per selected sample, freed on return.
+        them precise for large epoch timestamps.  The scan is one pass over the
+        ring; with a quantile it also gathers the selected values (scratch of
+        two words per selected sample, freed on return), so selecting a few
+        series costs one cheap pass plus work proportional to their samples.
         """
-        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, p, k, total, j
-        cdef double ts, x, dt, dv, n, cxx, thr, mt, mv
+        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, p, k, m = 0, j
+        cdef double ts, x, dt, dv, n, cxx, mt, mv, var
         cdef int64_t key
-        cdef double* acc      # per key: t0, v0, st, sv, stt, stv, svv
-        cdef int64_t* cnt
-        cdef int64_t* off
-        cdef int64_t* fill
+        cdef _GroupAcc* acc
+        cdef _GroupAcc* a
+        cdef int64_t* off = NULL
+        cdef int32_t* tk = NULL      # gathered keys (nkeys fits: checked below)
+        cdef double* tv = NULL       # gathered values
         cdef double* buf = NULL
         cdef bint want_q = q == q
+        cdef const unsigned char* mk
+        cdef const double* th
+        cdef const unsigned char* ab
         if since != since or until != until:
             raise ValueError("since and until must not be NaN")
         if want_q and not (0.0 <= q <= 1.0):
@@ -1038,106 +1063,125 @@ cdef class MetricRing:
         if out.shape[0] != nkeys or out.shape[1] != 12:
             raise ValueError(f"out must have shape ({nkeys}, 12), got "
                              f"({out.shape[0]}, {out.shape[1]})")
+        if nkeys >= 2147483647:
+            raise ValueError(f"too many keys: {nkeys}")
         if nkeys == 0:
             return
+        mk = &mask[0]
+        th = &thresholds[0]
+        ab = &above[0]
         lo = self._lower(since)
         hi = self._upper(until)
-        acc = <double*>PyMem_Malloc(7 * nkeys * sizeof(double))
-        cnt = <int64_t*>PyMem_Malloc(3 * nkeys * sizeof(int64_t))
-        if acc == NULL or cnt == NULL:
-            PyMem_Free(acc)
-            PyMem_Free(cnt)
+        acc = <_GroupAcc*>PyMem_Malloc(nkeys * sizeof(_GroupAcc))
+        if acc == NULL:
             raise MemoryError()
-        off = cnt + nkeys
-        fill = cnt + 2 * nkeys
+        if want_q and hi > lo:
+            tk = <int32_t*>PyMem_RawMalloc((hi - lo) * sizeof(int32_t))
+            tv = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
+            off = <int64_t*>PyMem_RawMalloc((nkeys + 1) * sizeof(int64_t))
+            if tk == NULL or tv == NULL or off == NULL:
+                PyMem_Free(acc)
+                PyMem_RawFree(tk)
+                PyMem_RawFree(tv)
+                PyMem_RawFree(off)
+                raise MemoryError()
         with nogil:
             for k in range(nkeys):
-                cnt[k] = 0
-                for j in range(7):
-                    acc[7 * k + j] = 0.0
-                if mask[k]:
-                    out[k, 0] = 0.0
-                    out[k, 11] = 0.0
-                    for j in range(1, 11):
-                        out[k, j] = NAN
+                acc[k].n = 0
+                acc[k].beyond = 0
             for i in range(lo, hi):
                 p = self._phys(i)
                 key = self._keys[p]
-                if key < 0 or key >= nkeys or not mask[key]:
+                if key < 0 or key >= nkeys or not mk[key]:
                     continue
-                k = <Py_ssize_t>key
                 ts = self._ts[p]
                 if ts < since or ts > until:
                     continue
                 x = self._vals[p]
-                cnt[k] += 1
-                if cnt[k] == 1:
-                    acc[7 * k] = ts
-                    acc[7 * k + 1] = x
-                    out[k, 2] = x
-                    out[k, 3] = x
-                    out[k, 5] = ts
+                a = &acc[key]
+                if a.n == 0:
+                    a.t0 = ts
+                    a.v0 = x
+                    a.st = 0.0
+                    a.sv = 0.0
+                    a.stt = 0.0
+                    a.stv = 0.0
+                    a.svv = 0.0
+                    a.mn = x
+                    a.mx = x
                 else:
-                    if x < out[k, 2]:
-                        out[k, 2] = x
-                    if x > out[k, 3]:
-                        out[k, 3] = x
-                out[k, 6] = ts
-                out[k, 7] = x
-                thr = thresholds[k]
-                if (x > thr) if above[k] else (x < thr):
-                    out[k, 11] += 1.0
-                dt = ts - acc[7 * k]
-                dv = x - acc[7 * k + 1]
-                acc[7 * k + 2] += dt
-                acc[7 * k + 3] += dv
-                acc[7 * k + 4] += dt * dt
-                acc[7 * k + 5] += dt * dv
-                acc[7 * k + 6] += dv * dv
-            total = 0
+                    if x < a.mn:
+                        a.mn = x
+                    if x > a.mx:
+                        a.mx = x
+                a.n += 1
+                a.last_t = ts
+                a.last_v = x
+                if (x > th[key]) if ab[key] else (x < th[key]):
+                    a.beyond += 1
+                dt = ts - a.t0
+                dv = x - a.v0
+                a.st += dt
+                a.sv += dv
+                a.stt += dt * dt
+                a.stv += dt * dv
+                a.svv += dv * dv
+                if tk != NULL:
+                    tk[m] = <int32_t>key
+                    tv[m] = x
+                    m += 1
             for k in range(nkeys):
-                off[k] = total
-                fill[k] = 0
-                total += cnt[k]
-                if not mask[k] or cnt[k] == 0:
+                if not mk[k]:
                     continue
-                n = <double>cnt[k]
-                out[k, 0] = n
-                mt = acc[7 * k + 2] / n
-                mv = acc[7 * k + 3] / n
-                out[k, 1] = acc[7 * k + 1] + mv
-                out[k, 9] = acc[7 * k] + mt
-                if cnt[k] > 1:
-                    x = (acc[7 * k + 6] - acc[7 * k + 3] * mv) / (n - 1.0)
-                    out[k, 4] = sqrt(x) if x > 0.0 else 0.0
-                    cxx = acc[7 * k + 4] - acc[7 * k + 2] * mt
+                a = &acc[k]
+                out[k, 0] = <double>a.n
+                out[k, 11] = <double>a.beyond
+                for j in range(1, 11):
+                    out[k, j] = NAN
+                if a.n == 0:
+                    continue
+                n = <double>a.n
+                mt = a.st / n
+                mv = a.sv / n
+                out[k, 1] = a.v0 + mv
+                out[k, 2] = a.mn
+                out[k, 3] = a.mx
+                out[k, 5] = a.t0
+                out[k, 6] = a.last_t
+                out[k, 7] = a.last_v
+                out[k, 9] = a.t0 + mt
+                if a.n > 1:
+                    var = (a.svv - a.sv * mv) / (n - 1.0)
+                    out[k, 4] = sqrt(var) if var > 0.0 else 0.0
+                    cxx = a.stt - a.st * mt
                     if cxx > 0.0:
-                        out[k, 8] = (acc[7 * k + 5] - acc[7 * k + 2] * mv) / cxx
-        PyMem_Free(acc)
-        if want_q and total > 0:
-            buf = <double*>PyMem_Malloc(total * sizeof(double))
+                        out[k, 8] = (a.stv - a.st * mv) / cxx
+        if tk != NULL and m > 0:
+            buf = <double*>PyMem_RawMalloc(m * sizeof(double))
             if buf == NULL:
-                PyMem_Free(cnt)
+                PyMem_Free(acc)
+                PyMem_RawFree(tk)
+                PyMem_RawFree(tv)
+                PyMem_RawFree(off)
                 raise MemoryError()
             with nogil:
-                for i in range(lo, hi):
-                    p = self._phys(i)
-                    key = self._keys[p]
-                    if key < 0 or key >= nkeys or not mask[key]:
-                        continue
-                    k = <Py_ssize_t>key
-                    ts = self._ts[p]
-                    # a writer may have moved samples since the first pass:
-                    # never write past the slots counted for this key
-                    if ts < since or ts > until or fill[k] >= cnt[k]:
-                        continue
-                    buf[off[k] + fill[k]] = self._vals[p]
-                    fill[k] += 1
+                # counting sort of the gathered values by key, then select
+                off[0] = 0
                 for k in range(nkeys):
-                    if fill[k] > 0:
-                        out[k, 10] = _quantile_inplace(buf + off[k], fill[k], q)
-            PyMem_Free(buf)
-        PyMem_Free(cnt)
+                    off[k + 1] = off[k] + acc[k].n
+                    acc[k].n = off[k]            # reused as the fill position
+                for i in range(m):
+                    k = tk[i]
+                    buf[acc[k].n] = tv[i]
+                    acc[k].n += 1
+                for k in range(nkeys):
+                    if off[k + 1] > off[k]:
+                        out[k, 10] = _quantile_inplace(buf + off[k], off[k + 1] - off[k], q)
+            PyMem_RawFree(buf)
+        PyMem_Free(acc)
+        PyMem_RawFree(tk)
+        PyMem_RawFree(tv)
+        PyMem_RawFree(off)
 
 
 cdef class SeriesHandle:

@@ -81,6 +81,8 @@ _IMPACT = {
 }
 
 BottleneckListener = Callable[[BottleneckEvent], object]
+#: Thresholds keyed by MetricType or by its string value.
+ThresholdMap = Mapping[MetricType, float] | Mapping[str, float]
 
 
 def higher_is_bad(metric_type: MetricType) -> bool:
@@ -282,7 +284,7 @@ class BottleneckDetector:
 
     def __init__(
         self,
-        thresholds: Mapping[MetricType | str, float] | None = None,
+        thresholds: ThresholdMap | None = None,
         *,
         hysteresis_pct: float = 5.0,
         resolve_after: int = 3,
@@ -308,7 +310,7 @@ class BottleneckDetector:
 
     @staticmethod
     def _parse_thresholds(
-        thresholds: Mapping[MetricType | str, float] | None,
+        thresholds: ThresholdMap | None,
     ) -> dict[MetricType, float]:
         if thresholds is None:
             return {}
@@ -328,7 +330,7 @@ class BottleneckDetector:
     def threshold_for(self, metric_type: MetricType | str) -> float:
         return self._thresholds[coerce_metric_type(metric_type)]
 
-    def update_thresholds(self, thresholds: Mapping[MetricType | str, float]) -> None:
+    def update_thresholds(self, thresholds: ThresholdMap) -> None:
         """Merge ``thresholds`` over the current ones (all validated first)."""
         parsed = self._parse_thresholds(thresholds)
         with self._lock:

@@ -41,6 +41,7 @@ from .detector import (
     BottleneckDetector,
     BottleneckListener,
     Observation,
+    ThresholdMap,
     check_int,
     check_positive,
     check_threshold,
@@ -49,7 +50,6 @@ from .detector import (
 from .monitor import PerformanceMonitor, coerce_metric_type
 from .results import (
     Bottleneck,
-    BottleneckEvent,
     CacheStatistics,
     OptimizationAnalysis,
     OptimizationRecommendation,
@@ -168,7 +168,7 @@ class OptimizerConfig:
     analysis_window_s: float = 300.0
     max_metrics: int = 10_000
     max_overhead_pct: float = 5.0
-    thresholds: Mapping[MetricType, float] | None = None
+    thresholds: ThresholdMap | None = None
     enable_cache_optimization: bool = True
     enable_trend_analysis: bool = True
     min_data_points_for_trend: int = 10
@@ -214,7 +214,8 @@ class OptimizerConfig:
     def effective_thresholds(self) -> dict[MetricType, float]:
         """The detector defaults with this config's overrides applied."""
         merged = dict(DEFAULT_THRESHOLDS)
-        merged.update(self.thresholds or {})
+        for mt, value in (self.thresholds or {}).items():
+            merged[coerce_metric_type(mt)] = value   # keys are MetricType after validation
         return merged
 
     @property
@@ -479,7 +480,7 @@ class RuntimeOptimizer:
         """
         if not callable(fn):
             raise TypeError(f"collector must be callable, got {type(fn).__name__}")
-        entry = _CollectorEntry(fn, name or getattr(fn, "__name__", type(fn).__name__))
+        entry = _CollectorEntry(fn, name or str(getattr(fn, "__name__", type(fn).__name__)))
         with self._lock:
             self._collectors.append(entry)
 
@@ -1002,7 +1003,7 @@ def make_trend(mt: MetricType, component: str, row: list[float], threshold: floa
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     """Records by identity, numbers by value (NaN equal to NaN)."""
     return (a[0] is b[0] and a[1] is b[1]
-            and all(x == y or (x != x and y != y) for x, y in zip(a[2:], b[2:])))
+            and all(x == y or (x != x and y != y) for x, y in zip(a[2:], b[2:], strict=True)))
 
 
 def fmt_number(x: float) -> str:
