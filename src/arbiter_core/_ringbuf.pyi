@@ -1,6 +1,6 @@
 # Stub for the compiled module arbiter_core._ringbuf (see _ringbuf.pyx).
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol, overload
+from typing import Any, NamedTuple, Protocol, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +25,7 @@ class WindowStats(NamedTuple):
 
 def monotonic_now() -> float: ...
 
-@disjoint_base
+@final
 class MetricRing:
     def __new__(cls, capacity: int) -> Self: ...
     @property
