@@ -1041,11 +1041,8 @@ cdef class MetricRing:
         two words per selected sample, freed on return), so selecting a few
         series costs one cheap pass plus work proportional to their samples.
         """
-        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, p, k, m = 0, j
-        cdef double ts, x, dt, dv, n, cxx, mt, mv, var
-        cdef int64_t key
-        cdef _GroupAcc* acc
-        cdef _GroupAcc* a
+        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, k, m = 0
+        cdef _GroupAcc* acc = NULL
         cdef int64_t* off = NULL
         cdef int32_t* tk = NULL      # gathered keys (nkeys fits: checked below)
         cdef double* tv = NULL       # gathered values
@@ -1072,32 +1069,71 @@ cdef class MetricRing:
         ab = &above[0]
         lo = self._lower(since)
         hi = self._upper(until)
-        acc = <_GroupAcc*>PyMem_Malloc(nkeys * sizeof(_GroupAcc))
-        if acc == NULL:
-            raise MemoryError()
-        if want_q and hi > lo:
-            tk = <int32_t*>PyMem_RawMalloc((hi - lo) * sizeof(int32_t))
-            tv = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
-            off = <int64_t*>PyMem_RawMalloc((nkeys + 1) * sizeof(int64_t))
-            if tk == NULL or tv == NULL or off == NULL:
-                PyMem_Free(acc)
-                PyMem_RawFree(tk)
-                PyMem_RawFree(tv)
-                PyMem_RawFree(off)
+        try:
+            acc = <_GroupAcc*>PyMem_Malloc(nkeys * sizeof(_GroupAcc))
+            if acc == NULL:
                 raise MemoryError()
-        with nogil:
-            for k in range(nkeys):
-                acc[k].n = 0
-                acc[k].beyond = 0
-            for i in range(lo, hi):
-                p = self._phys(i)
-                key = self._keys[p]
+            if want_q and hi > lo:
+                tk = <int32_t*>PyMem_RawMalloc((hi - lo) * sizeof(int32_t))
+                tv = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
+                off = <int64_t*>PyMem_RawMalloc((nkeys + 1) * sizeof(int64_t))
+                if tk == NULL or tv == NULL or off == NULL:
+                    raise MemoryError()
+            with nogil:
+                m = self._group_pass(lo, hi, since, until, nkeys, mk, th, ab, acc, tk, tv)
+                for k in range(nkeys):
+                    if mk[k]:
+                        _group_row(&acc[k], out, k)
+            if tk != NULL and m > 0:
+                buf = <double*>PyMem_RawMalloc(m * sizeof(double))
+                if buf == NULL:
+                    raise MemoryError()
+                with nogil:
+                    # counting sort of the gathered values by key, then select
+                    off[0] = 0
+                    for k in range(nkeys):
+                        off[k + 1] = off[k] + acc[k].n
+                        acc[k].n = off[k]            # reused as the fill position
+                    for i in range(m):
+                        k = tk[i]
+                        buf[acc[k].n] = tv[i]
+                        acc[k].n += 1
+                    for k in range(nkeys):
+                        if off[k + 1] > off[k]:
+                            out[k, 10] = _quantile_inplace(buf + off[k], off[k + 1] - off[k], q)
+        finally:
+            PyMem_Free(acc)
+            PyMem_RawFree(tk)
+            PyMem_RawFree(tv)
+            PyMem_RawFree(off)
+            PyMem_RawFree(buf)
+
+    cdef Py_ssize_t _group_pass(self, Py_ssize_t lo, Py_ssize_t hi, double since, double until,
+                                Py_ssize_t nkeys, const unsigned char* mk, const double* th,
+                                const unsigned char* ab, _GroupAcc* acc, int32_t* tk,
+                                double* tv) noexcept nogil:
+        """One pass of group_window over logical [lo, hi); returns values gathered."""
+        cdef Py_ssize_t seg[4]
+        cdef Py_ssize_t h, j, m = 0
+        cdef const double* tss = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef int64_t key
+        cdef double ts, x, dt, dv
+        cdef _GroupAcc* a
+        for j in range(nkeys):
+            acc[j].n = 0
+            acc[j].beyond = 0
+        self._segments(lo, hi, seg)
+        for h in range(0, 4, 2):
+            for j in range(seg[h], seg[h + 1]):
+                key = ks[j]
                 if key < 0 or key >= nkeys or not mk[key]:
                     continue
-                ts = self._ts[p]
-                if ts < since or ts > until:
+                ts = tss[j]
+                if ts < since or ts > until:   # only after racing a writer
                     continue
-                x = self._vals[p]
+                x = vs[j]
                 a = &acc[key]
                 if a.n == 0:
                     a.t0 = ts
@@ -1110,15 +1146,12 @@ cdef class MetricRing:
                     a.mn = x
                     a.mx = x
                 else:
-                    if x < a.mn:
-                        a.mn = x
-                    if x > a.mx:
-                        a.mx = x
+                    a.mn = x if x < a.mn else a.mn
+                    a.mx = x if x > a.mx else a.mx
                 a.n += 1
                 a.last_t = ts
                 a.last_v = x
-                if (x > th[key]) if ab[key] else (x < th[key]):
-                    a.beyond += 1
+                a.beyond += (x > th[key]) if ab[key] else (x < th[key])
                 dt = ts - a.t0
                 dv = x - a.v0
                 a.st += dt
@@ -1130,58 +1163,38 @@ cdef class MetricRing:
                     tk[m] = <int32_t>key
                     tv[m] = x
                     m += 1
-            for k in range(nkeys):
-                if not mk[k]:
-                    continue
-                a = &acc[k]
-                out[k, 0] = <double>a.n
-                out[k, 11] = <double>a.beyond
-                for j in range(1, 11):
-                    out[k, j] = NAN
-                if a.n == 0:
-                    continue
-                n = <double>a.n
-                mt = a.st / n
-                mv = a.sv / n
-                out[k, 1] = a.v0 + mv
-                out[k, 2] = a.mn
-                out[k, 3] = a.mx
-                out[k, 5] = a.t0
-                out[k, 6] = a.last_t
-                out[k, 7] = a.last_v
-                out[k, 9] = a.t0 + mt
-                if a.n > 1:
-                    var = (a.svv - a.sv * mv) / (n - 1.0)
-                    out[k, 4] = sqrt(var) if var > 0.0 else 0.0
-                    cxx = a.stt - a.st * mt
-                    if cxx > 0.0:
-                        out[k, 8] = (a.stv - a.st * mv) / cxx
-        if tk != NULL and m > 0:
-            buf = <double*>PyMem_RawMalloc(m * sizeof(double))
-            if buf == NULL:
-                PyMem_Free(acc)
-                PyMem_RawFree(tk)
-                PyMem_RawFree(tv)
-                PyMem_RawFree(off)
-                raise MemoryError()
-            with nogil:
-                # counting sort of the gathered values by key, then select
-                off[0] = 0
-                for k in range(nkeys):
-                    off[k + 1] = off[k] + acc[k].n
-                    acc[k].n = off[k]            # reused as the fill position
-                for i in range(m):
-                    k = tk[i]
-                    buf[acc[k].n] = tv[i]
-                    acc[k].n += 1
-                for k in range(nkeys):
-                    if off[k + 1] > off[k]:
-                        out[k, 10] = _quantile_inplace(buf + off[k], off[k + 1] - off[k], q)
-            PyMem_RawFree(buf)
-        PyMem_Free(acc)
-        PyMem_RawFree(tk)
-        PyMem_RawFree(tv)
-        PyMem_RawFree(off)
+        return m
+
+
+# ---------------------------------------------------------------------------
+# Grouped kernels: output helper (module level so it can stay nogil and inline)
+
+cdef void _group_row(const _GroupAcc* a, double[:, ::1] out, Py_ssize_t k) noexcept nogil:
+    """Write one group_window output row from its accumulator."""
+    cdef double n, mt, mv, var, cxx
+    cdef Py_ssize_t j
+    out[k, 0] = <double>a.n
+    out[k, 11] = <double>a.beyond
+    for j in range(1, 11):
+        out[k, j] = NAN
+    if a.n == 0:
+        return
+    n = <double>a.n
+    mt = a.st / n
+    mv = a.sv / n
+    out[k, 1] = a.v0 + mv
+    out[k, 2] = a.mn
+    out[k, 3] = a.mx
+    out[k, 5] = a.t0
+    out[k, 6] = a.last_t
+    out[k, 7] = a.last_v
+    out[k, 9] = a.t0 + mt
+    if a.n > 1:
+        var = (a.svv - a.sv * mv) / (n - 1.0)
+        out[k, 4] = sqrt(var) if var > 0.0 else 0.0
+        cxx = a.stt - a.st * mt
+        if cxx > 0.0:
+            out[k, 8] = (a.stv - a.st * mv) / cxx
 
 
 cdef class SeriesHandle:

@@ -29,11 +29,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 import numpy as np
 
 from ..clock import Clock, default_clock
 from ..types import BottleneckSeverity, MetricType, PerformanceMetric
+from .monitor import _check_positive_float as check_positive
 from .monitor import coerce_metric_type
 from .results import Bottleneck, BottleneckEvent, BottleneckEventKind
 
@@ -80,6 +82,7 @@ _IMPACT = {
     MetricType.CACHE_HIT_RATE: "Low cache hit rate increases backend load and latency",
 }
 
+T = TypeVar("T")
 BottleneckListener = Callable[[BottleneckEvent], object]
 #: Thresholds keyed by MetricType or by its string value.
 ThresholdMap = Mapping[MetricType, float] | Mapping[str, float]
@@ -355,17 +358,7 @@ class BottleneckDetector:
         Returns a function that unsubscribes.  A callback that raises is
         logged and does not stop the others.
         """
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        with self._lock:
-            self._listeners.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._listeners:
-                    self._listeners.remove(callback)
-
-        return unsubscribe
+        return subscribe(self._listeners, callback, self._lock, "callback")
 
     def notify(self, events: list[BottleneckEvent]) -> None:
         """Deliver ``events`` to the listeners (outside any lock)."""
@@ -556,6 +549,24 @@ class BottleneckDetector:
                 f"history={len(self._history)})")
 
 
+def subscribe(registry: list[T], item: T, lock: threading.RLock, name: str) -> Callable[[], None]:
+    """Append a callable ``item`` to ``registry`` under ``lock``; return its remover.
+
+    Raises TypeError naming ``name`` when ``item`` is not callable.
+    """
+    if not callable(item):
+        raise TypeError(f"{name} must be callable, got {type(item).__name__}")
+    with lock:
+        registry.append(item)
+
+    def remove() -> None:
+        with lock:
+            if item in registry:
+                registry.remove(item)
+
+    return remove
+
+
 def check_int(x: object, name: str, minimum: int) -> int:
     """An int >= ``minimum`` (bools refused), else TypeError/ValueError naming it."""
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
@@ -563,16 +574,6 @@ def check_int(x: object, name: str, minimum: int) -> int:
     if x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
     return int(x)
-
-
-def check_positive(x: object, name: str) -> float:
-    """A finite number > 0 as a float, else TypeError/ValueError naming it."""
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    v = float(x)
-    if not math.isfinite(v) or v <= 0.0:
-        raise ValueError(f"{name} must be finite and > 0, got {x!r}")
-    return v
 
 
 def _check_pct(x: object, name: str) -> float:

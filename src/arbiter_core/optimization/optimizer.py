@@ -46,6 +46,7 @@ from .detector import (
     check_positive,
     check_threshold,
     higher_is_bad,
+    subscribe,
 )
 from .monitor import PerformanceMonitor, coerce_metric_type
 from .results import (
@@ -230,6 +231,9 @@ class _CollectorEntry:
         self.fn = fn
         self.name = name
         self.failures = 0
+
+    def __call__(self) -> Iterable[tuple[MetricType | str, float, str]]:
+        return self.fn()
 
 
 class RuntimeOptimizer:
@@ -481,15 +485,7 @@ class RuntimeOptimizer:
         if not callable(fn):
             raise TypeError(f"collector must be callable, got {type(fn).__name__}")
         entry = _CollectorEntry(fn, name or str(getattr(fn, "__name__", type(fn).__name__)))
-        with self._lock:
-            self._collectors.append(entry)
-
-        def remove() -> None:
-            with self._lock:
-                if entry in self._collectors:
-                    self._collectors.remove(entry)
-
-        return remove
+        return subscribe(self._collectors, entry, self._lock, "collector")
 
     def collect(self) -> int:
         """Run every collector once now; returns the number of samples recorded."""
@@ -499,7 +495,7 @@ class RuntimeOptimizer:
         failed = False
         for entry in entries:
             try:
-                for metric_type, value, source in entry.fn():
+                for metric_type, value, source in entry():
                     self._monitor.record_metric(metric_type, value, source)
                     recorded += 1
             except Exception as exc:
@@ -520,17 +516,7 @@ class RuntimeOptimizer:
 
     def on_analysis(self, callback: AnalysisListener) -> Callable[[], None]:
         """Call ``callback(analysis)`` after every analysis; returns an unsubscribe function."""
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        with self._lock:
-            self._analysis_listeners.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._analysis_listeners:
-                    self._analysis_listeners.remove(callback)
-
-        return unsubscribe
+        return subscribe(self._analysis_listeners, callback, self._lock, "callback")
 
     # -- analysis --------------------------------------------------------------
 
