@@ -43,12 +43,12 @@ from .detector import (
     Observation,
     ThresholdMap,
     check_int,
-    check_positive,
     check_threshold,
     higher_is_bad,
     subscribe,
 )
 from .monitor import PerformanceMonitor, coerce_metric_type
+from .monitor import _check_positive_float as check_positive
 from .results import (
     Bottleneck,
     CacheStatistics,
