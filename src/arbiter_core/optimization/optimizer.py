@@ -260,6 +260,14 @@ class RuntimeOptimizer:
     does not take the optimizer's lock (the ring is atomic under the GIL).
     Listeners are called after the lock is released.
 
+    Detection sees each stored sample once, in the first analysis whose
+    window contains it.  A sample recorded with a timestamp older than the
+    newest sample of its series that an analysis already examined (an
+    out-of-order arrival) is stored and counts in window statistics, but is
+    not examined for detection; neither is a sample that leaves the window
+    before any analysis runs.  Samples stamped in the future wait until the
+    clock reaches them.
+
     Examples
     --------
     >>> from arbiter_core import ManualClock, MetricType
