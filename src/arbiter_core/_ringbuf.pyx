@@ -922,12 +922,18 @@ cdef class MetricRing:
         int
             Number of samples looked at (new or not).
         """
-        cdef Py_ssize_t nkeys = wm_ts.shape[0], lo, hi, i, p, k, scanned
+        cdef Py_ssize_t nkeys = wm_ts.shape[0], lo, hi, i, p, k, h, scanned, rs
+        cdef Py_ssize_t seg[4]
         cdef double start_t, ts, x, thr, w
         cdef int64_t key
         cdef double* cur_ts
         cdef int64_t* cur_n
-        cdef bint up, bad
+        cdef double* o
+        cdef double* row
+        cdef const double* tss = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef bint up
         if since != since or until != until:
             raise ValueError("since and until must not be NaN")
         if (wm_skip.shape[0] != nkeys or thresholds.shape[0] != nkeys
@@ -939,6 +945,8 @@ cdef class MetricRing:
                              f"({out.shape[0]}, {out.shape[1]})")
         if nkeys == 0:
             return 0
+        o = &out[0, 0]
+        rs = out.strides[0] // sizeof(double)
         cur_ts = <double*>PyMem_Malloc(nkeys * sizeof(double))
         cur_n = <int64_t*>PyMem_Malloc(nkeys * sizeof(int64_t))
         if cur_ts == NULL or cur_n == NULL:
@@ -960,39 +968,40 @@ cdef class MetricRing:
             lo = self._lower(start_t)
             hi = self._upper(until)
             scanned = hi - lo if hi > lo else 0
-            for i in range(lo, hi):
-                p = self._phys(i)
-                key = self._keys[p]
-                if key < 0 or key >= nkeys:
-                    continue
-                k = <Py_ssize_t>key
-                ts = self._ts[p]
-                if ts < since or ts > until or ts < wm_ts[k]:
-                    continue
-                # samples are in time order, so a key's timestamps never go back
-                if ts == cur_ts[k]:
-                    cur_n[k] += 1
-                else:
-                    cur_ts[k] = ts
-                    cur_n[k] = 1
-                if ts == wm_ts[k] and cur_n[k] <= wm_skip[k]:
-                    continue
-                x = self._vals[p]
-                out[k, 0] += 1.0
-                out[k, 6] = ts
-                out[k, 7] = x
-                thr = thresholds[k]
-                up = above[k] != 0
-                bad = (x > thr) if up else (x < thr)
-                if bad:
-                    out[k, 1] += 1.0
-                    if out[k, 1] == 1.0:
-                        out[k, 2] = ts
-                        out[k, 5] = x
-                    elif (x > out[k, 5]) if up else (x < out[k, 5]):
-                        out[k, 5] = x
-                    out[k, 3] = ts
-                    out[k, 4] = x
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for p in range(seg[h], seg[h + 1]):
+                    key = ks[p]
+                    if key < 0 or key >= nkeys:
+                        continue
+                    k = <Py_ssize_t>key
+                    ts = tss[p]
+                    if ts < since or ts > until or ts < wm_ts[k]:
+                        continue
+                    # samples are in time order, so a key's timestamps never go back
+                    if ts == cur_ts[k]:
+                        cur_n[k] += 1
+                    else:
+                        cur_ts[k] = ts
+                        cur_n[k] = 1
+                    if ts == wm_ts[k] and cur_n[k] <= wm_skip[k]:
+                        continue
+                    x = vs[p]
+                    row = o + k * rs
+                    row[0] += 1.0
+                    row[6] = ts
+                    row[7] = x
+                    thr = thresholds[k]
+                    up = above[k] != 0
+                    if (x > thr) if up else (x < thr):
+                        row[1] += 1.0
+                        if row[1] == 1.0:
+                            row[2] = ts
+                            row[5] = x
+                        elif (x > row[5]) if up else (x < row[5]):
+                            row[5] = x
+                        row[3] = ts
+                        row[4] = x
             for k in range(nkeys):
                 if cur_ts[k] != wm_ts[k] or cur_n[k] > 0:
                     wm_ts[k] = cur_ts[k]
