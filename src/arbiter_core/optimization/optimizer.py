@@ -324,6 +324,7 @@ class RuntimeOptimizer:
         self._computed = np.empty(0, dtype=bool)
         self._trends: list[PerformanceTrend | None] = []
         self._thr_keys = -1          # series whose thresholds are filled in
+        self._hit_rate_keys: list[int] = []   # CACHE_HIT_RATE series, for cache stats
         self._force_full = True      # recompute every series' window next time
         self._ring_state: tuple[Any, ...] | None = None
         # cache accesses: key = 4 * cache index + 2 * hit + has_latency
@@ -612,6 +613,8 @@ class RuntimeOptimizer:
             for k, (mt, _src) in enumerate(names):
                 self._thr[k] = thresholds[mt]
                 self._above[k] = higher_is_bad(mt)
+            self._hit_rate_keys = [k for k, (mt, _src) in enumerate(names)
+                                   if mt is MetricType.CACHE_HIT_RATE]
             self._trends.extend([None] * (n - len(self._trends)))
             self._thr_keys = n
         return n
@@ -748,9 +751,8 @@ class RuntimeOptimizer:
                           ) -> tuple[CacheStatistics, ...]:
         result: list[CacheStatistics] = []
         nc = len(self._cache_names)
-        sample_rows = {src: k for k, (mt, src) in enumerate(names)
-                       if mt is MetricType.CACHE_HIT_RATE and self._computed[k]
-                       and self._stats[k, _W_N] > 0}
+        sample_rows = {names[k][1]: k for k in self._hit_rate_keys
+                       if self._computed[k] and self._stats[k, _W_N] > 0}
         if nc:
             nk = 4 * nc
             out = np.empty((nk, 12))
