@@ -70,7 +70,6 @@ _RANK = {
     BottleneckSeverity.HIGH: 2,
     BottleneckSeverity.CRITICAL: 3,
 }
-_BY_RANK = tuple(_RANK)
 
 _IMPACT = {
     MetricType.CPU: "High CPU usage may cause slow response times and task delays",
@@ -130,11 +129,6 @@ def compute_severity(
     if d >= 0.15 or exceeding_analyses >= medium:
         return BottleneckSeverity.MEDIUM
     return BottleneckSeverity.LOW
-
-
-def severity_rank(severity: BottleneckSeverity) -> int:
-    """0 for LOW up to 3 for CRITICAL."""
-    return _RANK[severity]
 
 
 def impact_text(metric_type: MetricType, component: str, severity: BottleneckSeverity) -> str:
