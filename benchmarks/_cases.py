@@ -35,7 +35,8 @@ from arbiter_core import MetricRing, MetricType, PerformanceMonitor
 from arbiter_core._benchfloor import RecordFloor
 
 __all__ = [
-    "ALL_CASES", "LITELLM_CASES", "MONITOR_CASES", "RING_CASES", "SELECT_CASES", "Window",
+    "ALL_CASES", "LITELLM_CASES", "MONITOR_CASES", "OPTIMIZER_CASES", "RING_CASES",
+    "SELECT_CASES", "Window",
     "params",
 ]
 
@@ -441,6 +442,66 @@ def select_case(strategy: str, n: int) -> Callable[[], Comparison]:
 
 SELECT_CASES = [select_case(s, n) for s in SELECT_STRATEGIES for n in SELECT_SIZES]
 
+# ---------------------------------------------------------------------------
+# RuntimeOptimizer.analyze, on the workload of bench_optimizer.py (100k samples
+# in 100 series) against its numpy baseline
+
+
+def _optimizer_workload() -> Any:
+    try:
+        workload = importlib.import_module("bench_optimizer")
+    except ImportError as exc:       # no optimizer in this build
+        raise NotImplementedError(f"no RuntimeOptimizer in this build ({exc})") from None
+    logging.getLogger("arbiter_core.optimization").setLevel(logging.ERROR)
+    return workload
+
+
+def optimizer_full() -> Comparison:
+    """The first analysis of a full window."""
+    w = _optimizer_workload()
+
+    def check(analysis: Any) -> None:
+        assert analysis.new_samples == w.N_SAMPLES and len(analysis.trends) == w.N_SERIES
+
+    return Comparison(
+        "RuntimeOptimizer.analyze, full",
+        Op("arbiter", lambda opt: opt.analyze(), check=check,
+           setup=lambda: (w.fresh_optimizer()[0],),
+           note="first analyze(): detection, stats, trends, recommendations of 100 series"),
+        peers=[Op("numpy", w.numpy_baseline, (w.TS, w.KEYS, w.VALS),
+                  check=lambda out: _equal(w.N_SERIES)(len(out)),
+                  note="argsort group-by, then mean, max, slope, p95 per series")],
+    )
+
+
+def optimizer_incremental() -> Comparison:
+    """An analysis after 10 new samples in 2 series."""
+    w = _optimizer_workload()
+    opt, clock = w.fresh_optimizer()
+    opt.analyze()
+    types = w.TYPES
+
+    def add_samples() -> tuple[()]:
+        clock.advance(0.1)
+        for i in range(10):
+            opt.record_metric(types[(10 + i % 2) % len(types)], 50.0, f"svc{10 + i % 2}")
+        return ()
+
+    def check(analysis: Any) -> None:
+        assert analysis.new_samples == 10 and analysis.series_recomputed == 2
+
+    return Comparison(
+        "RuntimeOptimizer.analyze, incremental",
+        Op("arbiter", opt.analyze, check=check, setup=add_samples,
+           note="analyze() after 10 new samples in 2 of 100 series"),
+        peers=[Op("numpy", w.numpy_baseline, (w.TS, w.KEYS, w.VALS),
+                  check=lambda out: _equal(w.N_SERIES)(len(out)),
+                  note="the numpy baseline has to recompute everything")],
+    )
+
+
+OPTIMIZER_CASES = [optimizer_full, optimizer_incremental]
+
 # LiteLLM's Router (optional: only where litellm is installed, never in CI).
 # Each of its strategies against ours with the closest policy.
 LITELLM_PAIRS = (("simple-shuffle", "weighted"), ("least-busy", "least_loaded"),
@@ -497,7 +558,7 @@ RING_CASES: list[Callable[[], Comparison]] = [
     ring_count_beyond, ring_slope,
 ]
 MONITOR_CASES: list[Callable[[], Comparison]] = [monitor_record_metric, series_record]
-ALL_CASES = RING_CASES + MONITOR_CASES + SELECT_CASES + LITELLM_CASES
+ALL_CASES = RING_CASES + MONITOR_CASES + OPTIMIZER_CASES + SELECT_CASES + LITELLM_CASES
 
 
 def params(factories: list[Callable[[], Comparison]]) -> list[Any]:

@@ -14,6 +14,7 @@ the arguments bound to local variables, so the harness adds only the
 from __future__ import annotations
 
 import statistics
+import time
 import timeit
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class Op:
         ``check(result)`` asserts that what was timed is correct.
     note : str
         What exactly is called, for the report.
+    setup : callable, optional
+        For operations that consume their state (a first analysis): called,
+        untimed, before every call; it returns the call's arguments and
+        ``args`` is ignored.
     """
 
     label: str
@@ -47,18 +52,38 @@ class Op:
     per: int = 1
     check: Callable[[Any], None] | None = None
     note: str = ""
+    setup: Callable[[], tuple[Any, ...]] | None = None
 
     def __call__(self) -> Any:
-        result = self.fn(*self.args)
+        result = self.fn(*(self.args if self.setup is None else self.setup()))
         if self.check is not None:
             self.check(result)
         return result
 
-    def timer(self) -> timeit.Timer:
+    def timer(self) -> timeit.Timer | _FreshTimer:
+        if self.setup is not None:
+            return _FreshTimer(self.fn, self.setup)
         names = [f"a{i}" for i in range(len(self.args))]
         bound = {"_fn": self.fn, **{f"_{n}": a for n, a in zip(names, self.args, strict=True)}}
         setup = "; ".join(["fn = _fn", *(f"{n} = _{n}" for n in names)])
         return timeit.Timer(f"fn({', '.join(names)})", setup, globals=bound)
+
+
+class _FreshTimer:
+    """``timeit``-like timer that runs ``setup`` (untimed) before every call."""
+
+    def __init__(self, fn: Callable[..., Any], setup: Callable[[], tuple[Any, ...]]) -> None:
+        self.fn = fn
+        self.setup = setup
+
+    def timeit(self, number: int) -> float:
+        total = 0.0
+        for _ in range(number):
+            args = self.setup()
+            start = time.perf_counter()
+            self.fn(*args)
+            total += time.perf_counter() - start
+        return total
 
 
 @dataclass(frozen=True)

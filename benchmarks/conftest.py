@@ -27,7 +27,10 @@ def side_by_side(benchmark: Any) -> Callable[[Callable[[], Comparison], str], An
         op = c.op(label)
         benchmark.group = c.name
         benchmark.extra_info["note"] = op.note
-        result = benchmark(op.fn, *op.args)
+        if op.setup is None:
+            result = benchmark(op.fn, *op.args)
+        else:
+            result = benchmark.pedantic(op.fn, setup=lambda: (op.setup(), {}), rounds=10)
         if op.check is not None:
             op.check(result)
         if label == c.ours.label and not benchmark.disabled:
