@@ -410,10 +410,15 @@ def select_case(strategy: str, n: int) -> Callable[[], Comparison]:
 
     def factory() -> Comparison:
         lb = balancer(strategy, n)
-        py = PyPool(*pool_usage(n))
+        usage = pool_usage(n)
+        py = PyPool(*usage)
         ids = {f"agent-{i}" for i in range(n)}
 
+        deterministic = strategy in _SCANS     # the scans must agree with the reference
+
         def check(decision: Any) -> None:
+            if deterministic:
+                assert decision.selected_agent_id == getattr(PyPool(*usage), strategy)()
             assert decision.selected_agent_id in ids
 
         def py_check(agent_id: Any) -> None:
@@ -421,7 +426,7 @@ def select_case(strategy: str, n: int) -> Callable[[], Comparison]:
 
         if strategy in _SCANS:
             floor = RecordFloor(n)
-            floor.record_many(KEY, np.asarray(pool_usage(n)[0]))
+            floor.record_many(KEY, np.asarray(usage[0]))
             floor_op = Op("floor", floor.window_sum, (n,), note="one compiled pass over n loads")
         else:
             floor_op = Op("floor", RecordFloor(1).record, (KEY, VALUE),

@@ -7,7 +7,6 @@ Cython core has to beat by a wide margin to be worth its build.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 import random
 import time
@@ -130,44 +129,58 @@ def py_slope(ts: Sequence[float], values: Sequence[float]) -> float:
 class PyPool:
     """Agents as a list of dicts, selected the way a plain-Python balancer would.
 
-    Every strategy skips agents that are unhealthy or at ``max_tasks``; load is
-    the busiest of cpu, memory and task slots, in percent.
+    The same rules as the selection core: agents that are offline or at
+    ``max_tasks`` are skipped; least-loaded minimises ``task% + (cpu + mem) / 2``
+    (the original's rule), weighted minimises ``(task%/2 + 0.3 cpu + 0.2 mem) / weight``,
+    power-of-two compares two random agents by the least-loaded key.
     """
 
     def __init__(self, cpu: Sequence[float], memory: Sequence[float], tasks: Sequence[int],
                  weights: Sequence[float], max_tasks: int = 10, seed: int = 7) -> None:
         self.agents = [
             {"id": f"agent-{i}", "cpu": c, "memory": m, "tasks": t, "max_tasks": max_tasks,
-             "weight": w, "healthy": True}
+             "weight": w, "health": "healthy"}
             for i, (c, m, t, w) in enumerate(zip(cpu, memory, tasks, weights, strict=True))]
-        self.cum_weights = list(itertools.accumulate(weights))
         self.rng = random.Random(seed)
         self.cursor = -1
 
     @staticmethod
     def eligible(agent: dict[str, Any]) -> bool:
-        return bool(agent["healthy"]) and agent["tasks"] < agent["max_tasks"]
+        return agent["health"] != "offline" and agent["tasks"] < agent["max_tasks"]
 
     @staticmethod
     def load(agent: dict[str, Any]) -> float:
-        return max(agent["cpu"], agent["memory"], 100.0 * agent["tasks"] / agent["max_tasks"])
+        return agent["tasks"] / agent["max_tasks"] * 100 + (agent["cpu"] + agent["memory"]) / 2
 
     def least_loaded(self) -> str:
         best, best_load = None, math.inf
         for a in self.agents:
-            if a["healthy"] and a["tasks"] < a["max_tasks"]:
-                load = max(a["cpu"], a["memory"], 100.0 * a["tasks"] / a["max_tasks"])
-                if load < best_load:
-                    best, best_load = a, load
+            if a["health"] == "offline" or a["tasks"] >= a["max_tasks"]:
+                continue
+            load = a["tasks"] / a["max_tasks"] * 100 + (a["cpu"] + a["memory"]) / 2
+            if load < best_load:
+                best, best_load = a["id"], load
         assert best is not None
-        return best["id"]
+        return best
+
+    def weighted(self) -> str:
+        best, best_key = None, math.inf
+        for a in self.agents:
+            if a["health"] == "offline" or a["tasks"] >= a["max_tasks"]:
+                continue
+            task = a["tasks"] / a["max_tasks"] * 100
+            key = (0.5 * task + 0.3 * a["cpu"] + 0.2 * a["memory"]) / a["weight"]
+            if key < best_key:
+                best, best_key = a["id"], key
+        assert best is not None
+        return best
 
     def round_robin(self) -> str:
         n = len(self.agents)
         for _ in range(n):
             self.cursor = (self.cursor + 1) % n
             a = self.agents[self.cursor]
-            if a["healthy"] and a["tasks"] < a["max_tasks"]:
+            if self.eligible(a):
                 return a["id"]
         raise LookupError("no eligible agent")
 
@@ -175,24 +188,15 @@ class PyPool:
         agents, rand = self.agents, self.rng.random
         while True:
             a = agents[int(rand() * len(agents))]
-            if a["healthy"] and a["tasks"] < a["max_tasks"]:
-                return a["id"]
-
-    def power_of_two(self) -> str:
-        agents, rand, load = self.agents, self.rng.random, self.load
-        while True:
-            a = agents[int(rand() * len(agents))]
-            b = agents[int(rand() * len(agents))]
-            if not self.eligible(a):
-                a = b
-            if self.eligible(b) and load(b) < load(a):
-                a = b
             if self.eligible(a):
                 return a["id"]
 
-    def weighted(self) -> str:
-        agents, cum, choices = self.agents, self.cum_weights, self.rng.choices
+    def power_of_two(self) -> str:
+        agents, rand, load, eligible = self.agents, self.rng.random, self.load, self.eligible
         while True:
-            a = choices(agents, cum_weights=cum)[0]
-            if a["healthy"] and a["tasks"] < a["max_tasks"]:
+            a = agents[int(rand() * len(agents))]
+            b = agents[int(rand() * len(agents))]
+            if not eligible(a) or (eligible(b) and load(b) < load(a)):
+                a = b
+            if eligible(a):
                 return a["id"]
