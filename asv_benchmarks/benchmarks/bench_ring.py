@@ -104,7 +104,10 @@ class RingWindow:
 
 
 class RingMemory:
-    """Peak memory of a full ring (24 bytes a sample plus a constant)."""
+    """Peak memory of a full ring (24 bytes a sample plus a constant).
+
+    The process's peak also holds the 16 bytes a sample of input built in setup.
+    """
 
     params = [[10_000, 1_000_000]]
     param_names = ["capacity"]
