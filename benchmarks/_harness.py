@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Comparison", "Op", "Result", "Timing", "compare", "measure"]
+__all__ = ["Comparison", "Op", "Result", "Timing", "compare", "fmt_ns", "measure"]
 
 
 @dataclass(frozen=True)
@@ -180,3 +180,11 @@ def compare(c: Comparison, *, repeat: int = 7, min_time: float = 0.01) -> Result
         for other in c.others
     }
     return Result(c, timings, ratios)
+
+
+def fmt_ns(ns: float) -> str:
+    """A time in ns with a readable unit: ``83.1 ns``, ``12.4 µs``, ``1.31 ms``."""
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"

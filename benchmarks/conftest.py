@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _harness import Comparison, Result, compare
+from _harness import Comparison, Result, compare, fmt_ns
 
 _RESULTS: list[Result] = []
 
@@ -56,4 +56,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             mark = "" if ok is None else (" <= target" if ok else " MISSES target")
             target = res.comparison.targets.get(label)
             parts.append(f"{label} {ratio:.3g}x" + (f" (target {target}x{mark})" if target else ""))
-        tr.write_line(f"{res.comparison.name}: {ours.median:.4g} ns/op; " + "; ".join(parts))
+        tr.write_line(f"{res.comparison.name}: {fmt_ns(ours.median)}/op; " + "; ".join(parts))

@@ -19,18 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 from _cases import ALL_CASES
-from _harness import Result, compare
+from _harness import Result, compare, fmt_ns
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-
-
-def fmt_ns(ns: float) -> str:
-    """A time in ns with a readable unit: ``83.1 ns``, ``12.4 µs``, ``1.31 ms``."""
-    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
-        if ns >= scale:
-            return f"{ns / scale:.3g} {unit}"
-    return f"{ns:.3g} ns"
 
 
 def cpu_model() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _harness import Comparison, Op, compare, measure
+from _harness import Comparison, Op, compare, fmt_ns, measure
 
 
 class _FakeTimer:
@@ -67,3 +67,8 @@ def test_timer_calls_fn_with_its_args() -> None:
     calls: list[tuple[int, str]] = []
     Op("append", lambda a, b: calls.append((a, b)), (5, "x")).timer().timeit(3)
     assert calls == [(5, "x")] * 3
+
+
+def test_fmt_ns_picks_a_readable_unit() -> None:
+    assert [fmt_ns(x) for x in (83.14, 12_400.0, 1.31e6, 2.5e9)] == [
+        "83.1 ns", "12.4 µs", "1.31 ms", "2.5 s"]
