@@ -15,7 +15,7 @@ _Key = int | Sequence[int] | npt.NDArray[np.integer[Any]] | None
 _Arrays = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 class WindowStats(NamedTuple):
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count by design
     mean: float
     min: float
     max: float

@@ -215,7 +215,7 @@ class PerformanceMonitor:
     def key_for(self, metric_type: MetricType | str, source: str = "system") -> int:
         """The ring key of ``(metric_type, source)``, interning it on first use."""
         try:
-            key = self._keys.get((metric_type, source))  # type: ignore[arg-type]
+            key = self._keys.get((metric_type, source))
         except TypeError:
             key = None
         if key is not None:
@@ -267,7 +267,7 @@ class PerformanceMonitor:
             A value that is not a number.
         """
         try:
-            key = self._keys.get((metric_type, source))  # type: ignore[arg-type]
+            key = self._keys.get((metric_type, source))
         except TypeError:  # unhashable argument: let key_for name it
             key = None
         if key is None:
