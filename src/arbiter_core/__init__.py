@@ -9,8 +9,19 @@ limiting, failover, capacity planning).
 from __future__ import annotations
 
 from ._ringbuf import MetricRing, SeriesHandle, WindowStats, monotonic_now
+from ._select import AgentTable
 from .clock import Clock, ManualClock, MonotonicClock
 from .optimization import MetricBatch, PerformanceMonitor
+from .resources import (
+    AgentResourceProfile,
+    HealthThresholds,
+    LoadBalancer,
+    LoadBalancingDecision,
+    NoAgentAvailableError,
+    ResourceMonitor,
+    ResourcePoolStats,
+    ResourceRequirements,
+)
 from .types import (
     AllocationStatus,
     BottleneckSeverity,
@@ -27,19 +38,28 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentResourceProfile",
+    "AgentTable",
     "AllocationStatus",
     "BottleneckSeverity",
     "Clock",
     "HealthStatus",
+    "HealthThresholds",
+    "LoadBalancer",
+    "LoadBalancingDecision",
     "LoadBalancingStrategy",
     "ManualClock",
     "MetricBatch",
     "MetricRing",
     "MetricType",
     "MonotonicClock",
+    "NoAgentAvailableError",
     "PerformanceMetric",
     "PerformanceMonitor",
     "RecommendationType",
+    "ResourceMonitor",
+    "ResourcePoolStats",
+    "ResourceRequirements",
     "ResourceType",
     "ScalingAction",
     "SeriesHandle",
