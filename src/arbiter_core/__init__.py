@@ -13,11 +13,17 @@ from ._select import AgentTable
 from .clock import Clock, ManualClock, MonotonicClock
 from .optimization import MetricBatch, PerformanceMonitor
 from .resources import (
+    AdaptiveTokenBucket,
     AgentResourceProfile,
+    AllocationRequest,
+    AllocationResult,
+    AllocationStatistics,
     HealthThresholds,
     LoadBalancer,
     LoadBalancingDecision,
     NoAgentAvailableError,
+    RateLimitConfig,
+    ResourceAllocator,
     ResourceMonitor,
     ResourcePoolStats,
     ResourceRequirements,
@@ -38,8 +44,12 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveTokenBucket",
     "AgentResourceProfile",
     "AgentTable",
+    "AllocationRequest",
+    "AllocationResult",
+    "AllocationStatistics",
     "AllocationStatus",
     "BottleneckSeverity",
     "Clock",
@@ -56,7 +66,9 @@ __all__ = [
     "NoAgentAvailableError",
     "PerformanceMetric",
     "PerformanceMonitor",
+    "RateLimitConfig",
     "RecommendationType",
+    "ResourceAllocator",
     "ResourceMonitor",
     "ResourcePoolStats",
     "ResourceRequirements",

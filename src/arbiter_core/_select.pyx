@@ -1221,6 +1221,18 @@ cdef class AgentTable:
             alts = (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
         return (ids[s], self._last_score, load, alts)
 
+    def any_eligible(self, double now):
+        """any_eligible(now)
+
+        Whether some agent could take a plain request (no resources, any
+        priority) now.  Stops at the first one; does not count a selection.
+        """
+        cdef Py_ssize_t i
+        for i in range(self._hw):
+            if self._ok(i, 1, now, False, 0.0, 0.0, 0.0):
+                return True
+        return False
+
     def alternatives(self):
         """alternatives()
 
@@ -1335,10 +1347,12 @@ cdef class AgentTable:
         """
         cdef Py_ssize_t i
         cdef int64_t n = 0, busy = 0, idle = 0, tasks = 0, slots = 0, free_slots = 0
+        cdef int64_t online = 0, online_slots = 0, online_tasks = 0
         cdef int64_t by_health[4]
         cdef int64_t ejected = 0, ncpu = 0, nmem = 0, nnet = 0, nlat = 0
         cdef double cpu_sum = 0.0, mem_sum = 0.0, net_sum = 0.0, lat_sum = 0.0
-        cdef double mem_cap = 0.0, mem_used = 0.0
+        cdef double mem_cap = 0.0, mem_used = 0.0, on_cpu = 0.0, on_mem = 0.0
+        cdef int64_t on_ncpu = 0, on_nmem = 0
         cdef int8_t h
         cdef uint8_t f
         cdef int64_t completed = 0, failed = 0
@@ -1357,6 +1371,10 @@ cdef class AgentTable:
                     busy += 1
                 else:
                     idle += 1
+                if h != H_OFFLINE:
+                    online += 1
+                    online_slots += self._max[i]
+                    online_tasks += self._active[i]
                 if self._ejected_until[i] > now:
                     ejected += 1
                 elif h != H_OFFLINE:
@@ -1364,9 +1382,15 @@ cdef class AgentTable:
                 if f & F_CPU:
                     ncpu += 1
                     cpu_sum += self._cpu[i]
+                    if h != H_OFFLINE:
+                        on_ncpu += 1
+                        on_cpu += self._cpu[i]
                 if f & F_MEM:
                     nmem += 1
                     mem_sum += self._mem[i]
+                    if h != H_OFFLINE:
+                        on_nmem += 1
+                        on_mem += self._mem[i]
                     if self._cap_mem[i] > 0.0:
                         mem_used += self._mem[i] * 0.01 * self._cap_mem[i]
                 if f & F_NET:
@@ -1383,11 +1407,14 @@ cdef class AgentTable:
             "healthy_agents": by_health[H_HEALTHY], "degraded_agents": by_health[H_DEGRADED],
             "unhealthy_agents": by_health[H_UNHEALTHY], "offline_agents": by_health[H_OFFLINE],
             "ejected_agents": ejected, "tasks_in_progress": tasks, "total_task_slots": slots,
-            "available_task_slots": free_slots,
+            "available_task_slots": free_slots, "online_agents": online,
+            "online_task_slots": online_slots, "online_tasks": online_tasks,
             "cpu_reporting_agents": ncpu, "cpu_percent_sum": cpu_sum,
             "memory_reporting_agents": nmem, "memory_percent_sum": mem_sum,
             "network_reporting_agents": nnet, "network_percent_sum": net_sum,
             "latency_agents": nlat, "latency_sum_s": lat_sum,
+            "online_cpu_reporting": on_ncpu, "online_cpu_percent_sum": on_cpu,
+            "online_memory_reporting": on_nmem, "online_memory_percent_sum": on_mem,
             "total_memory_mb": mem_cap, "used_memory_mb": mem_used,
             "tasks_completed": completed, "tasks_failed": failed,
         }
