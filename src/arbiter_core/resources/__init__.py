@@ -1,5 +1,5 @@
 """Adaptive resources: agent monitoring, load balancing, allocation, failover,
-capacity planning (the manager follows)."""
+capacity planning."""
 
 from .allocation import (
     AllocationRequest,
@@ -8,6 +8,18 @@ from .allocation import (
     ResourceAllocator,
 )
 from .balancer import LoadBalancer, NoAgentAvailableError
+from .manager import (
+    AdaptiveResourceManager,
+    CapacityAnalysis,
+    CapacityConfig,
+    EjectionConfig,
+    FailoverEvent,
+    ManagerHealthStatus,
+    PredictedNeeds,
+    ResourceManagerConfig,
+    TaskMovedEvent,
+    TickReport,
+)
 from .monitor import ResourceMonitor
 from .ratelimit import AdaptiveTokenBucket, RateLimitConfig
 from .records import (
@@ -19,18 +31,28 @@ from .records import (
 )
 
 __all__ = [
+    "AdaptiveResourceManager",
     "AdaptiveTokenBucket",
     "AgentResourceProfile",
     "AllocationRequest",
     "AllocationResult",
     "AllocationStatistics",
+    "CapacityAnalysis",
+    "CapacityConfig",
+    "EjectionConfig",
+    "FailoverEvent",
     "HealthThresholds",
     "LoadBalancer",
     "LoadBalancingDecision",
+    "ManagerHealthStatus",
     "NoAgentAvailableError",
+    "PredictedNeeds",
     "RateLimitConfig",
     "ResourceAllocator",
+    "ResourceManagerConfig",
     "ResourceMonitor",
     "ResourcePoolStats",
     "ResourceRequirements",
+    "TaskMovedEvent",
+    "TickReport",
 ]

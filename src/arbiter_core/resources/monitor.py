@@ -94,6 +94,7 @@ class ResourceMonitor:
         self._thresholds = HealthThresholds()
         self.set_thresholds(HealthThresholds() if thresholds is None else thresholds)
         self._removal_listeners: list[Callable[[str], None]] = []
+        self._before_remove: list[Callable[[str], None]] = []
 
     # -- configuration --------------------------------------------------------
 
@@ -209,13 +210,24 @@ class ResourceMonitor:
             return self._profile(slot)
 
     def remove_agent(self, agent_id: str) -> AgentResourceProfile:
-        """Remove an agent; returns its last snapshot.  KeyError when unknown."""
+        """Remove an agent; returns its last snapshot.  KeyError when unknown.
+
+        :meth:`before_remove` hooks run first (under the lock), so work on the
+        agent can be moved while its slot still exists.
+        """
         with self._lock:
+            self._table.slot(agent_id)
+            for hook in list(self._before_remove):
+                hook(agent_id)
             profile = self._profile(self._table.slot(agent_id))
             self._table.remove(agent_id)
         for listener in list(self._removal_listeners):
             listener(agent_id)
         return profile
+
+    def before_remove(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(agent_id)`` under the lock just before an agent is removed."""
+        self._before_remove.append(hook)
 
     def on_remove(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(agent_id)`` after every :meth:`remove_agent`."""
