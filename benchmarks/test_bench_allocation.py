@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from resource_peers import keep, plain_least_loaded, report
 
 from arbiter_core import (
     AdaptiveResourceManager,
@@ -48,40 +49,14 @@ def _manager(n: int, seed: int = 1) -> tuple[AdaptiveResourceManager, list[dict[
     return arm, agents
 
 
-def plain_least_loaded(agents: list[dict[str, Any]]) -> str:
-    best, best_load = None, float("inf")
-    for a in agents:
-        if a["health"] == "offline" or a["tasks"] >= a["max_tasks"]:
-            continue
-        load = a["tasks"] / a["max_tasks"] * 100 + (a["cpu"] + a["memory"]) / 2
-        if load < best_load:
-            best, best_load = a["id"], load
-    assert best is not None
-    return best
-
-
 def _keep(benchmark: Any, name: str) -> None:
-    if benchmark.enabled and benchmark.stats is not None:
-        _MEDIANS[name] = benchmark.stats.stats.median
+    keep(_MEDIANS, benchmark, name)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _ratio_report(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if (not _MEDIANS and not _NOTES) or tr is None or capman is None:
-        return
-    lines = ["", "allocation: median time, and ratio to the plain-Python scan of the same pool"]
-    for name, t in sorted(_MEDIANS.items()):
-        n = name.rsplit("@", 1)[1]
-        base = _MEDIANS.get(f"plain_least_loaded@{n}")
-        ratio = f"{t / base:8.4f}x" if base else "        -"
-        lines.append(f"  {name:<36} {t * 1e6:10.3f} us  {ratio}")
-    lines.extend(_NOTES)
-    with capman.global_and_fixture_disabled():
-        for line in lines:
-            tr.write_line(line)
+    report(request, "allocation", _MEDIANS, _NOTES)
 
 
 @pytest.mark.benchmark(group="allocate-release")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from resource_peers import keep, plain_least_loaded, report
 
 from arbiter_core import LoadBalancer, LoadBalancingStrategy, ManualClock, ResourceMonitor
 from arbiter_core._select import STRATEGY_CODES
@@ -41,19 +42,6 @@ def _pool(n: int, seed: int = 1) -> tuple[ResourceMonitor, list[dict[str, Any]]]
     return mon, agents
 
 
-def plain_least_loaded(agents: list[dict[str, Any]]) -> str:
-    """What a straightforward Python scheduler does: one pass over dicts."""
-    best, best_load = None, float("inf")
-    for a in agents:
-        if a["health"] == "offline" or a["tasks"] >= a["max_tasks"]:
-            continue
-        load = a["tasks"] / a["max_tasks"] * 100 + (a["cpu"] + a["memory"]) / 2
-        if load < best_load:
-            best, best_load = a["id"], load
-    assert best is not None
-    return best
-
-
 @pytest.fixture(scope="module")
 def pool100() -> tuple[ResourceMonitor, list[dict[str, Any]]]:
     return _pool(100)
@@ -65,29 +53,16 @@ def pool10k() -> tuple[ResourceMonitor, list[dict[str, Any]]]:
 
 
 def _keep(benchmark: Any, name: str) -> None:
-    if benchmark.enabled and benchmark.stats is not None:
-        _MEDIANS[name] = benchmark.stats.stats.median
+    keep(_MEDIANS, benchmark, name)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _ratio_report(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if not _MEDIANS or tr is None or capman is None:
-        return
-    lines = ["", "selection: median time, and ratio to the plain-Python scan of the same pool"]
-    for name, t in sorted(_MEDIANS.items()):
-        n = name.rsplit("@", 1)[1]
-        base = _MEDIANS.get(f"plain_least_loaded@{n}")
-        ratio = f"{t / base:8.4f}x" if base else "        -"
-        lines.append(f"  {name:<36} {t * 1e6:10.3f} us  {ratio}")
     p100, p10k = _MEDIANS.get("table_power_of_two@100"), _MEDIANS.get("table_power_of_two@10000")
-    if p100 and p10k:
-        lines.append(f"  POWER_OF_TWO kernel, 10,000 vs 100 agents: {p10k / p100:.2f}x")
-    with capman.global_and_fixture_disabled():
-        for line in lines:
-            tr.write_line(line)
+    notes = ([f"  POWER_OF_TWO kernel, 10,000 vs 100 agents: {p10k / p100:.2f}x"]
+             if p100 and p10k else [])
+    report(request, "selection", _MEDIANS, notes)
 
 
 @pytest.mark.benchmark(group="select-100")

@@ -30,7 +30,13 @@ from ..clock import is_monotonic_default
 from ..types import AllocationStatus, TaskPriority
 from .balancer import LoadBalancer
 from .ratelimit import AdaptiveTokenBucket, RateLimitConfig
-from .records import ResourceRequirements, check_int, check_number
+from .records import (
+    ResourceRequirements,
+    check_int,
+    check_non_negative,
+    check_number,
+    check_positive,
+)
 
 __all__ = [
     "AllocationRequest",
@@ -92,9 +98,7 @@ class AllocationRequest:
                 raise ValueError(f"{name} must not be empty")
         p = check_int(self.priority, "priority", 0, 100)
         object.__setattr__(self, "priority", _PRIORITIES.get(p, p))
-        t = check_number(self.timeout_s, "timeout_s")
-        if t <= 0.0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+        check_positive(self.timeout_s, "timeout_s")
         res = self.required_resources
         if isinstance(res, Mapping):
             object.__setattr__(self, "required_resources", ResourceRequirements(**res))
@@ -281,7 +285,7 @@ class ResourceAllocator:
         self._clock = self._monitor.clock
         self._lock = self._monitor.lock
         self._max_queue = check_int(max_queue, "max_queue", 0)
-        self._aging = self._check_aging(aging_per_s)
+        self._aging = check_non_negative(aging_per_s, "aging_per_s")
         self._history_cap = check_int(history, "history", 0)
         self._limiter: AdaptiveTokenBucket | None = None
         self.set_rate_limit(rate_limit)
@@ -305,13 +309,6 @@ class ResourceAllocator:
         self.outcome_listener: Callable[[str, bool, int], None] | None = None
 
     # -- configuration --------------------------------------------------------
-
-    @staticmethod
-    def _check_aging(value: object) -> float:
-        v = check_number(value, "aging_per_s")
-        if v < 0.0:
-            raise ValueError(f"aging_per_s must be >= 0, got {value!r}")
-        return v
 
     @property
     def balancer(self) -> LoadBalancer:
@@ -680,9 +677,7 @@ class ResourceAllocator:
         if type(duration_s) is float and duration_s >= 0.0 and duration_s != math.inf:
             d = duration_s      # the common case, without a function call
         elif duration_s is not None:
-            d = check_number(duration_s, "duration_s")
-            if d < 0.0:
-                raise ValueError(f"duration_s must be >= 0, got {duration_s!r}")
+            d = check_non_negative(duration_s, "duration_s")
         with self._lock:
             now = self._clock.now()
             r = self._live.get(request_id)

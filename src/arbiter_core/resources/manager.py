@@ -29,7 +29,14 @@ from .allocation import (
 from .balancer import LoadBalancer, coerce_strategy
 from .monitor import ResourceMonitor
 from .ratelimit import RateLimitConfig
-from .records import HealthThresholds, ResourcePoolStats, check_int, check_number
+from .records import (
+    HealthThresholds,
+    ResourcePoolStats,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_range,
+)
 
 __all__ = [
     "AdaptiveResourceManager",
@@ -45,20 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("arbiter_core.resources")
-
-
-def _positive(value: object, name: str) -> float:
-    v = check_number(value, name)
-    if v <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _percent(value: object, name: str, lo: float = 0.0, hi: float = 100.0) -> float:
-    v = check_number(value, name)
-    if not lo <= v <= hi:
-        raise ValueError(f"{name} must be within [{lo}, {hi}], got {value!r}")
-    return v
 
 
 # ---------------------------------------------------------------------------
@@ -85,11 +78,11 @@ class EjectionConfig:
         if not isinstance(self.enabled, bool):
             raise TypeError(f"enabled must be a bool, got {type(self.enabled).__name__}")
         check_int(self.consecutive_failures, "consecutive_failures", 1)
-        _positive(self.base_ejection_s, "base_ejection_s")
-        if _positive(self.max_ejection_s, "max_ejection_s") < self.base_ejection_s:
+        check_positive(self.base_ejection_s, "base_ejection_s")
+        if check_positive(self.max_ejection_s, "max_ejection_s") < self.base_ejection_s:
             raise ValueError(f"max_ejection_s ({self.max_ejection_s}) must be >= "
                              f"base_ejection_s ({self.base_ejection_s})")
-        _percent(self.max_ejection_percent, "max_ejection_percent")
+        check_range(self.max_ejection_percent, "max_ejection_percent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,19 +106,16 @@ class CapacityConfig:
     history_size: int = 64
 
     def __post_init__(self) -> None:
-        t = _percent(self.target_utilization, "target_utilization", 1.0, 100.0)
-        lo = _percent(self.band_low, "band_low")
-        hi = _percent(self.band_high, "band_high")
+        t = check_range(self.target_utilization, "target_utilization", 1.0, 100.0)
+        lo = check_range(self.band_low, "band_low")
+        hi = check_range(self.band_high, "band_high")
         if not lo <= t <= hi:
             raise ValueError(f"target_utilization ({t}) must be within the band [{lo}, {hi}]")
-        _percent(self.tolerance, "tolerance", 0.0, 1.0)
-        if check_number(self.scale_down_stabilization_s, "scale_down_stabilization_s") < 0:
-            raise ValueError("scale_down_stabilization_s must be >= 0, got "
-                             f"{self.scale_down_stabilization_s}")
-        a = check_number(self.ema_alpha, "ema_alpha")
-        if not 0.0 < a <= 1.0:
-            raise ValueError(f"ema_alpha must be within (0, 1], got {a}")
-        _positive(self.forecast_horizon_s, "forecast_horizon_s")
+        check_range(self.tolerance, "tolerance", 0.0, 1.0)
+        check_non_negative(self.scale_down_stabilization_s, "scale_down_stabilization_s")
+        if check_range(self.ema_alpha, "ema_alpha", 0.0, 1.0) == 0.0:
+            raise ValueError("ema_alpha must be > 0, got 0.0")
+        check_positive(self.forecast_horizon_s, "forecast_horizon_s")
         check_int(self.history_size, "history_size", 2, 100_000)
 
 
@@ -164,21 +154,20 @@ class ResourceManagerConfig:
         for name in ("enabled", "enable_auto_failover", "enable_capacity_planning"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
-        _positive(self.monitoring_interval_s, "monitoring_interval_s")
+        check_positive(self.monitoring_interval_s, "monitoring_interval_s")
         object.__setattr__(self, "load_balancing_strategy",
                            coerce_strategy(self.load_balancing_strategy))
         if not isinstance(self.thresholds, HealthThresholds):
             raise TypeError(f"thresholds must be a HealthThresholds, "
                             f"got {type(self.thresholds).__name__}")
-        _positive(self.max_allocation_decision_s, "max_allocation_decision_s")
-        _positive(self.capacity_analysis_interval_s, "capacity_analysis_interval_s")
+        check_positive(self.max_allocation_decision_s, "max_allocation_decision_s")
+        check_positive(self.capacity_analysis_interval_s, "capacity_analysis_interval_s")
         if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimitConfig):
             raise TypeError(f"rate_limit must be a RateLimitConfig or None, "
                             f"got {type(self.rate_limit).__name__}")
         check_int(self.max_queue, "max_queue", 0)
-        _positive(self.stale_after_s, "stale_after_s")
-        if check_number(self.aging_per_s, "aging_per_s") < 0:
-            raise ValueError(f"aging_per_s must be >= 0, got {self.aging_per_s}")
+        check_positive(self.stale_after_s, "stale_after_s")
+        check_non_negative(self.aging_per_s, "aging_per_s")
         if not isinstance(self.ejection, EjectionConfig):
             raise TypeError(f"ejection must be an EjectionConfig, "
                             f"got {type(self.ejection).__name__}")

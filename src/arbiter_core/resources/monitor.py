@@ -23,6 +23,8 @@ from .records import (
     check_int,
     check_non_negative,
     check_number,
+    check_positive,
+    check_range,
 )
 
 __all__ = ["ResourceMonitor"]
@@ -30,13 +32,6 @@ __all__ = ["ResourceMonitor"]
 _HEALTH = tuple(HealthStatus(name) for name in HEALTH_NAMES)
 _CAPACITY_KEYS = {"cpu_percent": "cpu_capacity", "memory_mb": "memory_mb",
                   "network_mbps": "network_mbps"}
-
-
-def _percent(value: object, name: str) -> float:
-    v = check_number(value, name)
-    if not 0.0 <= v <= 100.0:
-        raise ValueError(f"{name} must be a percentage within [0, 100], got {value!r}")
-    return v
 
 
 class ResourceMonitor:
@@ -87,7 +82,7 @@ class ResourceMonitor:
         self._clock: Clock = default_clock() if clock is None else clock
         if not callable(getattr(self._clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {type(clock).__name__}")
-        self._stale_after_s = self._check_stale(stale_after_s)
+        self._stale_after_s = check_positive(stale_after_s, "stale_after_s")
         self._default_max_tasks = check_int(default_max_tasks, "default_max_tasks", 1)
         self._table = AgentTable(check_int(max_agents, "max_agents", 1))
         self._lock = threading.RLock()
@@ -97,13 +92,6 @@ class ResourceMonitor:
         self._before_remove: list[Callable[[str], None]] = []
 
     # -- configuration --------------------------------------------------------
-
-    @staticmethod
-    def _check_stale(value: object) -> float:
-        v = check_number(value, "stale_after_s")
-        if v <= 0.0:
-            raise ValueError(f"stale_after_s must be > 0, got {value!r}")
-        return v
 
     @property
     def clock(self) -> Clock:
@@ -125,7 +113,7 @@ class ResourceMonitor:
 
     @stale_after_s.setter
     def stale_after_s(self, value: float) -> None:
-        self._stale_after_s = self._check_stale(value)
+        self._stale_after_s = check_positive(value, "stale_after_s")
 
     @property
     def thresholds(self) -> HealthThresholds:
@@ -191,9 +179,7 @@ class ResourceMonitor:
         if not agent_id:
             raise ValueError("agent_id must not be empty")
         mt = self._default_max_tasks if max_tasks is None else check_int(max_tasks, "max_tasks", 1)
-        w = check_number(weight, "weight")
-        if w <= 0.0:
-            raise ValueError(f"weight must be > 0, got {weight!r}")
+        w = check_positive(weight, "weight")
         kwargs: dict[str, float] = {}
         for key, value in capacity.items():
             if key not in _CAPACITY_KEYS:
@@ -260,13 +246,13 @@ class ResourceMonitor:
         fields = 0
         c = m = n = 0.0
         if cpu is not None:
-            c = _percent(cpu, "cpu")
+            c = check_range(cpu, "cpu")
             fields |= 1
         if memory is not None:
-            m = _percent(memory, "memory")
+            m = check_range(memory, "memory")
             fields |= 2
         if network is not None:
-            n = _percent(network, "network")
+            n = check_range(network, "network")
             fields |= 4
         ts = self._clock.now() if timestamp is None else check_number(timestamp, "timestamp")
         table = self._table
@@ -290,9 +276,7 @@ class ResourceMonitor:
 
     def set_weight(self, agent_id: str, weight: float) -> None:
         """Change an agent's weight (> 0)."""
-        w = check_number(weight, "weight")
-        if w <= 0.0:
-            raise ValueError(f"weight must be > 0, got {weight!r}")
+        w = check_positive(weight, "weight")
         with self._lock:
             self._table.set_weight(self._table.slot(agent_id), w)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .records import check_non_negative, check_number
+from .records import check_non_negative, check_number, check_positive, check_range
 
 __all__ = ["AdaptiveTokenBucket", "RateLimitConfig"]
 
@@ -61,9 +61,7 @@ class RateLimitConfig:
 
     def __post_init__(self) -> None:
         check_non_negative(self.max_requests, "max_requests")
-        w = check_number(self.window_s, "window_s")
-        if w <= 0.0:
-            raise ValueError(f"window_s must be > 0, got {self.window_s!r}")
+        check_positive(self.window_s, "window_s")
         if not isinstance(self.adaptive, bool):
             raise TypeError(f"adaptive must be a bool, got {type(self.adaptive).__name__}")
         lo, hi = self.bounds
@@ -76,10 +74,8 @@ class RateLimitConfig:
         b = check_number(self.backoff_ratio, "backoff_ratio")
         if not 0.0 < b < 1.0:
             raise ValueError(f"backoff_ratio must be within (0, 1), got {b}")
-        if check_number(self.increase, "increase") <= 0.0:
-            raise ValueError(f"increase must be > 0, got {self.increase}")
-        if check_number(self.latency_tolerance, "latency_tolerance") < 1.0:
-            raise ValueError(f"latency_tolerance must be >= 1, got {self.latency_tolerance}")
+        check_positive(self.increase, "increase")
+        check_range(self.latency_tolerance, "latency_tolerance", 1.0, float("inf"))
 
     @property
     def bounds(self) -> tuple[float, float]:

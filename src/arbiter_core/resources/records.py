@@ -7,9 +7,9 @@ durations in seconds (``_s``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from ..clock import _finite
 from ..types import HealthStatus, LoadBalancingStrategy
 
 __all__ = [
@@ -21,20 +21,30 @@ __all__ = [
 ]
 
 
-def check_number(value: object, name: str) -> float:
-    """``value`` as a finite float; TypeError/ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
+#: ``value`` as a finite float; TypeError/ValueError naming ``name`` otherwise
+#: (the clock's validator: one wording for every number in the package).
+check_number = _finite
 
 
 def check_non_negative(value: object, name: str) -> float:
     v = check_number(value, name)
     if v < 0.0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def check_positive(value: object, name: str) -> float:
+    v = check_number(value, name)
+    if v <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def check_range(value: object, name: str, lo: float = 0.0, hi: float = 100.0) -> float:
+    """A finite number within [lo, hi] (default: a percentage)."""
+    v = check_number(value, name)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be within [{lo:g}, {hi:g}], got {value!r}")
     return v
 
 
@@ -62,9 +72,7 @@ class HealthThresholds:
 
     def __post_init__(self) -> None:
         for name in ("cpu_warning", "cpu_critical", "memory_warning", "memory_critical"):
-            v = check_number(getattr(self, name), name)
-            if not 0.0 <= v <= 100.0:
-                raise ValueError(f"{name} must be within [0, 100], got {v}")
+            check_range(getattr(self, name), name)
         if self.cpu_warning > self.cpu_critical:
             raise ValueError("cpu_warning must be <= cpu_critical, got "
                              f"{self.cpu_warning} > {self.cpu_critical}")
