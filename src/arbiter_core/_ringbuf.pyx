@@ -12,9 +12,12 @@
 # timestamp and key, so it only ever reports samples that really are in the
 # window (a sample evicted at that very moment may be missed).
 
+cimport cython
+from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
+from libc.float cimport DBL_MAX
 from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -65,40 +68,53 @@ cdef inline bint _key_in(int64_t k, const int64_t* keys, Py_ssize_t nkeys) noexc
     return lo < nkeys and keys[lo] == k
 
 
+cdef struct KeySpec:
+    int mode                 # 0: every key, 1: one key, 2: a sorted set
+    int64_t one
+    const int64_t* keys
+    Py_ssize_t nkeys
+
+
+cdef inline bint _match(const KeySpec* spec, int64_t k) noexcept nogil:
+    # the mode is loop-invariant, so gcc unswitches the scan loops on it
+    if spec.mode == 0:
+        return True
+    if spec.mode == 1:
+        return k == spec.one
+    return _key_in(k, spec.keys, spec.nkeys)
+
+
+@cython.final
 cdef class _KeyFilter:
     """A parsed ``key=`` argument: all keys, one key, or a sorted set."""
-    cdef bint any_key
-    cdef int64_t one
+    cdef KeySpec spec
     cdef object arr          # keeps the sorted array alive
-    cdef const int64_t* keys
-    cdef Py_ssize_t nkeys
 
     def __cinit__(self, key):
         cdef const int64_t[::1] view
-        self.any_key = key is None
-        self.nkeys = -1
-        if self.any_key:
+        self.spec.mode = 0
+        self.spec.nkeys = 0
+        self.spec.keys = NULL
+        if key is None:
             return
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            self.one = key
+            self.spec.mode = 1
+            self.spec.one = key
             return
         try:
             arr = np.unique(np.asarray(key, dtype=np.int64).ravel())
         except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(
-                f"key must be None, an int or a sequence of ints, got {key!r}") from exc
+                f"key must be None, an int or a sequence of ints, got {key!r}") from None
         self.arr = arr
-        self.nkeys = arr.shape[0]
-        if self.nkeys:
+        self.spec.mode = 2
+        self.spec.nkeys = arr.shape[0]
+        if self.spec.nkeys:
             view = arr
-            self.keys = &view[0]
+            self.spec.keys = &view[0]
 
     cdef inline bint match(self, int64_t k) noexcept nogil:
-        if self.any_key:
-            return True
-        if self.nkeys < 0:
-            return k == self.one
-        return _key_in(k, self.keys, self.nkeys)
+        return _match(&self.spec, k)
 
 
 cdef inline double _bound(object x, double default, str name) except? -1.0:
@@ -123,40 +139,79 @@ cdef inline void _swap(double* a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
     a[j] = t
 
 
-cdef void _select_kth(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Partially order a[0:n] so that a[k] is the k-th smallest (Hoare/median-of-3).
+cdef inline Py_ssize_t _partition_lt(double* a, Py_ssize_t lo, Py_ssize_t hi,
+                                      double pivot) noexcept nogil:
+    """Branch-free Lomuto: move a[lo:hi] < pivot to the front; return the split.
 
-    After the call a[:k] <= a[k] <= a[k+1:].
+    Every step swaps unconditionally and advances the split by the comparison,
+    so random data costs no branch mispredictions (Hoare's partition loses
+    ~10 ns a sample to them).
     """
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
-    cdef double pivot
-    while hi > lo:
-        mid = lo + ((hi - lo) >> 1)
-        # median of three as the pivot keeps sorted and reversed input linear
-        if a[mid] < a[lo]:
-            _swap(a, mid, lo)
-        if a[hi] < a[lo]:
-            _swap(a, hi, lo)
-        if a[hi] < a[mid]:
-            _swap(a, hi, mid)
-        pivot = a[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                _swap(a, i, j)
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
+    cdef Py_ssize_t i = lo, j
+    cdef double x
+    for j in range(lo, hi):
+        x = a[j]
+        a[j] = a[i]
+        a[i] = x
+        i += x < pivot
+    return i
+
+
+cdef inline Py_ssize_t _partition_le(double* a, Py_ssize_t lo, Py_ssize_t hi,
+                                      double pivot) noexcept nogil:
+    cdef Py_ssize_t i = lo, j
+    cdef double x
+    for j in range(lo, hi):
+        x = a[j]
+        a[j] = a[i]
+        a[i] = x
+        i += x <= pivot
+    return i
+
+
+cdef inline double _median3(double x, double y, double z) noexcept nogil:
+    if x > y:
+        x, y = y, x
+    if y > z:
+        y = z
+    return x if x > y else y
+
+
+cdef void _select_kth(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Partially order a[0:n] so that a[:k] <= a[k] <= a[k+1:] (quickselect).
+
+    The pivot is the median of three pseudo-random samples, so sorted,
+    reversed and organ-pipe inputs stay linear in expectation.
+    """
+    cdef Py_ssize_t lo = 0, hi = n, i, j, span
+    cdef uint64_t rng = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
+    cdef double pivot, x
+    while hi - lo > 24:
+        span = hi - lo
+        rng ^= rng << 13
+        rng ^= rng >> 7
+        rng ^= rng << 17
+        pivot = _median3(a[lo + <Py_ssize_t>(rng % <uint64_t>span)],
+                         a[lo + <Py_ssize_t>((rng >> 21) % <uint64_t>span)],
+                         a[lo + <Py_ssize_t>((rng >> 42) % <uint64_t>span)])
+        i = _partition_lt(a, lo, hi, pivot)
+        if k < i:
+            hi = i
+            continue
+        # [i, hi) >= pivot: split off the run equal to the pivot, which is
+        # never empty, so every round makes progress even on duplicates
+        j = _partition_le(a, i, hi, pivot)
+        if k < j:
             return
+        lo = j
+    # insertion sort of the small remainder
+    for i in range(lo + 1, hi):
+        x = a[i]
+        j = i - 1
+        while j >= lo and a[j] > x:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
 
 
 cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
@@ -175,12 +230,41 @@ cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
     for i in range(lo + 2, n):
         if a[i] < above:
             above = a[i]
-    return below + frac * (above - below)
+    return _lerp(below, above, frac)
+
+
+cdef inline double _lerp(double a, double b, double t) noexcept nogil:
+    # numpy's formulation (numpy/lib/_function_base_impl.py::_lerp), so that
+    # results agree with numpy.quantile to the last bit
+    cdef double d = b - a
+    if t >= 0.5:
+        return b - d * (1.0 - t)
+    return a + d * t
+
+
+# ---------------------------------------------------------------------------
+# Per-key accumulator of MetricRing.group_window (grouped kernels section)
+
+ctypedef struct _GroupAcc:
+    int64_t n
+    int64_t beyond
+    double t0           # first sample: the origin of the shifted sums
+    double v0
+    double st           # sums of dt, dv, dt*dt, dt*dv, dv*dv (shifted by t0, v0)
+    double sv
+    double stt
+    double stv
+    double svv
+    double mn
+    double mx
+    double last_t
+    double last_v
 
 
 # ---------------------------------------------------------------------------
 # MetricRing
 
+@cython.final
 cdef class MetricRing:
     """MetricRing(capacity)
     --
@@ -319,7 +403,7 @@ cdef class MetricRing:
         self._count = n + 1
         self.late_inserts += 1
 
-    cpdef void record(self, int64_t key, double value, object timestamp=None) except *:
+    cpdef void record(self, object key, double value, object timestamp=None) except *:
         """record(key, value, timestamp=None)
 
         Store one sample in O(1) (O(k) for a sample k places late).
@@ -339,6 +423,10 @@ cdef class MetricRing:
             If ``value`` or ``timestamp`` is NaN or infinite; nothing is stored.
         """
         cdef double ts
+        cdef int64_t k
+        # exact ints take the fast path; anything else must be a true integer
+        # (operator.index refuses floats instead of truncating them)
+        k = key if PyLong_CheckExact(key) else operator.index(key)
         if not isfinite(value):
             raise ValueError(f"value must be finite, got {value!r}")
         if timestamp is None:
@@ -347,7 +435,7 @@ cdef class MetricRing:
             ts = timestamp
             if not isfinite(ts):
                 raise ValueError(f"timestamp must be finite, got {timestamp!r}")
-        self._put(key, value, ts)
+        self._put(k, value, ts)
 
     cdef inline void record_c(self, int64_t key, double value, double ts) noexcept:
         """C-level record for other Cython code; caller has validated."""
@@ -554,43 +642,75 @@ cdef class MetricRing:
             return out_t[want - m:].copy(), out_k[want - m:].copy(), out_v[want - m:].copy()
         return out_t, out_k, out_v
 
+    # The scan kernels below walk the window as (at most) two contiguous
+    # physical segments through local pointers, with no data-dependent
+    # branches and no divisions in the inner loops: a sample that does not
+    # match contributes through a 0/1 mask, min/max are conditional moves, and
+    # variance/slope take two passes (exact about the mean) instead of
+    # Welford's per-sample division.  The time test repeats the binary search
+    # per sample; it only matters when a writer raced the (nogil) scan.
+
+    cdef inline void _segments(self, Py_ssize_t lo, Py_ssize_t hi,
+                               Py_ssize_t* seg) noexcept nogil:
+        """Physical [seg[0], seg[1]) and [seg[2], seg[3]) covering logical [lo, hi)."""
+        cdef Py_ssize_t p0 = self._phys(lo) if hi > lo else 0
+        cdef Py_ssize_t n = hi - lo
+        seg[0] = p0
+        if p0 + n <= self._cap:
+            seg[1] = p0 + n
+            seg[2] = 0
+            seg[3] = 0
+        else:
+            seg[1] = self._cap
+            seg[2] = 0
+            seg[3] = p0 + n - self._cap
+
     def stats(self, key=None, since=None, until=None):
         """stats(key=None, since=None, until=None)
 
-        Count, mean, min, max, sample std, first and last value in one pass.
+        Count, mean, min, max, sample std, first and last value of a window.
 
         Returns
         -------
         WindowStats
         """
-        cdef Py_ssize_t lo, hi, i, p
-        cdef double t0, t1, x, d, mean = 0.0, m2 = 0.0
-        cdef double mn = NAN, mx = NAN, first = NAN, last = NAN, ts
-        cdef Py_ssize_t n = 0
+        cdef Py_ssize_t lo, hi, j, h, n = 0
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, x, d, total = 0.0, m2 = 0.0, mean = NAN, t
+        cdef double mn = INFINITY, mx = -INFINITY, first = NAN, last = 0.0
+        cdef bint m
         cdef _KeyFilter kf = _KeyFilter(key)
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
         self._range(since, until, &lo, &hi, &t0, &t1)
         with nogil:
-            for i in range(lo, hi):
-                p = self._phys(i)
-                ts = self._ts[p]
-                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
-                    continue
-                x = self._vals[p]
-                n += 1
-                if n == 1:
-                    mn = x
-                    mx = x
-                    first = x
-                else:
-                    if x < mn:
-                        mn = x
-                    if x > mx:
-                        mx = x
-                last = x
-                # Welford: numerically stable running variance
-                d = x - mean
-                mean += d / n
-                m2 += d * (x - mean)
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for j in range(seg[h], seg[h + 1]):
+                    t = ts[j]
+                    x = vs[j]
+                    m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                    if n == 0 and m:
+                        first = x
+                    n += m
+                    total += x * m
+                    # arithmetic selects: exact for m in {0, 1} and finite x,
+                    # and never a branch on the (unpredictable) key match
+                    last = x * m + last * (1 - m)
+                    d = x * m + DBL_MAX * (1 - m)
+                    mn = d if d < mn else mn
+                    d = x * m - DBL_MAX * (1 - m)
+                    mx = d if d > mx else mx
+            if n:
+                mean = total / n
+                for h in range(0, 4, 2):
+                    for j in range(seg[h], seg[h + 1]):
+                        t = ts[j]
+                        m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                        d = (vs[j] - mean) * m
+                        m2 += d * d
         if n == 0:
             return WindowStats(0, NAN, NAN, NAN, NAN, NAN, NAN)
         return WindowStats(n, mean, mn, mx, sqrt(m2 / (n - 1)) if n > 1 else NAN,
@@ -612,35 +732,55 @@ cdef class MetricRing:
         float or ndarray
             NaN for an empty window.
         """
-        cdef Py_ssize_t lo, hi, i, p, n = 0, j, nq
-        cdef double t0, t1, ts
+        cdef Py_ssize_t lo, hi, j, h, n = 0, i, nq
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, t
         cdef double* buf
+        cdef double one_q = 0.0
+        cdef bint scalar_q = isinstance(q, float) or (
+            isinstance(q, int) and not isinstance(q, bool))
         cdef _KeyFilter kf = _KeyFilter(key)
-        qarr = np.atleast_1d(np.asarray(q, dtype=np.float64))
-        if qarr.ndim != 1 or not ((qarr >= 0.0) & (qarr <= 1.0)).all():
-            raise ValueError(f"q must be within [0, 1], got {q!r}")
-        cdef const double[::1] qv = np.ascontiguousarray(qarr)
-        nq = qv.shape[0]
-        out = np.full(nq, np.nan)
-        cdef double[::1] ov = out
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef const double[::1] qv
+        cdef double[::1] ov
+        if scalar_q:
+            # fast path without numpy: one float in, one float out
+            one_q = q
+            if not (0.0 <= one_q <= 1.0):
+                raise ValueError(f"q must be within [0, 1], got {q!r}")
+            nq = 1
+        else:
+            qarr = np.atleast_1d(np.asarray(q, dtype=np.float64))
+            if qarr.ndim != 1 or not ((qarr >= 0.0) & (qarr <= 1.0)).all():
+                raise ValueError(f"q must be within [0, 1], got {q!r}")
+            qv = np.ascontiguousarray(qarr)
+            nq = qv.shape[0]
+            out = np.full(nq, np.nan)
+            ov = out
         self._range(since, until, &lo, &hi, &t0, &t1)
         if hi > lo:
             buf = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
             if buf == NULL:
                 raise MemoryError()
             with nogil:
-                for i in range(lo, hi):
-                    p = self._phys(i)
-                    ts = self._ts[p]
-                    if kf.match(self._keys[p]) and t0 <= ts <= t1:
-                        buf[n] = self._vals[p]
-                        n += 1
+                self._segments(lo, hi, seg)
+                for h in range(0, 4, 2):
+                    for j in range(seg[h], seg[h + 1]):
+                        t = ts[j]
+                        buf[n] = vs[j]      # branch-free compaction
+                        n += _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
                 if n:
-                    for j in range(nq):
-                        ov[j] = _quantile_inplace(buf, n, qv[j])
+                    if scalar_q:
+                        one_q = _quantile_inplace(buf, n, one_q)
+                    else:
+                        for i in range(nq):
+                            ov[i] = _quantile_inplace(buf, n, qv[i])
             PyMem_RawFree(buf)
-        if np.ndim(q) == 0:
-            return float(out[0])
+        if scalar_q:
+            return one_q if n else NAN
         return out
 
     def count_beyond(self, key=None, double threshold=0.0, bint above=True,
@@ -649,21 +789,26 @@ cdef class MetricRing:
 
         How many values are strictly above (or below) ``threshold``.
         """
-        cdef Py_ssize_t lo, hi, i, p, n = 0
-        cdef double t0, t1, ts, x
+        cdef Py_ssize_t lo, hi, j, h, n = 0
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, t, sign = 1.0 if above else -1.0
+        cdef double thr = threshold * sign
         cdef _KeyFilter kf = _KeyFilter(key)
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
         if threshold != threshold:
             raise ValueError("threshold must not be NaN")
         self._range(since, until, &lo, &hi, &t0, &t1)
         with nogil:
-            for i in range(lo, hi):
-                p = self._phys(i)
-                ts = self._ts[p]
-                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
-                    continue
-                x = self._vals[p]
-                if (x > threshold) if above else (x < threshold):
-                    n += 1
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for j in range(seg[h], seg[h + 1]):
+                    t = ts[j]
+                    # x < thr  <=>  -x > -thr: one loop serves both directions
+                    n += (_match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                          & (vs[j] * sign > thr))
         return n
 
     def slope(self, key=None, since=None, until=None):
@@ -676,35 +821,400 @@ cdef class MetricRing:
         float
             NaN with fewer than two samples or when all share one timestamp.
         """
-        cdef Py_ssize_t lo, hi, i, p, n = 0
-        cdef double t0, t1, ts, x, dt, mt = 0.0, mv = 0.0, cxy = 0.0, cxx = 0.0
-        cdef double origin = 0.0
+        cdef Py_ssize_t lo, hi, j, h, n = 0
+        cdef Py_ssize_t seg[4]
+        cdef double t0, t1, t, dt, dv, st = 0.0, sv = 0.0, cxy = 0.0, cxx = 0.0
+        cdef double mt, mv, tlo = INFINITY, thi = -INFINITY
+        cdef bint m
         cdef _KeyFilter kf = _KeyFilter(key)
+        cdef KeySpec spec = kf.spec
+        cdef const double* ts = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
         self._range(since, until, &lo, &hi, &t0, &t1)
         with nogil:
-            for i in range(lo, hi):
-                p = self._phys(i)
-                ts = self._ts[p]
-                if not kf.match(self._keys[p]) or ts < t0 or ts > t1:
-                    continue
-                x = self._vals[p]
-                n += 1
-                if n == 1:
-                    origin = ts   # centre time for precision on large epochs
-                ts -= origin
-                # one-pass co-moments (Welford for covariance)
-                dt = ts - mt
-                mt += dt / n
-                mv += (x - mv) / n
-                cxy += dt * (x - mv)
-                cxx += dt * (ts - mt)
-        if n < 2 or cxx <= 0.0:
-            return NAN
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for j in range(seg[h], seg[h + 1]):
+                    t = ts[j]
+                    m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                    n += m
+                    st += t * m
+                    sv += vs[j] * m
+                    tlo = t if (m and t < tlo) else tlo
+                    thi = t if (m and t > thi) else thi
+            if n >= 2:
+                # second pass about the means: exact co-moments, no cancellation
+                mt = st / n
+                mv = sv / n
+                for h in range(0, 4, 2):
+                    for j in range(seg[h], seg[h + 1]):
+                        t = ts[j]
+                        m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
+                        dt = (t - mt) * m
+                        dv = (vs[j] - mv) * m
+                        cxy += dt * dv
+                        cxx += dt * dt
+        if n < 2 or tlo == thi or cxx <= 0.0:
+            return NAN      # one timestamp (or none): no slope is defined
         return cxy / cxx
 
-    def series(self, int64_t key, clock=None):
+    def series(self, key, clock=None):
         """A handle bound to ``key`` whose ``record(value)`` is one C call."""
-        return SeriesHandle(self, key, clock)
+        return SeriesHandle(self, operator.index(key), clock)
+
+    # -----------------------------------------------------------------------
+    # Grouped kernels (added for the RuntimeOptimizer, issue 3)
+    #
+    # One pass over a time range computes per-key results for every key in
+    # the dense range [0, nkeys), so an analysis of many series costs one
+    # scan instead of one scan per series.  Keys outside the range are
+    # skipped.  Results go into caller-owned arrays: the caller keeps them
+    # between analyses (watermarks, cached statistics) and nothing here
+    # allocates per key from Python.
+
+    def bounds(self):
+        """bounds()
+
+        Timestamps of the oldest and the newest stored sample.
+
+        Returns
+        -------
+        (oldest, newest) : tuple of float
+            ``(nan, nan)`` when the ring is empty.
+        """
+        if self._count == 0:
+            return (NAN, NAN)
+        return (self._ts[self._start], self._ts[self._phys(self._count - 1)])
+
+    def group_scan(self, double since, double until, double[::1] wm_ts,
+                   int64_t[::1] wm_skip, const double[::1] thresholds,
+                   const unsigned char[::1] above, double[:, ::1] out):
+        """group_scan(since, until, wm_ts, wm_skip, thresholds, above, out)
+
+        Examine the samples no earlier scan has seen, per key, in one pass.
+
+        A per-key watermark ``(wm_ts[k], wm_skip[k])`` says that every sample
+        of key ``k`` older than ``wm_ts[k]``, and the first ``wm_skip[k]``
+        samples stamped exactly ``wm_ts[k]``, were already examined.  The
+        scan covers ``[since, until]`` (inclusive), starts at the oldest
+        watermark that is inside that range, reports only samples past the
+        watermarks, and then moves the watermarks.  A caller that keeps the
+        arrays between calls therefore sees each stored sample once; the
+        cost is proportional to the new samples (plus the old ones of any
+        key whose watermark lags behind).
+
+        Samples that arrive later than their key's watermark (out of order)
+        are not reported; samples with a timestamp after ``until`` are left
+        for a later scan.
+
+        Parameters
+        ----------
+        since, until : float
+            The time range (inclusive); ``until`` also caps the watermarks.
+        wm_ts : float64 array, shape (nkeys,)
+            Watermark timestamps, updated in place; ``-inf`` for a key never
+            scanned.
+        wm_skip : int64 array, shape (nkeys,)
+            Samples at ``wm_ts`` already seen, updated in place.
+        thresholds : float64 array, shape (nkeys,)
+            Per-key threshold; NaN means the key has none (never exceeds).
+        above : uint8 array, shape (nkeys,)
+            1 if values strictly above the threshold are bad, 0 if values
+            strictly below it are.
+        out : float64 array, shape (nkeys, 8), written
+            Per key: ``new_count, exceed_count, first_exceed_ts,
+            last_exceed_ts, last_exceed_value, worst_value, last_new_ts,
+            last_new_value`` (NaN where undefined).  ``worst_value`` is the
+            exceeding value farthest beyond the threshold.
+
+        Returns
+        -------
+        int
+            Number of samples looked at (new or not).
+        """
+        cdef Py_ssize_t nkeys = wm_ts.shape[0], lo, hi, i, p, k, h, scanned, rs
+        cdef Py_ssize_t seg[4]
+        cdef double start_t, ts, x, thr, w
+        cdef int64_t key
+        cdef double* cur_ts
+        cdef int64_t* cur_n
+        cdef double* o
+        cdef double* row
+        cdef const double* tss = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef bint up
+        if since != since or until != until:
+            raise ValueError("since and until must not be NaN")
+        if (wm_skip.shape[0] != nkeys or thresholds.shape[0] != nkeys
+                or above.shape[0] != nkeys):
+            raise ValueError(
+                f"wm_skip, thresholds and above must have {nkeys} entries like wm_ts")
+        if out.shape[0] != nkeys or out.shape[1] != 8:
+            raise ValueError(f"out must have shape ({nkeys}, 8), got "
+                             f"({out.shape[0]}, {out.shape[1]})")
+        if nkeys == 0:
+            return 0
+        o = &out[0, 0]
+        rs = out.strides[0] // sizeof(double)
+        cur_ts = <double*>PyMem_Malloc(nkeys * sizeof(double))
+        cur_n = <int64_t*>PyMem_Malloc(nkeys * sizeof(int64_t))
+        if cur_ts == NULL or cur_n == NULL:
+            PyMem_Free(cur_ts)
+            PyMem_Free(cur_n)
+            raise MemoryError()
+        with nogil:
+            start_t = INFINITY
+            for k in range(nkeys):
+                w = wm_ts[k] if wm_ts[k] > since else since
+                if w < start_t:
+                    start_t = w
+                cur_ts[k] = wm_ts[k]
+                cur_n[k] = 0
+                out[k, 0] = 0.0
+                out[k, 1] = 0.0
+                for i in range(2, 8):
+                    out[k, i] = NAN
+            lo = self._lower(start_t)
+            hi = self._upper(until)
+            scanned = hi - lo if hi > lo else 0
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for p in range(seg[h], seg[h + 1]):
+                    key = ks[p]
+                    if key < 0 or key >= nkeys:
+                        continue
+                    k = <Py_ssize_t>key
+                    ts = tss[p]
+                    if ts < since or ts > until or ts < wm_ts[k]:
+                        continue
+                    # samples are in time order, so a key's timestamps never go back
+                    if ts == cur_ts[k]:
+                        cur_n[k] += 1
+                    else:
+                        cur_ts[k] = ts
+                        cur_n[k] = 1
+                    if ts == wm_ts[k] and cur_n[k] <= wm_skip[k]:
+                        continue
+                    x = vs[p]
+                    row = o + k * rs
+                    row[0] += 1.0
+                    row[6] = ts
+                    row[7] = x
+                    thr = thresholds[k]
+                    up = above[k] != 0
+                    if (x > thr) if up else (x < thr):
+                        row[1] += 1.0
+                        if row[1] == 1.0:
+                            row[2] = ts
+                            row[5] = x
+                        elif (x > row[5]) if up else (x < row[5]):
+                            row[5] = x
+                        row[3] = ts
+                        row[4] = x
+            for k in range(nkeys):
+                if cur_ts[k] != wm_ts[k] or cur_n[k] > 0:
+                    wm_ts[k] = cur_ts[k]
+                    wm_skip[k] = cur_n[k]
+        PyMem_Free(cur_ts)
+        PyMem_Free(cur_n)
+        return scanned
+
+    def group_window(self, double since, double until, const unsigned char[::1] mask,
+                     const double[::1] thresholds, const unsigned char[::1] above,
+                     double q, double[:, ::1] out):
+        """group_window(since, until, mask, thresholds, above, q, out)
+
+        Window statistics of many series in one pass (two with a quantile).
+
+        For every key ``k`` in ``[0, nkeys)`` with ``mask[k]`` set, the
+        samples in ``[since, until]`` (inclusive) give one row of ``out``;
+        rows of unmasked keys are left untouched, so a caller can keep
+        cached rows and refresh only the series that changed.
+
+        Parameters
+        ----------
+        since, until : float
+            Inclusive time bounds.
+        mask : uint8 array, shape (nkeys,)
+            Which keys to compute.
+        thresholds : float64 array, shape (nkeys,)
+            For the ``beyond`` count; NaN counts nothing.
+        above : uint8 array, shape (nkeys,)
+            Direction of each threshold (1: above is bad).
+        q : float
+            Quantile to compute per key, in [0, 1], as ``numpy.quantile``'s
+            default (linear); NaN skips it (and the second pass).
+        out : float64 array, shape (nkeys, 12), written for masked keys
+            ``count, mean, min, max, std (ddof=1), first_ts, last_ts,
+            last_value, slope (units per second, least squares), mean_ts,
+            quantile, beyond_count``.  NaN where undefined: everything but
+            the counts for an empty series, ``std`` below two samples,
+            ``slope`` below two distinct timestamps.
+
+        Notes
+        -----
+        Moments use sums shifted by each series' first sample, which keeps
+        them precise for large epoch timestamps.  The scan is one pass over the
+        ring; with a quantile it also gathers the selected values (scratch of
+        two words per selected sample, freed on return), so selecting a few
+        series costs one cheap pass plus work proportional to their samples.
+        """
+        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, k, m = 0
+        cdef _GroupAcc* acc = NULL
+        cdef int64_t* off = NULL
+        cdef int32_t* tk = NULL      # gathered keys (nkeys fits: checked below)
+        cdef double* tv = NULL       # gathered values
+        cdef double* buf = NULL
+        cdef bint want_q = q == q
+        cdef const unsigned char* mk
+        cdef const double* th
+        cdef const unsigned char* ab
+        if since != since or until != until:
+            raise ValueError("since and until must not be NaN")
+        if want_q and not (0.0 <= q <= 1.0):
+            raise ValueError(f"q must be within [0, 1] or NaN, got {q!r}")
+        if thresholds.shape[0] != nkeys or above.shape[0] != nkeys:
+            raise ValueError(f"thresholds and above must have {nkeys} entries like mask")
+        if out.shape[0] != nkeys or out.shape[1] != 12:
+            raise ValueError(f"out must have shape ({nkeys}, 12), got "
+                             f"({out.shape[0]}, {out.shape[1]})")
+        if nkeys >= 2147483647:
+            raise ValueError(f"too many keys: {nkeys}")
+        if nkeys == 0:
+            return
+        mk = &mask[0]
+        th = &thresholds[0]
+        ab = &above[0]
+        lo = self._lower(since)
+        hi = self._upper(until)
+        try:
+            acc = <_GroupAcc*>PyMem_Malloc(nkeys * sizeof(_GroupAcc))
+            if acc == NULL:
+                raise MemoryError()
+            if want_q and hi > lo:
+                tk = <int32_t*>PyMem_RawMalloc((hi - lo) * sizeof(int32_t))
+                tv = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
+                off = <int64_t*>PyMem_RawMalloc((nkeys + 1) * sizeof(int64_t))
+                if tk == NULL or tv == NULL or off == NULL:
+                    raise MemoryError()
+            with nogil:
+                m = self._group_pass(lo, hi, since, until, nkeys, mk, th, ab, acc, tk, tv)
+                for k in range(nkeys):
+                    if mk[k]:
+                        _group_row(&acc[k], out, k)
+            if tk != NULL and m > 0:
+                buf = <double*>PyMem_RawMalloc(m * sizeof(double))
+                if buf == NULL:
+                    raise MemoryError()
+                with nogil:
+                    # counting sort of the gathered values by key, then select
+                    off[0] = 0
+                    for k in range(nkeys):
+                        off[k + 1] = off[k] + acc[k].n
+                        acc[k].n = off[k]            # reused as the fill position
+                    for i in range(m):
+                        k = tk[i]
+                        buf[acc[k].n] = tv[i]
+                        acc[k].n += 1
+                    for k in range(nkeys):
+                        if off[k + 1] > off[k]:
+                            out[k, 10] = _quantile_inplace(buf + off[k], off[k + 1] - off[k], q)
+        finally:
+            PyMem_Free(acc)
+            PyMem_RawFree(tk)
+            PyMem_RawFree(tv)
+            PyMem_RawFree(off)
+            PyMem_RawFree(buf)
+
+    cdef Py_ssize_t _group_pass(self, Py_ssize_t lo, Py_ssize_t hi, double since, double until,
+                                Py_ssize_t nkeys, const unsigned char* mk, const double* th,
+                                const unsigned char* ab, _GroupAcc* acc, int32_t* tk,
+                                double* tv) noexcept nogil:
+        """One pass of group_window over logical [lo, hi); returns values gathered."""
+        cdef Py_ssize_t seg[4]
+        cdef Py_ssize_t h, j, m = 0
+        cdef const double* tss = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef int64_t key
+        cdef double ts, x, dt, dv
+        cdef _GroupAcc* a
+        for j in range(nkeys):
+            acc[j].n = 0
+            acc[j].beyond = 0
+        self._segments(lo, hi, seg)
+        for h in range(0, 4, 2):
+            for j in range(seg[h], seg[h + 1]):
+                key = ks[j]
+                if key < 0 or key >= nkeys or not mk[key]:
+                    continue
+                ts = tss[j]
+                if ts < since or ts > until:   # only after racing a writer
+                    continue
+                x = vs[j]
+                a = &acc[key]
+                if a.n == 0:
+                    a.t0 = ts
+                    a.v0 = x
+                    a.st = 0.0
+                    a.sv = 0.0
+                    a.stt = 0.0
+                    a.stv = 0.0
+                    a.svv = 0.0
+                    a.mn = x
+                    a.mx = x
+                else:
+                    a.mn = x if x < a.mn else a.mn
+                    a.mx = x if x > a.mx else a.mx
+                a.n += 1
+                a.last_t = ts
+                a.last_v = x
+                a.beyond += (x > th[key]) if ab[key] else (x < th[key])
+                dt = ts - a.t0
+                dv = x - a.v0
+                a.st += dt
+                a.sv += dv
+                a.stt += dt * dt
+                a.stv += dt * dv
+                a.svv += dv * dv
+                if tk != NULL:
+                    tk[m] = <int32_t>key
+                    tv[m] = x
+                    m += 1
+        return m
+
+
+# ---------------------------------------------------------------------------
+# Grouped kernels: output helper (module level so it can stay nogil and inline)
+
+cdef void _group_row(const _GroupAcc* a, double[:, ::1] out, Py_ssize_t k) noexcept nogil:
+    """Write one group_window output row from its accumulator."""
+    cdef double n, mt, mv, var, cxx
+    cdef Py_ssize_t j
+    out[k, 0] = <double>a.n
+    out[k, 11] = <double>a.beyond
+    for j in range(1, 11):
+        out[k, j] = NAN
+    if a.n == 0:
+        return
+    n = <double>a.n
+    mt = a.st / n
+    mv = a.sv / n
+    out[k, 1] = a.v0 + mv
+    out[k, 2] = a.mn
+    out[k, 3] = a.mx
+    out[k, 5] = a.t0
+    out[k, 6] = a.last_t
+    out[k, 7] = a.last_v
+    out[k, 9] = a.t0 + mt
+    if a.n > 1:
+        var = (a.svv - a.sv * mv) / (n - 1.0)
+        out[k, 4] = sqrt(var) if var > 0.0 else 0.0
+        cxx = a.stt - a.st * mt
+        if cxx > 0.0:
+            out[k, 8] = (a.stv - a.st * mv) / cxx
 
 
 cdef class SeriesHandle:

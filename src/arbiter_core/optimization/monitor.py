@@ -271,6 +271,8 @@ class PerformanceMonitor:
         except TypeError:  # unhashable argument: let key_for name it
             key = None
         if key is None:
+            # a new series: validate the sample first so a bad call interns nothing
+            _check_sample(value, timestamp)
             key = self.key_for(metric_type, source)
         if timestamp is None and not self._c_clock:
             timestamp = self.clock.now()
@@ -367,6 +369,16 @@ class PerformanceMonitor:
     def __repr__(self) -> str:
         return (f"PerformanceMonitor(max_metrics={self.max_metrics}, "
                 f"metric_count={self.metric_count}, series={len(self._names)})")
+
+
+def _check_sample(value: object, timestamp: object) -> None:
+    for x, name in ((value, "value"), (timestamp, "timestamp")):
+        if x is None and name == "timestamp":
+            continue
+        if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+        if not math.isfinite(float(x)):
+            raise ValueError(f"{name} must be finite, got {x!r}")
 
 
 def _check_positive_int(x: object, name: str) -> int:

@@ -1,0 +1,11 @@
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Moderate example counts keep the suite fast on a 2-core CI machine;
+# ARBITER_HYPOTHESIS_PROFILE=thorough explores more.
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("ARBITER_HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,68 @@
+import math
+
+import pytest
+
+from arbiter_core import Clock, ManualClock, MonotonicClock
+
+
+def test_manual_clock_advances_only_when_told():
+    clock = ManualClock(start=5.0)
+    assert clock.now() == 5.0
+    assert clock.now() == 5.0
+    assert clock.advance(2.5) == 7.5
+    assert clock.now() == 7.5
+    assert clock.advance(0) == 7.5
+
+
+def test_manual_clock_default_start_is_zero():
+    assert ManualClock().now() == 0.0
+
+
+@pytest.mark.parametrize("bad", [-1.0, -1e-9])
+def test_negative_advance_is_value_error_and_changes_nothing(bad):
+    clock = ManualClock(start=1.0)
+    with pytest.raises(ValueError, match="seconds"):
+        clock.advance(bad)
+    assert clock.now() == 1.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_advance_and_start_rejected(bad):
+    with pytest.raises(ValueError, match="seconds"):
+        ManualClock().advance(bad)
+    with pytest.raises(ValueError, match="start"):
+        ManualClock(start=bad)
+
+
+def test_type_errors_name_the_argument():
+    with pytest.raises(TypeError, match="seconds"):
+        ManualClock().advance("1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="start"):
+        ManualClock(start=None)  # type: ignore[arg-type]
+
+
+def test_set_refuses_to_go_back():
+    clock = ManualClock(start=10.0)
+    assert clock.set(12.0) == 12.0
+    with pytest.raises(ValueError, match="t must be >= now"):
+        clock.set(11.0)
+    assert clock.now() == 12.0
+
+
+def test_monotonic_clock_never_decreases_and_is_a_clock():
+    clock = MonotonicClock()
+    readings = [clock.now() for _ in range(1000)]
+    assert readings == sorted(readings)
+    assert isinstance(clock, Clock)
+    assert isinstance(ManualClock(), Clock)
+
+
+def test_ring_c_clock_matches_time_monotonic():
+    import time
+
+    from arbiter_core import monotonic_now
+
+    a = time.monotonic()
+    b = monotonic_now()
+    c = time.monotonic()
+    assert a <= b <= c
