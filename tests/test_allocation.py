@@ -156,6 +156,7 @@ def test_duplicates_unknown_ids_and_withdrawal():
     assert alloc.allocate(req(0)).status is A.ALLOCATED
     s = check_accounting(alloc)
     assert (s.total_requests, s.released, s.failed, s.active) == (3, 1, 1, 1)
+    assert s.by_reason == {"cancelled": 1}
 
 
 def test_empty_pool_fails_and_full_queue_rejects():
@@ -382,3 +383,38 @@ def test_async_timer_with_the_monotonic_clock():
         return await asyncio.wait_for(alloc.allocate_async(req(1, timeout_s=0.05)), 5.0)
 
     assert asyncio.run(main()).status is A.TIMED_OUT
+
+
+def test_threads_allocating_and_releasing_keep_the_accounting():
+    import threading
+
+    clock, mon, alloc = make(n_agents=5, max_tasks=3, max_queue=1000)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def worker(w):
+        try:
+            barrier.wait()
+            mine = []
+            for i in range(150):
+                rid = f"w{w}-{i}"
+                alloc.allocate(AllocationRequest(rid, "t", timeout_s=1e6))
+                mine.append(rid)
+                if i % 3 == 2:
+                    for old in mine[-3:-1]:
+                        alloc.release(old, success=(i % 2 == 0), duration_s=0.01)
+                held = mon.get_pool_stats().tasks_in_progress
+                assert held <= 15
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    s = check_accounting(alloc)
+    assert s.total_requests == 600
+    assert s.active == mon.get_pool_stats().tasks_in_progress <= 15
+    assert s.active == sum(len(alloc.active_on(f"a{i}")) for i in range(5))

@@ -164,6 +164,8 @@ class AllocationStatistics:
 
     ``allocated == active + released`` and ``total_requests == queued +
     allocated + rejected + timed_out + failed`` hold at every moment.
+    Percentiles cover the last 10,000 allocations; ``by_reason`` counts
+    failure reasons (at most 64 distinct ones, the rest as "other").
     """
 
     total_requests: int
@@ -367,7 +369,9 @@ class ResourceAllocator:
         r.finished_at = now
         if reason is not None:
             r.reason = reason
-            self._reasons[reason] = self._reasons.get(reason, 0) + 1
+            # callers may pass their own withdrawal reasons: cap the tally
+            key = reason if reason in self._reasons or len(self._reasons) < 64 else "other"
+            self._reasons[key] = self._reasons.get(key, 0) + 1
         done = self._done
         done[rid] = r
         if len(done) > self._history_cap:
