@@ -1061,7 +1061,11 @@ cdef class AgentTable:
         if self._n == 0:
             return -1
         for t in range(SAMPLE_TRIES):
-            s = self._dense[_rng_below(&self._rng, <uint64_t>self._n)]
+            s = <Py_ssize_t>_rng_below(&self._rng, <uint64_t>self._n)
+            if self._n != self._hw:
+                # holes in the slot range: draw from the packed list instead
+                # (without holes slot == a uniform index: one cache miss less)
+                s = self._dense[s]
             if s != avoid and self._ok(s, min_tier, now, need_fit, rc, rm, rn):
                 return s
         # few eligible agents: count them and take the k-th (still uniform)
