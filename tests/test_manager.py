@@ -471,3 +471,22 @@ class ManagerMachine(RuleBasedStateMachine):
 
 TestManagerMachine = ManagerMachine.TestCase
 TestManagerMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+
+
+def test_disabling_a_running_manager_stops_it():
+    clock, arm = make(["a"], monitoring_interval_s=0.01)
+    arm.start()
+    assert arm.is_running
+    arm.update_config(enabled=False)
+    assert not arm.is_running
+    arm.start()                              # disabled: stays stopped
+    assert not arm.is_running
+
+
+def test_move_to_an_unknown_agent_changes_nothing():
+    clock, arm = make(["a", "b"], max_tasks=2)
+    res = arm.allocate_resources(req(0))
+    with pytest.raises(KeyError, match="'ghost'"):
+        arm.allocator.move("r0", "ghost")
+    assert arm.allocation_status("r0").agent_id == res.agent_id
+    check_invariants(arm)

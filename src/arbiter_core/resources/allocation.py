@@ -751,11 +751,13 @@ class ResourceAllocator:
             r = self._live.get(request_id)
             if r is None or r.status is not ALLOCATED:
                 raise KeyError(f"request_id {request_id!r} is not allocated")
-            self._unbind(r)
             table = self._table
+            # resolve the target before anything changes (KeyError naming it)
+            to_slot = -1 if to_agent is None else table.slot(to_agent)
+            self._unbind(r)
             new: str | None = None
             if to_agent is not None:
-                if table.reserve(table.slot(to_agent), r.cpu, r.mem, r.net, now):
+                if table.reserve(to_slot, r.cpu, r.mem, r.net, now):
                     new = to_agent
             else:
                 d = table.decide(self._balancer._current[1], r.high, r.cpu, r.mem, r.net,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..clock import Clock, default_clock
-from ..types import LoadBalancingStrategy, ScalingAction
+from ..types import HealthStatus, LoadBalancingStrategy, ScalingAction
 from .allocation import (
     AllocationRequest,
     AllocationResult,
@@ -30,6 +30,7 @@ from .balancer import LoadBalancer, coerce_strategy
 from .monitor import ResourceMonitor
 from .ratelimit import RateLimitConfig
 from .records import (
+    AgentResourceProfile,
     HealthThresholds,
     ResourcePoolStats,
     check_int,
@@ -517,6 +518,7 @@ class AdaptiveResourceManager:
         if "max_agents" in changes and changes["max_agents"] != self._config.max_agents:
             raise ValueError("max_agents cannot change on a live manager")
         new = dataclasses.replace(self._config, **changes)
+        stop = False
         with self._lock:
             old = self._config
             if new.load_balancing_strategy is not old.load_balancing_strategy:
@@ -532,26 +534,30 @@ class AdaptiveResourceManager:
             if new.history_size != old.history_size:
                 self._history = deque(self._history, maxlen=new.history_size)
             self._config = new
+            stop = not new.enabled and self.is_running
+        if stop:
+            self.stop()     # outside the lock: the thread may be waiting for it
         return new
 
     # -- agents ---------------------------------------------------------------
 
     def register_agent(self, agent_id: str, max_tasks: int | None = None, weight: float = 1.0,
-                       **capacity: float) -> Any:
+                       **capacity: float) -> AgentResourceProfile:
         """Register an agent (see :meth:`ResourceMonitor.register_agent`) and
         serve queued requests it can take."""
         profile = self.monitor.register_agent(agent_id, max_tasks, weight, **capacity)
         self.allocator.dispatch()
         return profile
 
-    def remove_agent(self, agent_id: str) -> Any:
+    def remove_agent(self, agent_id: str) -> AgentResourceProfile:
         """Remove an agent; its active allocations are failed over first."""
         profile = self.monitor.remove_agent(agent_id)
         self._announce()
         return profile
 
     def record_usage(self, agent_id: str, cpu: float | None = None, memory: float | None = None,
-                     network: float | None = None, timestamp: float | None = None) -> Any:
+                     network: float | None = None,
+                     timestamp: float | None = None) -> HealthStatus:
         """Record usage (see :meth:`ResourceMonitor.record_usage`); an agent
         coming back from OFFLINE takes queued work at once."""
         with self._lock:
@@ -561,7 +567,7 @@ class AdaptiveResourceManager:
                 self.allocator.dispatch()
         return health
 
-    def restore_agent(self, agent_id: str) -> Any:
+    def restore_agent(self, agent_id: str) -> HealthStatus:
         """End an agent's OFFLINE state (after a failover) or its ejection."""
         with self._lock:
             health = self.monitor.restore_agent(agent_id)
