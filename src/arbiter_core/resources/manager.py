@@ -308,7 +308,9 @@ class _CapacityPlanner:
     def __init__(self, config: CapacityConfig) -> None:
         self.config = config
         self.ema: float | None = None
-        self.desired: deque[tuple[float, int]] = deque()
+        # (time, desired) within the stabilization window; the cap only bites
+        # when analyses run more often than about every 75 ms
+        self.desired: deque[tuple[float, int]] = deque(maxlen=4096)
         self.trend: deque[tuple[float, float]] = deque(maxlen=config.history_size)
 
     def analyze(self, now: float, interval_s: float, stats: ResourcePoolStats,
@@ -441,8 +443,10 @@ class AdaptiveResourceManager:
     * An agent failed over by hand or because it went stale stays OFFLINE
       until it reports usage again or :meth:`restore_agent`; an ejected one
       comes back when the ejection ends.
-    * Memory: failover history ``history_size`` events (default 100); the
-      allocator's and monitor's caps apply.
+    * Memory: failover history ``history_size`` events (default 100);
+      capacity history ``CapacityConfig.history_size`` analyses (64) plus at
+      most 4096 stabilization entries; the allocator's (``max_queue``,
+      ``history``) and monitor's (``max_agents``) caps apply.
 
     Examples
     --------
