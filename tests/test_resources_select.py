@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 from collections import Counter
@@ -56,7 +55,7 @@ def test_original_fixture():
 def test_decision_is_a_frozen_snapshot():
     _, lb = fixture_pool()
     d = lb.select_and_reserve()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         d.selected_agent_id = "x"  # type: ignore[misc]
     assert d.reserved and d.agent_load == 20.0     # the load it was chosen at
     assert lb.monitor.get_agent_resources("agent-1").current_task_count == 3
