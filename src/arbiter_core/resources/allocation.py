@@ -57,6 +57,7 @@ _LIVE = (QUEUED, ALLOCATED)
 _HIGH = int(TaskPriority.HIGH)
 _PRIORITIES = {int(p): p for p in TaskPriority}
 _RR = STRATEGY_CODES["round_robin"]
+_tuple_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,7 @@ class _Req:
 
     __slots__ = (
         "request", "request_id", "priority", "high", "cpu", "mem", "net", "status", "agent_id",
-        "reason", "requested_at", "deadline", "qkey", "qseq", "allocated_at", "finished_at",
+        "reason", "requested_at", "deadline", "qseq", "allocated_at", "finished_at",
         "waiters", "decision_s", "timeout_s",
     )
 
@@ -214,7 +215,6 @@ class _Req:
         self.requested_at = requested_at
         self.timeout_s = float(request.timeout_s)
         self.deadline = requested_at + self.timeout_s
-        self.qkey = 0.0
         self.qseq = -1
         self.allocated_at: float | None = None
         self.finished_at: float | None = None
@@ -307,7 +307,8 @@ class ResourceAllocator:
         self._decisions: deque[float] = deque(maxlen=10_000)
         self._timer_ok = is_monotonic_default(self._clock)
         #: called as ``listener(agent_id, success, consecutive_failures)``
-        #: after every release of an allocated request (under the lock).
+        #: after every failed release of an allocated request (under the
+        #: lock); successes only reset the streak, so they are not reported.
         self.outcome_listener: Callable[[str, bool, int], None] | None = None
 
     # -- configuration --------------------------------------------------------
@@ -349,10 +350,12 @@ class ResourceAllocator:
         else:
             wait = (r.finished_at if r.finished_at is not None else now) - r.requested_at
         res = r.request.required_resources
-        return AllocationResult(
+        # tuple.__new__ directly: the named tuple's own __new__ is one more
+        # Python frame, on a path that builds two results per allocation
+        return _tuple_new(AllocationResult, (
             r.request_id, r.request.task_id, r.status, r.agent_id, r.reason, wait,
             r.requested_at, r.allocated_at, r.finished_at, r.priority,
-            res if r.allocated_at is not None else None, r.decision_s)
+            res if r.allocated_at is not None else None, r.decision_s))
 
     def _finish(self, r: _Req, status: AllocationStatus, reason: str | None,
                 now: float) -> None:
@@ -420,8 +423,7 @@ class ResourceAllocator:
         self._seq += 1
         r.qseq = self._seq
         # min-heap on aging_per_s * t - priority == order of effective priority
-        r.qkey = self._aging * key_time - r.priority
-        heapq.heappush(self._queue, (r.qkey, r.qseq, r))
+        heapq.heappush(self._queue, (self._aging * key_time - r.priority, r.qseq, r))
         heapq.heappush(self._deadlines, (r.deadline, r.qseq, r))
         limit = 2 * self._n_queued + 64
         if len(self._queue) > limit or len(self._deadlines) > limit:
@@ -701,7 +703,7 @@ class ResourceAllocator:
                                                        success, now)
             if self._limiter is not None:
                 self._limiter.record_outcome(success, d)
-            if self.outcome_listener is not None:
+            if not success and self.outcome_listener is not None:
                 self.outcome_listener(agent, success, streak)
             if self._n_queued:
                 if self._deadlines and self._deadlines[0][0] <= now:

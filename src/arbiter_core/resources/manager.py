@@ -594,13 +594,15 @@ class AdaptiveResourceManager:
             res = self.allocator.allocate_fallback(request, exc)
         if res.decision_duration_s > self._config.max_allocation_decision_s:
             self._slow_decisions += 1
-        self._announce()
+        if self._pending or self._pending_moves:
+            self._announce()
         return res
 
     async def allocate_resources_async(self, request: AllocationRequest) -> AllocationResult:
         """Allocate, waiting while QUEUED (see :meth:`ResourceAllocator.allocate_async`)."""
         res = await self.allocator.allocate_async(request)
-        self._announce()
+        if self._pending or self._pending_moves:
+            self._announce()
         return res
 
     def allocation_status(self, request_id: str) -> AllocationResult:
@@ -612,13 +614,15 @@ class AdaptiveResourceManager:
         """Release an allocation (or withdraw a queued request); unknown ids
         are harmless."""
         res = self.allocator.release(request_id, success, duration_s)
-        self._announce()
+        if self._pending or self._pending_moves:
+            self._announce()
         return res
 
     def cancel(self, request_id: str) -> AllocationResult | None:
         """Withdraw a request (FAILED, "cancelled"); ``None`` if not live."""
         res = self.allocator.withdraw(request_id, "cancelled")
-        self._announce()
+        if self._pending or self._pending_moves:
+            self._announce()
         return res
 
     # -- ejection and failover ------------------------------------------------
