@@ -245,7 +245,8 @@ cdef class AgentTable:
     capacity : int
         Maximum number of agents held at once (>= 1).  The arrays start small
         and double as agents are added, up to ``capacity``; removed agents'
-        slots are reused.  Memory is about 160 bytes per slot.
+        slots are reused.  Memory is about 230 bytes per slot in C
+        arrays, plus the id and its dict entry.
 
     Notes
     -----

@@ -48,8 +48,8 @@ class ResourceMonitor:
     thresholds : HealthThresholds, optional
         cpu/memory health thresholds (defaults 70/85 and 75/90, inclusive).
     max_agents : int
-        Cap on registered agents (default 100,000); memory is about 200
-        bytes per agent.
+        Cap on registered agents (default 100,000); memory is about 230
+        bytes per agent in the table's C arrays plus its id.
     default_max_tasks : int
         ``max_tasks`` of agents registered without one (default 10).
 
