@@ -10,7 +10,23 @@ from __future__ import annotations
 
 from ._ringbuf import MetricRing, SeriesHandle, WindowStats, monotonic_now
 from .clock import Clock, ManualClock, MonotonicClock
-from .optimization import MetricBatch, PerformanceMonitor
+from .optimization import (
+    Bottleneck,
+    BottleneckDetector,
+    BottleneckEvent,
+    BottleneckEventKind,
+    CacheStatistics,
+    MetricBatch,
+    OptimizationAnalysis,
+    OptimizationRecommendation,
+    OptimizerConfig,
+    OptimizerHealthStatus,
+    PerformanceMonitor,
+    PerformanceTrend,
+    RecommendationEvidence,
+    RuntimeOptimizer,
+    TrendDirection,
+)
 from .types import (
     AllocationStatus,
     BottleneckSeverity,
@@ -47,4 +63,17 @@ __all__ = [
     "WindowStats",
     "__version__",
     "monotonic_now",
+    "Bottleneck",
+    "BottleneckDetector",
+    "BottleneckEvent",
+    "BottleneckEventKind",
+    "CacheStatistics",
+    "OptimizationAnalysis",
+    "OptimizationRecommendation",
+    "OptimizerConfig",
+    "OptimizerHealthStatus",
+    "PerformanceTrend",
+    "RecommendationEvidence",
+    "RuntimeOptimizer",
+    "TrendDirection",
 ]

@@ -1,6 +1,6 @@
 # Stub for the compiled module arbiter_core._ringbuf (see _ringbuf.pyx).
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol, overload
+from typing import Any, NamedTuple, Protocol, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +25,7 @@ class WindowStats(NamedTuple):
 
 def monotonic_now() -> float: ...
 
-@disjoint_base
+@final
 class MetricRing:
     def __new__(cls, capacity: int) -> Self: ...
     @property
@@ -71,6 +71,24 @@ class MetricRing:
         self, key: _Key = None, since: float | None = None, until: float | None = None
     ) -> float: ...
     def series(self, key: int, clock: _HasNow | None = None) -> SeriesHandle: ...
+    # grouped kernels (RuntimeOptimizer)
+    def bounds(self) -> tuple[float, float]: ...
+    def group_scan(
+        self, since: float, until: float,
+        wm_ts: npt.NDArray[np.float64],  # double[::1], updated in place
+        wm_skip: npt.NDArray[np.int64],  # int64_t[::1], updated in place
+        thresholds: npt.NDArray[np.float64],  # const double[::1]
+        above: npt.NDArray[np.uint8],  # const unsigned char[::1]
+        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, 8)
+    ) -> int: ...
+    def group_window(
+        self, since: float, until: float,
+        mask: npt.NDArray[np.uint8],  # const unsigned char[::1]
+        thresholds: npt.NDArray[np.float64],  # const double[::1]
+        above: npt.NDArray[np.uint8],  # const unsigned char[::1]
+        q: float,
+        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, 12)
+    ) -> None: ...
 
 @disjoint_base
 class SeriesHandle:

@@ -17,7 +17,7 @@ from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX
 from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -230,7 +230,35 @@ cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
     for i in range(lo + 2, n):
         if a[i] < above:
             above = a[i]
-    return below + frac * (above - below)
+    return _lerp(below, above, frac)
+
+
+cdef inline double _lerp(double a, double b, double t) noexcept nogil:
+    # numpy's formulation (numpy/lib/_function_base_impl.py::_lerp), so that
+    # results agree with numpy.quantile to the last bit
+    cdef double d = b - a
+    if t >= 0.5:
+        return b - d * (1.0 - t)
+    return a + d * t
+
+
+# ---------------------------------------------------------------------------
+# Per-key accumulator of MetricRing.group_window (grouped kernels section)
+
+ctypedef struct _GroupAcc:
+    int64_t n
+    int64_t beyond
+    double t0           # first sample: the origin of the shifted sums
+    double v0
+    double st           # sums of dt, dv, dt*dt, dt*dv, dv*dv (shifted by t0, v0)
+    double sv
+    double stt
+    double stv
+    double svv
+    double mn
+    double mx
+    double last_t
+    double last_v
 
 
 # ---------------------------------------------------------------------------
@@ -796,7 +824,7 @@ cdef class MetricRing:
         cdef Py_ssize_t lo, hi, j, h, n = 0
         cdef Py_ssize_t seg[4]
         cdef double t0, t1, t, dt, dv, st = 0.0, sv = 0.0, cxy = 0.0, cxx = 0.0
-        cdef double mt, mv
+        cdef double mt, mv, tlo = INFINITY, thi = -INFINITY
         cdef bint m
         cdef _KeyFilter kf = _KeyFilter(key)
         cdef KeySpec spec = kf.spec
@@ -813,6 +841,8 @@ cdef class MetricRing:
                     n += m
                     st += t * m
                     sv += vs[j] * m
+                    tlo = t if (m and t < tlo) else tlo
+                    thi = t if (m and t > thi) else thi
             if n >= 2:
                 # second pass about the means: exact co-moments, no cancellation
                 mt = st / n
@@ -825,13 +855,366 @@ cdef class MetricRing:
                         dv = (vs[j] - mv) * m
                         cxy += dt * dv
                         cxx += dt * dt
-        if n < 2 or cxx <= 0.0:
-            return NAN
+        if n < 2 or tlo == thi or cxx <= 0.0:
+            return NAN      # one timestamp (or none): no slope is defined
         return cxy / cxx
 
     def series(self, key, clock=None):
         """A handle bound to ``key`` whose ``record(value)`` is one C call."""
         return SeriesHandle(self, operator.index(key), clock)
+
+    # -----------------------------------------------------------------------
+    # Grouped kernels (added for the RuntimeOptimizer, issue 3)
+    #
+    # One pass over a time range computes per-key results for every key in
+    # the dense range [0, nkeys), so an analysis of many series costs one
+    # scan instead of one scan per series.  Keys outside the range are
+    # skipped.  Results go into caller-owned arrays: the caller keeps them
+    # between analyses (watermarks, cached statistics) and nothing here
+    # allocates per key from Python.
+
+    def bounds(self):
+        """bounds()
+
+        Timestamps of the oldest and the newest stored sample.
+
+        Returns
+        -------
+        (oldest, newest) : tuple of float
+            ``(nan, nan)`` when the ring is empty.
+        """
+        if self._count == 0:
+            return (NAN, NAN)
+        return (self._ts[self._start], self._ts[self._phys(self._count - 1)])
+
+    def group_scan(self, double since, double until, double[::1] wm_ts,
+                   int64_t[::1] wm_skip, const double[::1] thresholds,
+                   const unsigned char[::1] above, double[:, ::1] out):
+        """group_scan(since, until, wm_ts, wm_skip, thresholds, above, out)
+
+        Examine the samples no earlier scan has seen, per key, in one pass.
+
+        A per-key watermark ``(wm_ts[k], wm_skip[k])`` says that every sample
+        of key ``k`` older than ``wm_ts[k]``, and the first ``wm_skip[k]``
+        samples stamped exactly ``wm_ts[k]``, were already examined.  The
+        scan covers ``[since, until]`` (inclusive), starts at the oldest
+        watermark that is inside that range, reports only samples past the
+        watermarks, and then moves the watermarks.  A caller that keeps the
+        arrays between calls therefore sees each stored sample once; the
+        cost is proportional to the new samples (plus the old ones of any
+        key whose watermark lags behind).
+
+        Samples that arrive later than their key's watermark (out of order)
+        are not reported; samples with a timestamp after ``until`` are left
+        for a later scan.
+
+        Parameters
+        ----------
+        since, until : float
+            The time range (inclusive); ``until`` also caps the watermarks.
+        wm_ts : float64 array, shape (nkeys,)
+            Watermark timestamps, updated in place; ``-inf`` for a key never
+            scanned.
+        wm_skip : int64 array, shape (nkeys,)
+            Samples at ``wm_ts`` already seen, updated in place.
+        thresholds : float64 array, shape (nkeys,)
+            Per-key threshold; NaN means the key has none (never exceeds).
+        above : uint8 array, shape (nkeys,)
+            1 if values strictly above the threshold are bad, 0 if values
+            strictly below it are.
+        out : float64 array, shape (nkeys, 8), written
+            Per key: ``new_count, exceed_count, first_exceed_ts,
+            last_exceed_ts, last_exceed_value, worst_value, last_new_ts,
+            last_new_value`` (NaN where undefined).  ``worst_value`` is the
+            exceeding value farthest beyond the threshold.
+
+        Returns
+        -------
+        int
+            Number of samples looked at (new or not).
+        """
+        cdef Py_ssize_t nkeys = wm_ts.shape[0], lo, hi, i, p, k, h, scanned, rs
+        cdef Py_ssize_t seg[4]
+        cdef double start_t, ts, x, thr, w
+        cdef int64_t key
+        cdef double* cur_ts
+        cdef int64_t* cur_n
+        cdef double* o
+        cdef double* row
+        cdef const double* tss = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef bint up
+        if since != since or until != until:
+            raise ValueError("since and until must not be NaN")
+        if (wm_skip.shape[0] != nkeys or thresholds.shape[0] != nkeys
+                or above.shape[0] != nkeys):
+            raise ValueError(
+                f"wm_skip, thresholds and above must have {nkeys} entries like wm_ts")
+        if out.shape[0] != nkeys or out.shape[1] != 8:
+            raise ValueError(f"out must have shape ({nkeys}, 8), got "
+                             f"({out.shape[0]}, {out.shape[1]})")
+        if nkeys == 0:
+            return 0
+        o = &out[0, 0]
+        rs = out.strides[0] // sizeof(double)
+        cur_ts = <double*>PyMem_Malloc(nkeys * sizeof(double))
+        cur_n = <int64_t*>PyMem_Malloc(nkeys * sizeof(int64_t))
+        if cur_ts == NULL or cur_n == NULL:
+            PyMem_Free(cur_ts)
+            PyMem_Free(cur_n)
+            raise MemoryError()
+        with nogil:
+            start_t = INFINITY
+            for k in range(nkeys):
+                w = wm_ts[k] if wm_ts[k] > since else since
+                if w < start_t:
+                    start_t = w
+                cur_ts[k] = wm_ts[k]
+                cur_n[k] = 0
+                out[k, 0] = 0.0
+                out[k, 1] = 0.0
+                for i in range(2, 8):
+                    out[k, i] = NAN
+            lo = self._lower(start_t)
+            hi = self._upper(until)
+            scanned = hi - lo if hi > lo else 0
+            self._segments(lo, hi, seg)
+            for h in range(0, 4, 2):
+                for p in range(seg[h], seg[h + 1]):
+                    key = ks[p]
+                    if key < 0 or key >= nkeys:
+                        continue
+                    k = <Py_ssize_t>key
+                    ts = tss[p]
+                    if ts < since or ts > until or ts < wm_ts[k]:
+                        continue
+                    # samples are in time order, so a key's timestamps never go back
+                    if ts == cur_ts[k]:
+                        cur_n[k] += 1
+                    else:
+                        cur_ts[k] = ts
+                        cur_n[k] = 1
+                    if ts == wm_ts[k] and cur_n[k] <= wm_skip[k]:
+                        continue
+                    x = vs[p]
+                    row = o + k * rs
+                    row[0] += 1.0
+                    row[6] = ts
+                    row[7] = x
+                    thr = thresholds[k]
+                    up = above[k] != 0
+                    if (x > thr) if up else (x < thr):
+                        row[1] += 1.0
+                        if row[1] == 1.0:
+                            row[2] = ts
+                            row[5] = x
+                        elif (x > row[5]) if up else (x < row[5]):
+                            row[5] = x
+                        row[3] = ts
+                        row[4] = x
+            for k in range(nkeys):
+                if cur_ts[k] != wm_ts[k] or cur_n[k] > 0:
+                    wm_ts[k] = cur_ts[k]
+                    wm_skip[k] = cur_n[k]
+        PyMem_Free(cur_ts)
+        PyMem_Free(cur_n)
+        return scanned
+
+    def group_window(self, double since, double until, const unsigned char[::1] mask,
+                     const double[::1] thresholds, const unsigned char[::1] above,
+                     double q, double[:, ::1] out):
+        """group_window(since, until, mask, thresholds, above, q, out)
+
+        Window statistics of many series in one pass (two with a quantile).
+
+        For every key ``k`` in ``[0, nkeys)`` with ``mask[k]`` set, the
+        samples in ``[since, until]`` (inclusive) give one row of ``out``;
+        rows of unmasked keys are left untouched, so a caller can keep
+        cached rows and refresh only the series that changed.
+
+        Parameters
+        ----------
+        since, until : float
+            Inclusive time bounds.
+        mask : uint8 array, shape (nkeys,)
+            Which keys to compute.
+        thresholds : float64 array, shape (nkeys,)
+            For the ``beyond`` count; NaN counts nothing.
+        above : uint8 array, shape (nkeys,)
+            Direction of each threshold (1: above is bad).
+        q : float
+            Quantile to compute per key, in [0, 1], as ``numpy.quantile``'s
+            default (linear); NaN skips it (and the second pass).
+        out : float64 array, shape (nkeys, 12), written for masked keys
+            ``count, mean, min, max, std (ddof=1), first_ts, last_ts,
+            last_value, slope (units per second, least squares), mean_ts,
+            quantile, beyond_count``.  NaN where undefined: everything but
+            the counts for an empty series, ``std`` below two samples,
+            ``slope`` below two distinct timestamps.
+
+        Notes
+        -----
+        Moments use sums shifted by each series' first sample, which keeps
+        them precise for large epoch timestamps.  The scan is one pass over the
+        ring; with a quantile it also gathers the selected values (scratch of
+        two words per selected sample, freed on return), so selecting a few
+        series costs one cheap pass plus work proportional to their samples.
+        """
+        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, k, m = 0
+        cdef _GroupAcc* acc = NULL
+        cdef int64_t* off = NULL
+        cdef int32_t* tk = NULL      # gathered keys (nkeys fits: checked below)
+        cdef double* tv = NULL       # gathered values
+        cdef double* buf = NULL
+        cdef bint want_q = q == q
+        cdef const unsigned char* mk
+        cdef const double* th
+        cdef const unsigned char* ab
+        if since != since or until != until:
+            raise ValueError("since and until must not be NaN")
+        if want_q and not (0.0 <= q <= 1.0):
+            raise ValueError(f"q must be within [0, 1] or NaN, got {q!r}")
+        if thresholds.shape[0] != nkeys or above.shape[0] != nkeys:
+            raise ValueError(f"thresholds and above must have {nkeys} entries like mask")
+        if out.shape[0] != nkeys or out.shape[1] != 12:
+            raise ValueError(f"out must have shape ({nkeys}, 12), got "
+                             f"({out.shape[0]}, {out.shape[1]})")
+        if nkeys >= 2147483647:
+            raise ValueError(f"too many keys: {nkeys}")
+        if nkeys == 0:
+            return
+        mk = &mask[0]
+        th = &thresholds[0]
+        ab = &above[0]
+        lo = self._lower(since)
+        hi = self._upper(until)
+        try:
+            acc = <_GroupAcc*>PyMem_Malloc(nkeys * sizeof(_GroupAcc))
+            if acc == NULL:
+                raise MemoryError()
+            if want_q and hi > lo:
+                tk = <int32_t*>PyMem_RawMalloc((hi - lo) * sizeof(int32_t))
+                tv = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
+                off = <int64_t*>PyMem_RawMalloc((nkeys + 1) * sizeof(int64_t))
+                if tk == NULL or tv == NULL or off == NULL:
+                    raise MemoryError()
+            with nogil:
+                m = self._group_pass(lo, hi, since, until, nkeys, mk, th, ab, acc, tk, tv)
+                for k in range(nkeys):
+                    if mk[k]:
+                        _group_row(&acc[k], out, k)
+            if tk != NULL and m > 0:
+                buf = <double*>PyMem_RawMalloc(m * sizeof(double))
+                if buf == NULL:
+                    raise MemoryError()
+                with nogil:
+                    # counting sort of the gathered values by key, then select
+                    off[0] = 0
+                    for k in range(nkeys):
+                        off[k + 1] = off[k] + acc[k].n
+                        acc[k].n = off[k]            # reused as the fill position
+                    for i in range(m):
+                        k = tk[i]
+                        buf[acc[k].n] = tv[i]
+                        acc[k].n += 1
+                    for k in range(nkeys):
+                        if off[k + 1] > off[k]:
+                            out[k, 10] = _quantile_inplace(buf + off[k], off[k + 1] - off[k], q)
+        finally:
+            PyMem_Free(acc)
+            PyMem_RawFree(tk)
+            PyMem_RawFree(tv)
+            PyMem_RawFree(off)
+            PyMem_RawFree(buf)
+
+    cdef Py_ssize_t _group_pass(self, Py_ssize_t lo, Py_ssize_t hi, double since, double until,
+                                Py_ssize_t nkeys, const unsigned char* mk, const double* th,
+                                const unsigned char* ab, _GroupAcc* acc, int32_t* tk,
+                                double* tv) noexcept nogil:
+        """One pass of group_window over logical [lo, hi); returns values gathered."""
+        cdef Py_ssize_t seg[4]
+        cdef Py_ssize_t h, j, m = 0
+        cdef const double* tss = self._ts
+        cdef const double* vs = self._vals
+        cdef const int64_t* ks = self._keys
+        cdef int64_t key
+        cdef double ts, x, dt, dv
+        cdef _GroupAcc* a
+        for j in range(nkeys):
+            acc[j].n = 0
+            acc[j].beyond = 0
+        self._segments(lo, hi, seg)
+        for h in range(0, 4, 2):
+            for j in range(seg[h], seg[h + 1]):
+                key = ks[j]
+                if key < 0 or key >= nkeys or not mk[key]:
+                    continue
+                ts = tss[j]
+                if ts < since or ts > until:   # only after racing a writer
+                    continue
+                x = vs[j]
+                a = &acc[key]
+                if a.n == 0:
+                    a.t0 = ts
+                    a.v0 = x
+                    a.st = 0.0
+                    a.sv = 0.0
+                    a.stt = 0.0
+                    a.stv = 0.0
+                    a.svv = 0.0
+                    a.mn = x
+                    a.mx = x
+                else:
+                    a.mn = x if x < a.mn else a.mn
+                    a.mx = x if x > a.mx else a.mx
+                a.n += 1
+                a.last_t = ts
+                a.last_v = x
+                a.beyond += (x > th[key]) if ab[key] else (x < th[key])
+                dt = ts - a.t0
+                dv = x - a.v0
+                a.st += dt
+                a.sv += dv
+                a.stt += dt * dt
+                a.stv += dt * dv
+                a.svv += dv * dv
+                if tk != NULL:
+                    tk[m] = <int32_t>key
+                    tv[m] = x
+                    m += 1
+        return m
+
+
+# ---------------------------------------------------------------------------
+# Grouped kernels: output helper (module level so it can stay nogil and inline)
+
+cdef void _group_row(const _GroupAcc* a, double[:, ::1] out, Py_ssize_t k) noexcept nogil:
+    """Write one group_window output row from its accumulator."""
+    cdef double n, mt, mv, var, cxx
+    cdef Py_ssize_t j
+    out[k, 0] = <double>a.n
+    out[k, 11] = <double>a.beyond
+    for j in range(1, 11):
+        out[k, j] = NAN
+    if a.n == 0:
+        return
+    n = <double>a.n
+    mt = a.st / n
+    mv = a.sv / n
+    out[k, 1] = a.v0 + mv
+    out[k, 2] = a.mn
+    out[k, 3] = a.mx
+    out[k, 5] = a.t0
+    out[k, 6] = a.last_t
+    out[k, 7] = a.last_v
+    out[k, 9] = a.t0 + mt
+    if a.n > 1:
+        var = (a.svv - a.sv * mv) / (n - 1.0)
+        out[k, 4] = sqrt(var) if var > 0.0 else 0.0
+        cxx = a.stt - a.st * mt
+        if cxx > 0.0:
+            out[k, 8] = (a.stv - a.st * mv) / cxx
 
 
 cdef class SeriesHandle:

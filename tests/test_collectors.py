@@ -1,0 +1,60 @@
+"""psutil collectors: real readings in range, network rates from counters."""
+
+import math
+
+import pytest
+
+from arbiter_core import ManualClock, MetricType, RuntimeOptimizer
+from arbiter_core.collectors import (
+    HostCpuCollector,
+    HostMemoryCollector,
+    NetworkCollector,
+    ProcessCollector,
+    default_collectors,
+)
+
+
+def test_host_and_process_collectors_report_percentages():
+    samples = HostCpuCollector()() + HostMemoryCollector()() + ProcessCollector("me")()
+    assert [(mt, src) for mt, _, src in samples] == [
+        (MetricType.CPU, "host"), (MetricType.MEMORY, "host"),
+        (MetricType.CPU, "me"), (MetricType.MEMORY, "me")]
+    for mt, value, _ in samples:
+        assert math.isfinite(value) and value >= 0.0
+        if mt is MetricType.MEMORY:
+            assert value <= 100.0
+
+
+def test_network_collector_rate_from_counters():
+    clock = ManualClock(start=0.0)
+    total = {"bytes": 0.0}
+    net = NetworkCollector("nic", link_speed_mbps=100.0, clock=clock,
+                           counters=lambda: total["bytes"])
+    assert net() == []                         # first reading only primes
+    clock.advance(2.0)
+    total["bytes"] = 2.0 * 12.5e6 * 0.4        # 40% of 100 Mb/s for 2 s
+    ((mt, pct, src),) = net()
+    assert (mt, src) == (MetricType.NETWORK, "nic") and pct == pytest.approx(40.0)
+    total["bytes"] = 0.0                       # counter reset: no bogus negative rate
+    clock.advance(1.0)
+    assert net() == []
+    with pytest.raises(ValueError, match="link_speed_mbps"):
+        NetworkCollector(link_speed_mbps=0.0)
+
+
+def test_network_collector_without_known_speed_reports_nothing():
+    clock = ManualClock(start=0.0)
+    net = NetworkCollector(clock=clock, counters=lambda: 1.0)
+    net._speed = 0.0                           # as in a container without link speeds
+    net()
+    clock.advance(1.0)
+    assert net() == []
+
+
+def test_default_collectors_feed_an_optimizer():
+    opt = RuntimeOptimizer(clock=ManualClock(start=0.0), collectors=default_collectors())
+    assert opt.collect() >= 4
+    names = {(mt, src) for mt, src in opt.monitor.series_names}
+    assert {(MetricType.CPU, "host"), (MetricType.MEMORY, "host"),
+            (MetricType.CPU, "process")} <= names
+    assert not opt.get_health_status().degraded
