@@ -54,7 +54,7 @@ test-debug: $(VENV)/.bootstrapped
 lint: $(WHEEL_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest arbiter_core._ringbuf
+	$(PY) -m mypy.stubtest arbiter_core._ringbuf arbiter_core._select
 
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \
