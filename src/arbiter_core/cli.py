@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -60,11 +61,15 @@ def render_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
     headers = ["strategy"] + [h for h, _, _ in TABLE_COLUMNS]
     body = [[name] + [_fmt(r[k], d) for _, k, d in TABLE_COLUMNS] for name, r in rows.items()]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
-    line = "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))
+    def fmt_line(cells: list[str]) -> str:
+        # strategy names left-aligned, numbers right-aligned
+        return "  ".join(c.rjust(w) if i else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    line = fmt_line(headers)
     out.write(line + "\n" + "-" * len(line) + "\n")
     for b in body:
-        out.write("  ".join(c.rjust(w) if i else c.ljust(w)
-                            for i, (c, w) in enumerate(zip(b, widths))) + "\n")
+        out.write(fmt_line(b) + "\n")
 
 
 def _best(rows: dict[str, dict[str, Any]]) -> str:
@@ -79,6 +84,10 @@ def _best(rows: dict[str, dict[str, Any]]) -> str:
 def _simulate(args: argparse.Namespace) -> int:
     from .scenario import ScenarioError, default_scenario, load_scenario
     from .simulate import compare_strategies, progress_printer
+
+    # the library logs every ejection and bottleneck; the table says it all
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
     try:
         scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
@@ -258,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="print one JSON document")
     sim.add_argument("--plot", metavar="FILE.png", help="write plots (needs matplotlib)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument("--verbose", action="store_true", help="log manager/optimizer events")
     sim.set_defaults(func=_simulate)
 
     mon = sub.add_parser("monitor", help="live health of this host/process")

@@ -8,8 +8,11 @@ by side are what to read.  The full suites are ``make bench`` and asv.
 
 from __future__ import annotations
 
+import functools
 import random
+import time
 import timeit
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -79,13 +82,10 @@ def run_quick_bench(out: TextIO, scale: float = 1.0) -> list[dict[str, Any]]:
         peers["hdrhistogram record_value"] = _best_ns(_loop(hdr.record_value, (12,), n), 1) / n
     except ImportError:
         pass
-    from collections import deque
-    import time as _time
-
     dq: deque[tuple[float, float]] = deque(maxlen=10_000)
 
     def plain_record(v: float) -> None:
-        dq.append((_time.monotonic(), v))
+        dq.append((time.monotonic(), v))
 
     peers["plain Python deque + time.monotonic"] = _best_ns(
         _loop(plain_record, (12.5,), n), 1) / n
@@ -115,7 +115,7 @@ def run_quick_bench(out: TextIO, scale: float = 1.0) -> list[dict[str, Any]]:
         reps = max(20, int(2000 * scale * 100 / size))
         s_ours = _best_ns(lb.select_agent, reps)
         pool = _plain_pool(size)
-        s_plain = _best_ns(lambda p=pool: _plain_least_loaded(p), reps)
+        s_plain = _best_ns(functools.partial(_plain_least_loaded, pool), reps)
         row(f"select least_loaded, {size} agents", s_ours,
             {"plain Python scan over dicts": s_plain})
 

@@ -19,7 +19,7 @@ from typing import Any
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
 
 __all__ = [
     "AgentGroup",
@@ -36,6 +36,15 @@ __all__ = [
 
 PRIORITY_NAMES = ("low", "medium", "high", "critical")
 FAULT_KINDS = ("slow", "silent", "failing")
+
+
+_TOP_FIELDS = frozenset({
+    "name", "duration_s", "pool", "arrivals", "faults", "rate_limit", "report_interval_s",
+    "tick_interval_s", "stale_after_s", "latency_threshold_ms", "throughput_threshold_per_s",
+    "max_queue"})
+_GROUP_FIELDS = frozenset({"name", "count", "max_tasks", "speed", "weight", "base_memory",
+                           "memory_per_task"})
+_ARRIVAL_FIELDS = frozenset({"rate_per_s", "mean_task_s", "task_sigma", "bursts", "priorities"})
 
 
 class ScenarioError(ValueError):
@@ -124,6 +133,7 @@ class Scenario:
     rate_limit_per_s: float | None = None
     rate_limit_burst: int | None = None
     latency_threshold_ms: float = 4000.0
+    throughput_threshold_per_s: float = 10.0
     max_queue: int = 10_000
 
     @property
@@ -168,7 +178,7 @@ def default_scenario() -> Scenario:
                 PriorityClass("critical", 0.05, 5.0),
                 PriorityClass("high", 0.20, 10.0),
                 PriorityClass("medium", 0.45, 20.0),
-                PriorityClass("low", 0.30, 60.0),
+                PriorityClass("low", 0.30, 8.0),
             ),
         ),
         faults=(
@@ -178,6 +188,7 @@ def default_scenario() -> Scenario:
         ),
         rate_limit_per_s=150.0,
         rate_limit_burst=600,
+        throughput_threshold_per_s=30.0,
     )
 
 
@@ -206,18 +217,20 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
     """Build and validate a :class:`Scenario` from parsed TOML/JSON data."""
-    r = _Reader(data, "scenario")
-    groups_raw = r.list("pool.groups", required=True)
+    r = _Reader(data, "scenario", _TOP_FIELDS)
+    duration_s = r.number("duration_s", positive=True, hi=86_400.0)
+    _Reader(r.table("pool", required=True), "pool", frozenset({"groups"}))
+    groups_raw = r.items("pool.groups", required=True)
     if not groups_raw:
         raise ScenarioError("pool.groups: needs at least one agent group")
     groups = []
     for i, g in enumerate(groups_raw):
-        gr = _Reader(g, f"pool.groups[{i}]")
-        max_tasks = gr.int("max_tasks", minimum=1)
+        gr = _Reader(g, f"pool.groups[{i}]", _GROUP_FIELDS)
+        max_tasks = gr.integer("max_tasks", minimum=1)
         speed = gr.number("speed", default=1.0, positive=True)
         groups.append(AgentGroup(
-            name=gr.str("name", default=f"group{i}"),
-            count=gr.int("count", minimum=1, maximum=100_000),
+            name=gr.text("name", default=f"group{i}"),
+            count=gr.integer("count", minimum=1, maximum=100_000),
             max_tasks=max_tasks,
             speed=speed,
             weight=gr.number("weight", default=None, positive=True),
@@ -228,17 +241,18 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
         raise ScenarioError(f"pool.groups: group names must be unique, got {names}")
-    ar = _Reader(r.table("arrivals", required=True), "arrivals")
+    ar = _Reader(r.table("arrivals", required=True), "arrivals", _ARRIVAL_FIELDS)
     bursts = []
-    for i, b in enumerate(ar.list("bursts")):
-        br = _Reader(b, f"arrivals.bursts[{i}]")
+    for i, b in enumerate(ar.items("bursts")):
+        br = _Reader(b, f"arrivals.bursts[{i}]", frozenset({"start_s", "duration_s", "factor"}))
         bursts.append(Burst(br.number("start_s", lo=0.0), br.number("duration_s", positive=True),
                             br.number("factor", positive=True)))
         br.done()
     prios = []
-    for i, pc in enumerate(ar.list("priorities")):
-        pr = _Reader(pc, f"arrivals.priorities[{i}]")
-        prio = pr.str("priority")
+    for i, pc in enumerate(ar.items("priorities")):
+        pr = _Reader(pc, f"arrivals.priorities[{i}]",
+                     frozenset({"priority", "share", "timeout_s"}))
+        prio = pr.text("priority")
         if prio not in PRIORITY_NAMES:
             raise ScenarioError(f"arrivals.priorities[{i}].priority: must be one of "
                                 f"{', '.join(PRIORITY_NAMES)}, got {prio!r}")
@@ -257,13 +271,14 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
     ar.done()
     agent_ids = {f"{g.name}-{k}" for g in groups for k in range(g.count)}
     faults = []
-    for i, f in enumerate(r.list("faults")):
-        fr = _Reader(f, f"faults[{i}]")
-        kind = fr.str("kind")
+    for i, f in enumerate(r.items("faults")):
+        fr = _Reader(f, f"faults[{i}]",
+                     frozenset({"kind", "agent", "at_s", "factor", "failure_rate"}))
+        kind = fr.text("kind")
         if kind not in FAULT_KINDS:
             raise ScenarioError(f"faults[{i}].kind: must be one of {', '.join(FAULT_KINDS)}, "
                                 f"got {kind!r}")
-        agent = fr.str("agent")
+        agent = fr.text("agent")
         if agent not in agent_ids:
             raise ScenarioError(f"faults[{i}].agent: no agent {agent!r} in the pool "
                                 f"(ids are <group name>-<index>, e.g. {sorted(agent_ids)[0]!r})")
@@ -272,13 +287,13 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
                             failure_rate=fr.number("failure_rate", default=1.0, lo=0.0, hi=1.0)))
         fr.done()
     limit = r.table("rate_limit")
-    lr = _Reader(limit, "rate_limit")
+    lr = _Reader(limit, "rate_limit", frozenset({"per_s", "burst"}))
     per_s = lr.number("per_s", default=None, lo=0.0)
-    burst = lr.int("burst", default=None, minimum=0)
+    burst = lr.integer("burst", default=None, minimum=0)
     lr.done()
     sc = Scenario(
-        name=r.str("name", default=name),
-        duration_s=r.number("duration_s", positive=True, hi=86_400.0),
+        name=r.text("name", default=name),
+        duration_s=duration_s,
         groups=tuple(groups),
         arrivals=arrivals,
         faults=tuple(faults),
@@ -288,7 +303,9 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
         rate_limit_per_s=per_s,
         rate_limit_burst=burst,
         latency_threshold_ms=r.number("latency_threshold_ms", default=4000.0, positive=True),
-        max_queue=r.int("max_queue", default=10_000, minimum=1),
+        throughput_threshold_per_s=r.number("throughput_threshold_per_s", default=10.0,
+                                            lo=0.0),
+        max_queue=r.integer("max_queue", default=10_000, minimum=1),
     )
     r.done(extra_ok={"pool", "arrivals", "faults", "rate_limit"})
     return sc
@@ -303,7 +320,7 @@ class _Reader:
     A field read with no ``default`` is required.
     """
 
-    def __init__(self, data: object, path: str) -> None:
+    def __init__(self, data: object, path: str, known: frozenset[str] | None = None) -> None:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
@@ -311,6 +328,12 @@ class _Reader:
         self.data = data
         self.path = path
         self.seen: set[str] = set()
+        if known is not None:
+            # report a misspelt field before the fields it was meant to be
+            unknown = set(data) - known
+            if unknown:
+                raise ScenarioError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}; "
+                                    f"known: {', '.join(sorted(known))}")
 
     def _name(self, key: str) -> str:
         return key if self.path == "scenario" else f"{self.path}.{key}"
@@ -345,7 +368,7 @@ class _Reader:
             raise ScenarioError(f"{self._name(key)}: must be <= {hi:g}, got {v!r}")
         return x
 
-    def int(self, key: str, default: Any = _MISSING, *, minimum: int = 0,
+    def integer(self, key: str, default: Any = _MISSING, *, minimum: int = 0,
             maximum: int | None = None) -> Any:
         v = self._get(key, default)
         if v is None:
@@ -356,13 +379,13 @@ class _Reader:
             raise ScenarioError(f"{self._name(key)}: must be {bound}, got {v!r}")
         return v
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def text(self, key: str, default: Any = _MISSING) -> Any:
         v = self._get(key, default)
         if not isinstance(v, str) or not v:
             raise ScenarioError(f"{self._name(key)}: must be a non-empty string, got {v!r}")
         return v
 
-    def list(self, key: str, required: bool = False) -> list[Any]:
+    def items(self, key: str, required: bool = False) -> list[Any]:
         v = self._get(key, _MISSING if required else [])
         if not isinstance(v, list):
             raise ScenarioError(f"{self._name(key)}: must be a list, got {type(v).__name__}")

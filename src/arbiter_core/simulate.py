@@ -38,6 +38,7 @@ from .optimization import OptimizerConfig, RuntimeOptimizer
 from .resources import (
     AdaptiveResourceManager,
     AllocationRequest,
+    FailoverEvent,
     RateLimitConfig,
     ResourceManagerConfig,
 )
@@ -55,7 +56,7 @@ _PRIORITY = {
 
 # event kinds, ordered so that simultaneous events resolve deterministically:
 # completions free slots before new arrivals look for one
-_DONE, _FAULT, _REPORT, _TICK, _ARRIVE = range(5)
+_DONE, _FAULT, _REPORT, _TICK, _SNAPSHOT, _ARRIVE = range(6)
 
 
 def jain_index(loads: Iterable[float]) -> float:
@@ -123,6 +124,7 @@ class _Task:
     priority: str
     work_s: float
     submitted_at: float
+    fail_draw: float = 0.0  # uniform draw fixed at arrival: fails where failure rate > it
     agent: str | None = None
     started_at: float = math.nan
     epoch: int = 0        # bumps when the task is moved: stale completions are ignored
@@ -133,7 +135,11 @@ class _Simulation:
                  progress: Callable[[float], None] | None) -> None:
         self.sc = scenario
         self.strategy = strategy
-        self.rng = np.random.default_rng(seed)
+        # independent streams: the arrivals (times, priorities, work, failure
+        # draws) are identical for every strategy; only the noise differs
+        arrival_ss, noise_ss = np.random.SeedSequence(seed).spawn(2)
+        self.rng = np.random.default_rng(arrival_ss)
+        self.noise = np.random.default_rng(noise_ss)
         self.clock = ManualClock(start=0.0)
         self.progress = progress
         rate_limit = None
@@ -149,15 +155,19 @@ class _Simulation:
                 rate_limit=rate_limit,
                 stale_after_s=scenario.stale_after_s,
                 max_queue=scenario.max_queue,
+                # the simulator ticks every tick_interval_s; analyse capacity
+                # every 15 s so the run sees the recommendation move
+                capacity_analysis_interval_s=15.0,
+                seed=seed,
             ),
             clock=self.clock,
-            seed=seed,
         )
         self.opt = RuntimeOptimizer(
             config=OptimizerConfig(
                 analysis_interval_s=5.0,
                 analysis_window_s=30.0,
-                thresholds={MetricType.LATENCY: scenario.latency_threshold_ms},
+                thresholds={MetricType.LATENCY: scenario.latency_threshold_ms,
+                            MetricType.THROUGHPUT: scenario.throughput_threshold_per_s},
                 enable_cache_optimization=False,
             ),
             clock=self.clock,
@@ -168,6 +178,7 @@ class _Simulation:
         self.tasks: dict[str, _Task] = {}
         # insertion-ordered (a dict, not a set) so runs are deterministic
         self.queued: dict[str, None] = {}
+        self.transitions: list[tuple[str, AllocationStatus, str | None]] = []
         self.running: dict[str, set[str]] = {}
         self.speed: dict[str, float] = {}
         self.slow: dict[str, float] = {}
@@ -201,10 +212,14 @@ class _Simulation:
                 self.running[aid] = set()
                 self.busy_s[aid] = 0.0
         self.arm.on_failover(self._on_failover)
+        self.arm.allocator.transition_listener = self._on_transition
         self.opt.on_bottleneck(self._on_bottleneck)
         for f in self.sc.faults:
             self._push(f.at_s, _FAULT, f)
         self._push(0.0, _REPORT)
+        # the health verdict is taken when arrivals stop, not after the drain
+        # (an idle pool's throughput would read as a bottleneck)
+        self._push(self.sc.duration_s, _SNAPSHOT)
         self._push(self.sc.tick_interval_s, _TICK)
         self._schedule_arrival(0.0)
 
@@ -238,7 +253,7 @@ class _Simulation:
         work = float(self.rng.lognormal(mu, ar.task_sigma)) if ar.task_sigma > 0 else ar.mean_task_s
         rid = f"r{self.result.submitted}"
         self.result.submitted += 1
-        task = _Task(rid, pc.priority, work, now)
+        task = _Task(rid, pc.priority, work, now, fail_draw=float(self.rng.random()))
         self.tasks[rid] = task
         req = AllocationRequest(request_id=rid, task_id=f"t{self.result.submitted}",
                                 priority=_PRIORITY[pc.priority], timeout_s=pc.timeout_s)
@@ -253,6 +268,7 @@ class _Simulation:
         else:
             self.result.failed += 1
             del self.tasks[rid]
+        self._dispatch_queued(now)   # a call may expire other queued requests
 
     # -- running tasks -------------------------------------------------------------
 
@@ -277,7 +293,7 @@ class _Simulation:
         agent = task.agent
         self.running[agent].discard(rid)
         self.busy_s[agent] += now - began
-        success = self.rng.random() >= self.fail_rate.get(agent, 0.0)
+        success = task.fail_draw >= self.fail_rate.get(agent, 0.0)
         self.arm.release_resources(rid, success=success, duration_s=now - began)
         del self.tasks[rid]
         e2e = now - task.submitted_at
@@ -292,19 +308,20 @@ class _Simulation:
             self.failed_window += 1
         self._dispatch_queued(now)
 
+    def _on_transition(self, rid: str, status: AllocationStatus, agent: str | None) -> None:
+        # called under the manager's lock: only record, act after the call returns
+        self.transitions.append((rid, status, agent))
+
     def _dispatch_queued(self, now: float) -> None:
-        """Start every queued request the manager has since allocated or ended."""
-        if not self.queued:
-            return
-        for rid in list(self.queued):
-            res = self.arm.allocation_status(rid)
-            status = res.status
-            if status is AllocationStatus.QUEUED:
-                continue
+        """Start every queued request the manager has since allocated, or end it."""
+        pending, self.transitions = self.transitions, []
+        for rid, status, agent in pending:
+            if rid not in self.queued:
+                continue        # e.g. moved by failover and dispatched in the same call
             del self.queued[rid]
             task = self.tasks[rid]
             if status is AllocationStatus.ALLOCATED:
-                self._start(task, res.agent_id, now)
+                self._start(task, agent, now)
             else:
                 if status is AllocationStatus.TIMED_OUT:
                     self.result.timed_out += 1
@@ -312,10 +329,10 @@ class _Simulation:
                     self.result.failed += 1
                 del self.tasks[rid]
 
-    def _on_failover(self, event: Any) -> None:
+    def _on_failover(self, event: FailoverEvent) -> None:
         now = self.clock.now()
         self.result.failovers += 1
-        for rid, new_agent in _moves(event):
+        for rid, new_agent in event.moved:
             task = self.tasks.get(rid)
             if task is None:
                 continue
@@ -323,7 +340,7 @@ class _Simulation:
             if task.agent is not None:
                 self.running[task.agent].discard(rid)
             self._start(task, new_agent, now)
-        for rid in _requeued(event):
+        for rid in event.requeued:
             task = self.tasks.get(rid)
             if task is None:
                 continue
@@ -348,10 +365,11 @@ class _Simulation:
             total_running += n
             share = n / self.max_tasks[aid]
             slow = self.slow.get(aid, 1.0)
-            cpu = min(100.0, 8.0 + 80.0 * share * min(slow, 1.2) + self.rng.normal(0, 2.0))
+            cpu = min(100.0, 8.0 + 80.0 * share * min(slow, 1.2) + self.noise.normal(0, 2.0))
             base, per_task = self.memory[aid]
-            mem = min(100.0, base + per_task * n + self.rng.normal(0, 1.0))
+            mem = min(100.0, base + per_task * n + self.noise.normal(0, 1.0))
             self.arm.record_usage(aid, cpu=max(cpu, 0.0), memory=max(mem, 0.0))
+        self._dispatch_queued(now)
         interval = self.sc.report_interval_s
         self.opt.record_metric(MetricType.THROUGHPUT, self.completed_window / interval,
                                source="scheduler", timestamp=now)
@@ -387,6 +405,16 @@ class _Simulation:
         elif f.kind == "failing":
             self.fail_rate[f.agent] = f.failure_rate
 
+    def _snapshot_health(self) -> None:
+        analysis = self.opt.analyze()
+        r = self.result
+        r.health_score = float(analysis.health_score)
+        r.recommendations = [f"[{rec.priority}] {rec.component}: {rec.title} -- "
+                             f"{rec.description}" for rec in analysis.recommendations]
+        cap = self.arm.analyze_capacity()
+        r.capacity_action = str(cap.action)
+        r.desired_agents = int(cap.desired_agents)
+
     # -- main loop ----------------------------------------------------------------------
 
     def run(self) -> SimulationResult:
@@ -412,6 +440,8 @@ class _Simulation:
                 self._report(at)
             elif kind == _TICK:
                 self._tick(at)
+            elif kind == _SNAPSHOT:
+                self._snapshot_health()
             else:
                 self._fault(payload, at)
         self._close(time.perf_counter() - wall)
@@ -432,36 +462,15 @@ class _Simulation:
         elapsed = max(self.clock.now(), 1e-9)
         loads = [self.busy_s[a] / (self.max_tasks[a] * elapsed) for a in self.busy_s]
         r.fairness = jain_index(loads)
-        analysis = self.opt.analyze()
-        r.health_score = float(analysis.health_score)
-        r.recommendations = [f"[{rec.priority}] {rec.component}: {rec.title}"
-                             for rec in analysis.recommendations]
         r.bottlenecks_found = len(self.bottleneck_keys)
-        cap = self.arm.analyze_capacity()
-        r.capacity_action = str(cap.action)
-        r.desired_agents = int(cap.desired_agents)
         stats = self.arm.get_allocation_statistics()
-        r.ejections = int(_field(self.arm.get_health_status(), "ejections", 0) or 0)
-        r.rate_limit_final = float(_field(stats, "rate_limit", math.nan) or math.nan)
+        r.ejections = sum(p.ejection_count for p in self.arm.monitor.get_all_agent_resources())
+        r.rate_limit_final = math.nan if stats.rate_limit is None else float(stats.rate_limit)
         r.simulated_s = self.clock.now()
         r.wall_s = wall_s
         r.timeline = self.timeline
         r.e2e_samples = self.e2e
         r.agent_busy_s = self.busy_s
-
-
-def _field(obj: Any, name: str, default: Any) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def _moves(event: Any) -> list[tuple[str, str]]:
-    return [(m.request_id, m.to_agent_id) for m in event.moves]
-
-
-def _requeued(event: Any) -> list[str]:
-    return list(event.requeued)
 
 
 def run_simulation(scenario: Scenario, strategy: LoadBalancingStrategy | str, seed: int = 0,

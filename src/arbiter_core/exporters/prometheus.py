@@ -75,7 +75,7 @@ class ArbiterCollector(Collector):
 
     def _optimizer_metrics(self) -> Iterator[Metric]:
         opt = self.optimizer
-        last = opt.last_analysis()
+        last = opt.last_analysis
         score = GaugeMetricFamily(f"{self.ns}_health_score",
                                   "Health score 0-100 from distinct active bottlenecks")
         score.add_metric([], float(last.health_score) if last is not None else 100.0)
