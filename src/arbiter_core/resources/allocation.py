@@ -310,6 +310,11 @@ class ResourceAllocator:
         #: after every failed release of an allocated request (under the
         #: lock); successes only reset the streak, so they are not reported.
         self.outcome_listener: Callable[[str, bool, int], None] | None = None
+        #: called as ``listener(request_id, status, agent_id)`` whenever a QUEUED
+        #: request leaves the queue on its own (dispatched to an agent, timed
+        #: out) -- under the lock, so it must only record, never call back in.
+        #: A synchronous scheduler uses it instead of polling ``status``.
+        self.transition_listener: Callable[[str, AllocationStatus, str | None], None] | None = None
 
     # -- configuration --------------------------------------------------------
 
@@ -362,11 +367,13 @@ class ResourceAllocator:
         """Move a request to a terminal state (from QUEUED, ALLOCATED or new)."""
         rid = r.request_id
         counts = self._counts
+        was_queued = False
         if self._live.pop(rid, None) is not None:
             old = r.status
             counts[old] -= 1
             if old is QUEUED:
                 self._n_queued -= 1
+                was_queued = True
         counts[status] += 1
         r.status = status
         r.finished_at = now
@@ -382,6 +389,8 @@ class ResourceAllocator:
             del done[next(iter(done))]
         if r.waiters:
             self._wake_waiters(r)
+        if was_queued and self.transition_listener is not None:
+            self.transition_listener(rid, status, None)
 
     def _wake_waiters(self, r: _Req) -> None:
         if r.waiters:
@@ -394,10 +403,12 @@ class ResourceAllocator:
         rid = r.request_id
         live = self._live
         counts = self._counts
+        was_queued = False
         if rid in live:
             counts[r.status] -= 1
             if r.status is QUEUED:
                 self._n_queued -= 1
+                was_queued = True
         counts[ALLOCATED] += 1
         r.status = ALLOCATED
         r.agent_id = agent_id
@@ -411,6 +422,8 @@ class ResourceAllocator:
         per[rid] = r
         if r.waiters:
             self._wake_waiters(r)
+        if was_queued and self.transition_listener is not None:
+            self.transition_listener(rid, ALLOCATED, agent_id)
 
     def _enqueue(self, r: _Req, key_time: float) -> None:
         """New or moved-back request -> QUEUED, ordered by ``key_time``."""
