@@ -268,8 +268,32 @@ def test_adaptive_limit_is_fed_by_releases_and_reported():
         alloc.allocate(req(i))
         alloc.release(f"r{i}", success=False)
     s = alloc.get_allocation_statistics()
-    assert s.rate_limit == pytest.approx(50 * 0.9 ** 10)
+    # ten failures in one instant are one round: one decrease, not ten
+    assert s.rate_limit == pytest.approx(50 * 0.9)
     assert s.rate_limit_per_s == pytest.approx(s.rate_limit / 60.0)
+    for i in range(10, 20):
+        clock.advance(6.0)              # a new round each time (window_s / 10)
+        alloc.allocate(req(i))
+        alloc.release(f"r{i}", success=False)
+    assert alloc.get_allocation_statistics().rate_limit == pytest.approx(50 * 0.9 ** 11)
+
+
+def test_one_decrease_per_round_never_collapses_the_limit():
+    b = AdaptiveTokenBucket(RateLimitConfig(max_requests=100, window_s=10.0), now=0.0)
+    for _ in range(20):
+        b.record_outcome(True, 2.0, 0.0)    # baseline latency 2 s
+    # a burst of failures within one latency round
+    for k in range(30):
+        b.record_outcome(False, None, 1.0 + k * 0.01)
+    assert b.limit == pytest.approx(100 * 0.9)
+    # slow successes keep the latency signal bad: at most one decrease per round
+    t = 2.0
+    for _ in range(40):
+        t += 0.05
+        b.record_outcome(True, 10.0, t)
+    rounds = 1 + math.floor((t - 1.0) / 2.0) + 1   # generous bound on rounds elapsed
+    assert b.limit >= 100 * 0.9 ** rounds
+    assert b.limit > 50
 
 
 def test_rate_limit_config_validation():

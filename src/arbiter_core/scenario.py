@@ -186,8 +186,8 @@ def default_scenario() -> Scenario:
             Fault("silent", "large-1", at_s=50.0),
             Fault("failing", "small-2", at_s=25.0, failure_rate=0.9),
         ),
-        rate_limit_per_s=150.0,
-        rate_limit_burst=600,
+        rate_limit_per_s=110.0,
+        rate_limit_burst=200,
         throughput_threshold_per_s=30.0,
     )
 

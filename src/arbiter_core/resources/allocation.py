@@ -715,7 +715,7 @@ class ResourceAllocator:
                 streak = self._table.record_completion(slot, -1.0 if d is None else d,
                                                        success, now)
             if self._limiter is not None:
-                self._limiter.record_outcome(success, d)
+                self._limiter.record_outcome(success, d, now)
             if not success and self.outcome_listener is not None:
                 self.outcome_listener(agent, success, streak)
             if self._n_queued:

@@ -9,7 +9,8 @@ admits nothing.
 With ``adaptive=True`` the limit moves in the manner of adaptive concurrency
 limiters (Netflix concurrency-limits' AIMD, with Gradient2's latency signal):
 a failed task, or a short-term latency EWMA rising above ``latency_tolerance``
-times its long-term baseline, multiplies the limit by ``backoff_ratio``; a
+times its long-term baseline, multiplies the limit by ``backoff_ratio`` (at
+most once per round, see :meth:`AdaptiveTokenBucket.record_outcome`); a
 healthy outcome adds ``increase``; the limit stays within
 ``[min_limit, max_limit]``.
 """
@@ -101,7 +102,8 @@ class AdaptiveTokenBucket:
     True
     """
 
-    __slots__ = ("_cfg", "_limit", "_lo", "_hi", "_tokens", "_t", "_short", "_long", "_n")
+    __slots__ = ("_cfg", "_limit", "_lo", "_hi", "_tokens", "_t", "_short", "_long", "_n",
+                 "_hold_until")
 
     def __init__(self, config: RateLimitConfig, now: float) -> None:
         self._cfg = config
@@ -112,6 +114,7 @@ class AdaptiveTokenBucket:
         self._short = 0.0     # latency EWMAs (Gradient2's short and long windows)
         self._long = 0.0
         self._n = 0
+        self._hold_until = -math.inf   # no second decrease before this time
 
     @property
     def config(self) -> RateLimitConfig:
@@ -145,8 +148,20 @@ class AdaptiveTokenBucket:
             return True
         return False
 
-    def record_outcome(self, success: bool, duration_s: float | None) -> None:
-        """Feed one finished task (only moves the limit when adaptive)."""
+    def record_outcome(self, success: bool, duration_s: float | None,
+                       now: float | None = None) -> None:
+        """Feed one finished task (only moves the limit when adaptive).
+
+        With ``now``, decreases are applied at most once per *round*: after a
+        decrease, bad outcomes within the next round (the short-term task
+        latency, or ``window_s / 10`` before any latency is known) are not
+        counted again, as TCP reduces its window once per round trip.  Those
+        outcomes belong to tasks admitted before the decrease took effect;
+        counting each of them would compound ``backoff_ratio`` and collapse
+        admission after one burst of failures (for example a single failing
+        agent before it is ejected).  Without ``now`` every bad outcome
+        decreases the limit (plain AIMD).
+        """
         if not self._cfg.adaptive:
             return
         bad = not success
@@ -161,6 +176,11 @@ class AdaptiveTokenBucket:
                 if self._n >= 10 and self._short > self._cfg.latency_tolerance * self._long:
                     bad = True
         if bad:
+            if now is not None:
+                if now < self._hold_until:
+                    return
+                round_s = self._short if self._n else self._cfg.window_s / 10.0
+                self._hold_until = now + round_s
             self._set_limit(self._limit * self._cfg.backoff_ratio)
         else:
             self._set_limit(self._limit + self._cfg.increase)
