@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-EXTRAS ?= test,bench,dev,prometheus
+EXTRAS ?= test,bench,dev,prometheus,plot
 WHEEL_STAMP := $(VENV)/.wheel-installed
 SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' \)) \
            pyproject.toml CMakeLists.txt
@@ -38,7 +38,7 @@ $(WHEEL_STAMP): $(VENV)/.bootstrapped $(SOURCES)
 wheel install: $(WHEEL_STAMP)
 
 demo: $(WHEEL_STAMP)
-	$(VENV)/bin/arbiter-core demo
+	$(VENV)/bin/arbiter-core simulate
 
 test: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest -q tests benchmarks --benchmark-disable -p no:cacheprovider
@@ -56,7 +56,7 @@ lint: $(WHEEL_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks
 	$(PY) -m mypy.stubtest arbiter_core._benchfloor
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest arbiter_core._ringbuf
+	$(PY) -m mypy.stubtest arbiter_core._ringbuf arbiter_core._select
 
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \

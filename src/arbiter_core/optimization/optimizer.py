@@ -1003,10 +1003,18 @@ def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 
 def fmt_number(x: float) -> str:
-    """Format like JavaScript's default: ``95`` for 95.0, ``92.5`` for 92.5."""
-    if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
+    """Format for messages: ``95`` for 95.0, ``92.5``, ``4463.1``, ``14.3``.
+
+    Integers print bare (as the original's JavaScript did); other values keep
+    one decimal from 100 up and three significant digits below, so messages
+    never carry float noise such as ``4463.1021236501165``.
+    """
+    if not math.isfinite(x):
+        return repr(float(x))
+    if x == int(x) and abs(x) < 1e15:
         return str(int(x))
-    return repr(float(x))
+    text = f"{x:.1f}" if abs(x) >= 100 else f"{x:.3g}"
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _grow(arr: npt.NDArray[Any], cap: int, fill: Any) -> npt.NDArray[Any]:

@@ -1,0 +1,1 @@
+"""Exporters of arbiter_core figures to monitoring systems (optional extras)."""

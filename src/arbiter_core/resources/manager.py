@@ -1,0 +1,890 @@
+"""AdaptiveResourceManager: monitor + balancer + allocator from one config,
+with outlier ejection, automatic failover and capacity planning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ..clock import Clock, default_clock
+from ..types import HealthStatus, LoadBalancingStrategy, ScalingAction
+from .allocation import (
+    AllocationRequest,
+    AllocationResult,
+    AllocationStatistics,
+    ResourceAllocator,
+)
+from .balancer import LoadBalancer, coerce_strategy
+from .monitor import ResourceMonitor
+from .ratelimit import RateLimitConfig
+from .records import (
+    AgentResourceProfile,
+    HealthThresholds,
+    ResourcePoolStats,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_range,
+)
+
+__all__ = [
+    "AdaptiveResourceManager",
+    "CapacityAnalysis",
+    "CapacityConfig",
+    "EjectionConfig",
+    "FailoverEvent",
+    "ManagerHealthStatus",
+    "PredictedNeeds",
+    "ResourceManagerConfig",
+    "TaskMovedEvent",
+    "TickReport",
+]
+
+log = logging.getLogger("arbiter_core.resources")
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass(frozen=True, slots=True)
+class EjectionConfig:
+    """Outlier ejection in Envoy's manner.
+
+    ``consecutive_failures`` failed releases in a row eject the agent for
+    ``base_ejection_s * times_ejected`` (capped at ``max_ejection_s``); at most
+    ``max_ejection_percent`` of the pool is ejected at once, but always at
+    least one agent may be.  ``enabled=False`` turns it off.
+    """
+
+    enabled: bool = True
+    consecutive_failures: int = 5
+    base_ejection_s: float = 30.0
+    max_ejection_s: float = 300.0
+    max_ejection_percent: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {type(self.enabled).__name__}")
+        check_int(self.consecutive_failures, "consecutive_failures", 1)
+        check_positive(self.base_ejection_s, "base_ejection_s")
+        if check_positive(self.max_ejection_s, "max_ejection_s") < self.base_ejection_s:
+            raise ValueError(f"max_ejection_s ({self.max_ejection_s}) must be >= "
+                             f"base_ejection_s ({self.base_ejection_s})")
+        check_range(self.max_ejection_percent, "max_ejection_percent")
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityConfig:
+    """Capacity planning (Kubernetes HPA rules).
+
+    ``desired = ceil(current * utilization / target)`` unless
+    ``|utilization / target - 1| <= tolerance``; scale-down recommendations
+    are the highest desired count seen within ``scale_down_stabilization_s``.
+    Utilization is an EMA (``ema_alpha``, seeded with the first observation);
+    ``band_low``-``band_high`` is reported as the healthy band.
+    """
+
+    target_utilization: float = 70.0
+    band_low: float = 60.0
+    band_high: float = 80.0
+    tolerance: float = 0.1
+    scale_down_stabilization_s: float = 300.0
+    ema_alpha: float = 0.5
+    forecast_horizon_s: float = 300.0
+    history_size: int = 64
+
+    def __post_init__(self) -> None:
+        t = check_range(self.target_utilization, "target_utilization", 1.0, 100.0)
+        lo = check_range(self.band_low, "band_low")
+        hi = check_range(self.band_high, "band_high")
+        if not lo <= t <= hi:
+            raise ValueError(f"target_utilization ({t}) must be within the band [{lo}, {hi}]")
+        check_range(self.tolerance, "tolerance", 0.0, 1.0)
+        check_non_negative(self.scale_down_stabilization_s, "scale_down_stabilization_s")
+        if check_range(self.ema_alpha, "ema_alpha", 0.0, 1.0) == 0.0:
+            raise ValueError("ema_alpha must be > 0, got 0.0")
+        check_positive(self.forecast_horizon_s, "forecast_horizon_s")
+        check_int(self.history_size, "history_size", 2, 100_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceManagerConfig:
+    """Everything the manager needs; validated, durations in seconds.
+
+    The original's fields (``monitoring_interval_s``, ``load_balancing_strategy``,
+    ``enable_auto_failover``, ``thresholds``, ``max_allocation_decision_s``,
+    ``enable_capacity_planning``, ``capacity_analysis_interval_s``), plus
+    ``rate_limit`` (``None``: no limit; the original's
+    ``enable_dynamic_rate_limiting`` is ``RateLimitConfig.adaptive``),
+    ``max_queue``, ``stale_after_s``, ``aging_per_s``, ``ejection``,
+    ``capacity``, ``history_size`` (failover events kept), ``seed``.
+    """
+
+    enabled: bool = True
+    monitoring_interval_s: float = 5.0
+    load_balancing_strategy: LoadBalancingStrategy = LoadBalancingStrategy.LEAST_LOADED
+    enable_auto_failover: bool = True
+    thresholds: HealthThresholds = dataclasses.field(default_factory=HealthThresholds)
+    max_allocation_decision_s: float = 0.05
+    enable_capacity_planning: bool = True
+    capacity_analysis_interval_s: float = 300.0
+    rate_limit: RateLimitConfig | None = None
+    max_queue: int = 10_000
+    stale_after_s: float = 30.0
+    aging_per_s: float = 0.7
+    ejection: EjectionConfig = dataclasses.field(default_factory=EjectionConfig)
+    capacity: CapacityConfig = dataclasses.field(default_factory=CapacityConfig)
+    history_size: int = 100
+    max_agents: int = 100_000
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("enabled", "enable_auto_failover", "enable_capacity_planning"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+        check_positive(self.monitoring_interval_s, "monitoring_interval_s")
+        object.__setattr__(self, "load_balancing_strategy",
+                           coerce_strategy(self.load_balancing_strategy))
+        if not isinstance(self.thresholds, HealthThresholds):
+            raise TypeError(f"thresholds must be a HealthThresholds, "
+                            f"got {type(self.thresholds).__name__}")
+        check_positive(self.max_allocation_decision_s, "max_allocation_decision_s")
+        check_positive(self.capacity_analysis_interval_s, "capacity_analysis_interval_s")
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimitConfig):
+            raise TypeError(f"rate_limit must be a RateLimitConfig or None, "
+                            f"got {type(self.rate_limit).__name__}")
+        check_int(self.max_queue, "max_queue", 0)
+        check_positive(self.stale_after_s, "stale_after_s")
+        check_non_negative(self.aging_per_s, "aging_per_s")
+        if not isinstance(self.ejection, EjectionConfig):
+            raise TypeError(f"ejection must be an EjectionConfig, "
+                            f"got {type(self.ejection).__name__}")
+        if not isinstance(self.capacity, CapacityConfig):
+            raise TypeError(f"capacity must be a CapacityConfig, "
+                            f"got {type(self.capacity).__name__}")
+        check_int(self.history_size, "history_size", 1, 1_000_000)
+        check_int(self.max_agents, "max_agents", 1)
+        if self.seed is not None:
+            check_int(self.seed, "seed", 0, 2**63 - 1)
+
+
+# ---------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMovedEvent:
+    """One request moved by a failover: to ``to_agent_id``, or back to the queue."""
+
+    request_id: str
+    task_id: str
+    from_agent_id: str
+    to_agent_id: str | None
+    requeued: bool
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverEvent:
+    """What a failover did.
+
+    ``success`` is true when no task was lost (requeued counts as not lost).
+    ``moved`` lists ``(request_id, new_agent_id)``; ``requeued`` the request
+    ids put back on the queue.
+    """
+
+    event_id: str
+    failed_agent_id: str
+    backup_agent_id: str | None
+    tasks_transferred: int
+    moved: tuple[tuple[str, str], ...]
+    requeued: tuple[str, ...]
+    timestamp: float
+    duration_s: float
+    failure_reason: str
+    success: bool
+    trigger: str
+
+
+@dataclass(frozen=True, slots=True)
+class PredictedNeeds:
+    """A short-term forecast from the trend of smoothed utilization.
+
+    ``lower``/``upper`` bound the predicted utilization (about 95 %, from the
+    residuals of a least-squares line); ``None`` with fewer than three
+    analyses.
+    """
+
+    horizon_s: float
+    utilization_percent: float
+    lower_percent: float | None
+    upper_percent: float | None
+    agent_count: int
+    trend_percent_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityAnalysis:
+    """One capacity analysis (the original's fields, plus HPA detail)."""
+
+    timestamp: float
+    window_s: float
+    current_agents: int
+    total_agents: int
+    total_task_slots: int
+    active_tasks: int
+    queued_tasks: int
+    slot_utilization_percent: float | None
+    cpu_utilization_percent: float | None
+    memory_utilization_percent: float | None
+    utilization_percent: float
+    smoothed_utilization_percent: float
+    busiest_dimension: str
+    target_utilization_percent: float
+    desired_agents: int
+    scaling_recommendation: ScalingAction
+    recommendation_rationale: str
+    predicted_needs: PredictedNeeds | None
+    total_cpu_capacity: float
+    used_cpu_capacity: float
+    total_memory_capacity: float
+    used_memory_capacity: float
+
+    @property
+    def action(self) -> ScalingAction:
+        return self.scaling_recommendation
+
+    @property
+    def rationale(self) -> str:
+        return self.recommendation_rationale
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerHealthStatus:
+    is_running: bool
+    last_monitoring_time: float | None
+    last_capacity_analysis_time: float | None
+    active_allocations: int
+    queued: int
+    failover_events: int
+    ejected_agents: int
+    offline_agents: int
+    total_agents: int
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one :meth:`AdaptiveResourceManager.tick` did."""
+
+    timestamp: float
+    timed_out: int
+    went_offline: tuple[str, ...]
+    ejections_ended: tuple[str, ...]
+    failovers: tuple[FailoverEvent, ...]
+    dispatched: int
+    capacity_analysis: CapacityAnalysis | None
+
+
+# ---------------------------------------------------------------------------
+# Capacity planner
+
+
+class _CapacityPlanner:
+    """EMA + HPA + stabilization + linear forecast; bounded history."""
+
+    def __init__(self, config: CapacityConfig) -> None:
+        self.config = config
+        self.ema: float | None = None
+        # (time, desired) within the stabilization window; the cap only bites
+        # when analyses run more often than about every 75 ms
+        self.desired: deque[tuple[float, int]] = deque(maxlen=4096)
+        self.trend: deque[tuple[float, float]] = deque(maxlen=config.history_size)
+
+    def analyze(self, now: float, interval_s: float, stats: ResourcePoolStats,
+                p: dict[str, Any], queued: int) -> CapacityAnalysis:
+        cfg = self.config
+        current = int(p["online_agents"])
+        slots = int(p["online_task_slots"])
+        active = int(p["online_tasks"])
+        dims: dict[str, float] = {}
+        if slots:
+            # queued demand counts: utilization of slots can exceed 100 %
+            dims["task_slots"] = 100.0 * (active + queued) / slots
+        if p["online_cpu_reporting"]:
+            dims["cpu"] = p["online_cpu_percent_sum"] / p["online_cpu_reporting"]
+        if p["online_memory_reporting"]:
+            dims["memory"] = p["online_memory_percent_sum"] / p["online_memory_reporting"]
+        busiest = max(dims, key=lambda k: dims[k]) if dims else "none"
+        raw = dims[busiest] if dims else 0.0
+        self.ema = raw if self.ema is None else (cfg.ema_alpha * raw
+                                                 + (1.0 - cfg.ema_alpha) * self.ema)
+        util = self.ema
+        target = cfg.target_utilization
+        ratio = util / target
+        if current == 0:
+            desired_now = 1 if queued else 0
+        elif abs(ratio - 1.0) <= cfg.tolerance:
+            desired_now = current
+        else:
+            desired_now = max(1, math.ceil(current * ratio - 1e-9))
+        # scale-down stabilization: the highest desired count in the window
+        self.desired.append((now, desired_now))
+        horizon = now - cfg.scale_down_stabilization_s
+        while self.desired and self.desired[0][0] < horizon:
+            self.desired.popleft()
+        desired = max(d for _, d in self.desired) if desired_now < current else desired_now
+        band = f"healthy band {cfg.band_low:.0f}-{cfg.band_high:.0f}%"
+        if current == 0 and queued:
+            action = ScalingAction.SCALE_UP
+            why = f"No agents online and {queued} requests waiting: add capacity"
+        elif desired > current:
+            action = ScalingAction.SCALE_UP
+            why = (f"High utilization ({util:.1f}% smoothed, {busiest}) above target "
+                   f"{target:.0f}% ({band}): scale up from {current} to {desired} agents")
+        elif desired < current:
+            action = ScalingAction.SCALE_DOWN
+            why = (f"Low utilization ({util:.1f}% smoothed, {busiest}) below target "
+                   f"{target:.0f}% ({band}): scale down from {current} to {desired} agents")
+        else:
+            action = ScalingAction.MAINTAIN
+            why = (f"Utilization at {util:.1f}% ({busiest}); target {target:.0f}% within "
+                   f"{cfg.tolerance:.0%} tolerance or held by the stabilization window; {band}")
+            desired = current
+        self.trend.append((now, util))
+        return CapacityAnalysis(
+            timestamp=now,
+            window_s=interval_s,
+            current_agents=current,
+            total_agents=stats.total_agents,
+            total_task_slots=slots,
+            active_tasks=active,
+            queued_tasks=queued,
+            slot_utilization_percent=dims.get("task_slots"),
+            cpu_utilization_percent=dims.get("cpu"),
+            memory_utilization_percent=dims.get("memory"),
+            utilization_percent=raw,
+            smoothed_utilization_percent=util,
+            busiest_dimension=busiest,
+            target_utilization_percent=target,
+            desired_agents=desired,
+            scaling_recommendation=action,
+            recommendation_rationale=why,
+            predicted_needs=self._forecast(now, current),
+            total_cpu_capacity=stats.total_cpu_capacity,
+            used_cpu_capacity=stats.used_cpu_capacity,
+            total_memory_capacity=stats.total_memory_capacity,
+            used_memory_capacity=stats.used_memory_capacity,
+        )
+
+    def _forecast(self, now: float, current: int) -> PredictedNeeds:
+        cfg = self.config
+        h = cfg.forecast_horizon_s
+        pts = np.array(self.trend, dtype=np.float64)
+        n = pts.shape[0]
+        last = float(pts[-1, 1])
+        slope = 0.0
+        pred = last
+        lo = hi = None
+        if n >= 2:
+            t = pts[:, 0] - now
+            u = pts[:, 1]
+            tm, um = t.mean(), u.mean()
+            sxx = float(((t - tm) ** 2).sum())
+            if sxx > 0.0:
+                slope = float(((t - tm) * (u - um)).sum() / sxx)
+                pred = float(um + slope * (h - tm))
+                if n >= 3:
+                    resid = u - (um + slope * (t - tm))
+                    s = math.sqrt(float((resid ** 2).sum()) / (n - 2))
+                    # prediction interval of a new observation, z ~ 1.96
+                    half = 1.96 * s * math.sqrt(1.0 + 1.0 / n + (h - tm) ** 2 / sxx)
+                    lo, hi = max(0.0, pred - half), pred + half
+        pred = max(0.0, pred)
+        agents = math.ceil(current * pred / cfg.target_utilization - 1e-9) if current else (
+            1 if pred > 0 else 0)
+        return PredictedNeeds(h, pred, lo, hi, max(0, agents), slope)
+
+
+# ---------------------------------------------------------------------------
+# The manager
+
+
+class AdaptiveResourceManager:
+    """The adaptive resource manager: one object wiring the parts.
+
+    Parameters
+    ----------
+    config : ResourceManagerConfig, optional
+    clock : Clock, optional
+        Default monotonic; tests pass a ManualClock.
+
+    Notes
+    -----
+    * ``monitor``, ``balancer`` and ``allocator`` are usable on their own.
+    * Failover moves a failed agent's allocations to the backup or the best
+      eligible agents; what cannot be placed is requeued (nothing is lost).
+      It fires automatically when an agent goes OFFLINE (stale, on
+      :meth:`tick`), is ejected (at the release completing the failure
+      streak), or is removed with active work (always, even with
+      ``enable_auto_failover=False``, since its slots disappear).
+    * An agent failed over by hand or because it went stale stays OFFLINE
+      until it reports usage again or :meth:`restore_agent`; an ejected one
+      comes back when the ejection ends.
+    * Memory: failover history ``history_size`` events (default 100);
+      capacity history ``CapacityConfig.history_size`` analyses (64) plus at
+      most 4096 stabilization entries; the allocator's (``max_queue``,
+      ``history``) and monitor's (``max_agents``) caps apply.
+
+    Examples
+    --------
+    >>> from arbiter_core import ManualClock, AllocationRequest
+    >>> arm = AdaptiveResourceManager(clock=ManualClock())
+    >>> _ = arm.register_agent("a1", max_tasks=1)
+    >>> arm.allocate_resources(AllocationRequest("r1", "t1")).status.value
+    'allocated'
+    >>> arm.allocate_resources(AllocationRequest("r2", "t2")).status.value
+    'queued'
+    >>> arm.release_resources("r1").status.value
+    'released'
+    >>> arm.allocation_status("r2").agent_id
+    'a1'
+    """
+
+    def __init__(self, config: ResourceManagerConfig | None = None, *,
+                 clock: Clock | None = None) -> None:
+        cfg = ResourceManagerConfig() if config is None else config
+        if not isinstance(cfg, ResourceManagerConfig):
+            raise TypeError(f"config must be a ResourceManagerConfig, got {type(cfg).__name__}")
+        self._clock: Clock = default_clock() if clock is None else clock
+        self._config = cfg
+        self.monitor = ResourceMonitor(clock=self._clock, stale_after_s=cfg.stale_after_s,
+                                       thresholds=cfg.thresholds, max_agents=cfg.max_agents)
+        self.balancer = LoadBalancer(self.monitor, cfg.load_balancing_strategy, seed=cfg.seed)
+        self.allocator = ResourceAllocator(self.balancer, rate_limit=cfg.rate_limit,
+                                           max_queue=cfg.max_queue, aging_per_s=cfg.aging_per_s)
+        self._lock = self.monitor.lock
+        self.allocator.outcome_listener = self._on_outcome
+        self.monitor.before_remove(self._before_remove)
+        self._planner = _CapacityPlanner(cfg.capacity)
+        self._history: deque[FailoverEvent] = deque(maxlen=cfg.history_size)
+        self._failover_count = 0
+        self._pending: list[FailoverEvent] = []   # events to announce after the lock
+        self._pending_moves: list[TaskMovedEvent] = []
+        self._failover_listeners: list[Callable[[FailoverEvent], None]] = []
+        self._move_listeners: list[Callable[[TaskMovedEvent], None]] = []
+        self._last_tick: float | None = None
+        self._last_analysis: CapacityAnalysis | None = None
+        self._slow_decisions = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._thread_lock = threading.Lock()
+
+    # -- configuration --------------------------------------------------------
+
+    @property
+    def config(self) -> ResourceManagerConfig:
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def get_config(self) -> ResourceManagerConfig:
+        return self._config
+
+    def update_config(self, **changes: Any) -> ResourceManagerConfig:
+        """Change settings live (validated; a running manager keeps running).
+
+        Raises
+        ------
+        TypeError
+            An unknown field.
+        ValueError
+            A bad value (nothing changes).
+        """
+        names = {f.name for f in dataclasses.fields(ResourceManagerConfig)}
+        for k in changes:
+            if k not in names:
+                raise TypeError(f"unknown config field {k!r}")
+        if "max_agents" in changes and changes["max_agents"] != self._config.max_agents:
+            raise ValueError("max_agents cannot change on a live manager")
+        new = dataclasses.replace(self._config, **changes)
+        stop = False
+        with self._lock:
+            old = self._config
+            if new.load_balancing_strategy is not old.load_balancing_strategy:
+                self.balancer.set_strategy(new.load_balancing_strategy)
+            if new.thresholds != old.thresholds:
+                self.monitor.set_thresholds(new.thresholds)
+            self.monitor.stale_after_s = new.stale_after_s
+            if new.rate_limit != old.rate_limit:
+                self.allocator.set_rate_limit(new.rate_limit)
+            self.allocator.max_queue = new.max_queue
+            if new.capacity != old.capacity:
+                self._planner = _CapacityPlanner(new.capacity)
+            if new.history_size != old.history_size:
+                self._history = deque(self._history, maxlen=new.history_size)
+            self._config = new
+            stop = not new.enabled and self.is_running
+        if stop:
+            self.stop()     # outside the lock: the thread may be waiting for it
+        return new
+
+    # -- agents ---------------------------------------------------------------
+
+    def register_agent(self, agent_id: str, max_tasks: int | None = None, weight: float = 1.0,
+                       **capacity: float) -> AgentResourceProfile:
+        """Register an agent (see :meth:`ResourceMonitor.register_agent`) and
+        serve queued requests it can take."""
+        profile = self.monitor.register_agent(agent_id, max_tasks, weight, **capacity)
+        self.allocator.dispatch()
+        return profile
+
+    def remove_agent(self, agent_id: str) -> AgentResourceProfile:
+        """Remove an agent; its active allocations are failed over first."""
+        profile = self.monitor.remove_agent(agent_id)
+        self._announce()
+        return profile
+
+    def record_usage(self, agent_id: str, cpu: float | None = None, memory: float | None = None,
+                     network: float | None = None,
+                     timestamp: float | None = None) -> HealthStatus:
+        """Record usage (see :meth:`ResourceMonitor.record_usage`); an agent
+        coming back from OFFLINE takes queued work at once."""
+        with self._lock:
+            before = self.monitor.health(agent_id)
+            health = self.monitor.record_usage(agent_id, cpu, memory, network, timestamp)
+            if before is not health and self.allocator.queued_count:
+                self.allocator.dispatch()
+        return health
+
+    def restore_agent(self, agent_id: str) -> HealthStatus:
+        """End an agent's OFFLINE state (after a failover) or its ejection."""
+        with self._lock:
+            health = self.monitor.restore_agent(agent_id)
+            self.allocator.dispatch()
+        return health
+
+    # -- allocation -----------------------------------------------------------
+
+    def allocate_resources(self, request: AllocationRequest) -> AllocationResult:
+        """Allocate now, queue, or refuse (see :meth:`ResourceAllocator.allocate`).
+
+        If the dynamic path raises unexpectedly, the request is allocated by
+        plain round-robin instead (counted in ``fallback_allocations``, logged).
+        """
+        try:
+            res = self.allocator.allocate(request)
+        except (ValueError, TypeError):
+            raise          # the caller's mistake, named: not a reason to fall back
+        except Exception as exc:  # the original's static fallback
+            res = self.allocator.allocate_fallback(request, exc)
+        if res.decision_duration_s > self._config.max_allocation_decision_s:
+            self._slow_decisions += 1
+        if self._pending or self._pending_moves:
+            self._announce()
+        return res
+
+    async def allocate_resources_async(self, request: AllocationRequest) -> AllocationResult:
+        """Allocate, waiting while QUEUED (see :meth:`ResourceAllocator.allocate_async`)."""
+        res = await self.allocator.allocate_async(request)
+        if self._pending or self._pending_moves:
+            self._announce()
+        return res
+
+    def allocation_status(self, request_id: str) -> AllocationResult:
+        """The request's current state; KeyError for an unknown id."""
+        return self.allocator.status(request_id)
+
+    def release_resources(self, request_id: str, success: bool = True,
+                          duration_s: float | None = None) -> AllocationResult | None:
+        """Release an allocation (or withdraw a queued request); unknown ids
+        are harmless."""
+        res = self.allocator.release(request_id, success, duration_s)
+        if self._pending or self._pending_moves:
+            self._announce()
+        return res
+
+    def cancel(self, request_id: str) -> AllocationResult | None:
+        """Withdraw a request (FAILED, "cancelled"); ``None`` if not live."""
+        res = self.allocator.withdraw(request_id, "cancelled")
+        if self._pending or self._pending_moves:
+            self._announce()
+        return res
+
+    # -- ejection and failover ------------------------------------------------
+
+    def _on_outcome(self, agent_id: str, success: bool, streak: int) -> None:
+        """After every release (lock held): Envoy-style consecutive-failure ejection."""
+        ej = self._config.ejection
+        if success or not ej.enabled or streak < ej.consecutive_failures:
+            return
+        table = self.monitor.table
+        now = self._clock.now()
+        pool = table.pool_stats(now)
+        allowed = max(1, math.floor(pool["total_agents"] * ej.max_ejection_percent / 100.0))
+        if pool["ejected_agents"] >= allowed:
+            log.warning("agent %r failed %d times in a row but %d of %d agents are already "
+                        "ejected (cap)", agent_id, streak, pool["ejected_agents"],
+                        pool["total_agents"])
+            return
+        slot = table.slot(agent_id)
+        times = table.row(slot)["ejections"] + 1
+        duration = min(ej.base_ejection_s * times, ej.max_ejection_s)
+        table.eject(slot, now + duration)
+        log.warning("agent %r ejected for %.0f s after %d consecutive failures",
+                    agent_id, duration, streak)
+        if self.allocator.active_on(agent_id):
+            self._failover(agent_id, None, f"ejected after {streak} consecutive failures",
+                           trigger="ejection", mark_offline=False)
+
+    def _before_remove(self, agent_id: str) -> None:
+        # lock held by the monitor; the slots are about to disappear
+        if self.allocator.active_on(agent_id):
+            self._failover(agent_id, None, "agent removed", trigger="removal",
+                           mark_offline=True)
+
+    def handle_failover(self, failed_agent_id: str, backup_id: str | None = None,
+                        reason: str = "manual failover") -> FailoverEvent:
+        """Move every active allocation of ``failed_agent_id`` away.
+
+        To ``backup_id`` when given (what it cannot take is requeued),
+        otherwise to the best eligible agents by the current strategy.  The
+        failed agent is OFFLINE afterwards (until it reports or is restored).
+
+        Raises
+        ------
+        KeyError
+            Unknown agent.
+        ValueError
+            ``backup_id == failed_agent_id``.
+        """
+        with self._lock:
+            table = self.monitor.table
+            table.slot(failed_agent_id)
+            if backup_id is not None:
+                table.slot(backup_id)
+                if backup_id == failed_agent_id:
+                    raise ValueError("backup_id must differ from failed_agent_id, "
+                                     f"got {backup_id!r} for both")
+            event = self._failover(failed_agent_id, backup_id, reason, trigger="manual",
+                                   mark_offline=True)
+        self._announce()
+        return event
+
+    def _failover(self, failed: str, backup: str | None, reason: str, *, trigger: str,
+                  mark_offline: bool) -> FailoverEvent:
+        t0 = time.perf_counter()
+        now = self._clock.now()
+        alloc = self.allocator
+        if mark_offline:
+            # out of selection first, so no task is moved back onto it (an
+            # ejected agent is out of selection already)
+            self.monitor.set_offline(failed)
+        moved: list[tuple[str, str]] = []
+        requeued: list[str] = []
+        moves: list[TaskMovedEvent] = []
+        for rid in alloc.active_on(failed):
+            task_id = alloc.status(rid).task_id
+            to = alloc.move(rid, backup)
+            if to is None:
+                requeued.append(rid)
+            else:
+                moved.append((rid, to))
+            moves.append(TaskMovedEvent(rid, task_id, failed, to, to is None, now))
+        event = FailoverEvent(
+            event_id=str(uuid.uuid4()),
+            failed_agent_id=failed,
+            backup_agent_id=backup,
+            tasks_transferred=len(moved) + len(requeued),
+            moved=tuple(moved),
+            requeued=tuple(requeued),
+            timestamp=now,
+            duration_s=time.perf_counter() - t0,
+            failure_reason=reason,
+            success=True,      # every task is on an agent or in the queue
+            trigger=trigger,
+        )
+        self._history.append(event)
+        self._failover_count += 1
+        self._pending.append(event)
+        self._pending_moves.extend(moves)
+        log.info("failover of %r (%s): %d moved, %d requeued", failed, trigger,
+                 len(moved), len(requeued))
+        return event
+
+    def _announce(self) -> None:
+        """Call listeners outside the lock (they may call back into us)."""
+        if not self._pending and not self._pending_moves:
+            return
+        with self._lock:
+            events, self._pending = self._pending, []
+            moves, self._pending_moves = self._pending_moves, []
+        for m in moves:
+            for move_cb in list(self._move_listeners):
+                _safe(move_cb, m)
+        for e in events:
+            for failover_cb in list(self._failover_listeners):
+                _safe(failover_cb, e)
+
+    def on_failover(self, callback: Callable[[FailoverEvent], None]) -> None:
+        """Call ``callback(event)`` after every failover."""
+        self._failover_listeners.append(callback)
+
+    def on_task_moved(self, callback: Callable[[TaskMovedEvent], None]) -> None:
+        """Call ``callback(event)`` for every request a failover moved or requeued."""
+        self._move_listeners.append(callback)
+
+    def get_failover_history(self, count: int | None = None) -> list[FailoverEvent]:
+        """The last ``count`` failover events (all kept, at most ``history_size``)."""
+        with self._lock:
+            h = list(self._history)
+        if count is None:
+            return h
+        check_int(count, "count", 0)
+        return h[-count:] if count else []
+
+    # -- maintenance ----------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """One maintenance cycle: deadlines, staleness (auto-failover),
+        expired ejections, dispatch, capacity analysis when due."""
+        cfg = self._config
+        with self._lock:
+            now = self._clock.now()
+            alloc = self.allocator
+            timed_out = alloc.tick()
+            offline = self.monitor.tick()
+            reason = f"stale: no usage report for {cfg.stale_after_s:g} s"
+            failovers = [
+                self._failover(agent, None, reason, trigger="stale", mark_offline=True)
+                for agent in offline if cfg.enable_auto_failover and alloc.active_on(agent)
+            ]
+            table = self.monitor.table
+            ended = [str(table.agent_id(s)) for s in table.unexpire_ejections(now)]
+            dispatched = alloc.dispatch()
+            analysis = None
+            if cfg.enable_capacity_planning and (
+                    self._last_analysis is None
+                    or now - self._last_analysis.timestamp >= cfg.capacity_analysis_interval_s):
+                analysis = self.analyze_capacity()
+            self._last_tick = now
+        self._announce()
+        return TickReport(now, timed_out, tuple(offline), tuple(ended), tuple(failovers),
+                          dispatched, analysis)
+
+    def analyze_capacity(self) -> CapacityAnalysis:
+        """Utilization (busiest of task slots incl. queued demand, cpu, memory;
+        unreported dimensions ignored), EMA-smoothed, against the target with
+        HPA's rule, stabilization and a short-term forecast."""
+        with self._lock:
+            now = self._clock.now()
+            p = self.monitor.table.pool_stats(now)
+            stats = self.monitor.get_pool_stats()
+            a = self._planner.analyze(now, self._config.capacity_analysis_interval_s, stats,
+                                      p, self.allocator.queued_count)
+            self._last_analysis = a
+            return a
+
+    @property
+    def last_capacity_analysis(self) -> CapacityAnalysis | None:
+        return self._last_analysis
+
+    # -- reading --------------------------------------------------------------
+
+    def get_pool_statistics(self) -> ResourcePoolStats:
+        return self.monitor.get_pool_stats()
+
+    def get_allocation_statistics(self) -> AllocationStatistics:
+        return self.allocator.get_allocation_statistics()
+
+    def get_load_distribution(self) -> dict[str, int]:
+        return self.balancer.get_load_distribution()
+
+    @property
+    def slow_decisions(self) -> int:
+        """Allocations whose decision took longer than ``max_allocation_decision_s``."""
+        return self._slow_decisions
+
+    def get_health_status(self) -> ManagerHealthStatus:
+        with self._lock:
+            p = self.monitor.table.pool_stats(self._clock.now())
+            return ManagerHealthStatus(
+                is_running=self.is_running,
+                last_monitoring_time=self._last_tick,
+                last_capacity_analysis_time=(None if self._last_analysis is None
+                                             else self._last_analysis.timestamp),
+                active_allocations=self.allocator.active_count,
+                queued=self.allocator.queued_count,
+                failover_events=self._failover_count,
+                ejected_agents=int(p["ejected_agents"]),
+                offline_agents=int(p["offline_agents"]),
+                total_agents=int(p["total_agents"]),
+            )
+
+    # -- background thread ----------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    def start(self) -> None:
+        """Run :meth:`tick` every ``monitoring_interval_s`` on a daemon thread
+        (idempotent; a disabled manager does not start)."""
+        with self._thread_lock:
+            if self.is_running or not self._config.enabled:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="arbiter-resources",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (idempotent)."""
+        with self._thread_lock:
+            t = self._thread
+            self._stop.set()
+            if t is not None:
+                t.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep monitoring alive; logged
+                log.exception("resource manager tick failed")
+            self._stop.wait(self._config.monitoring_interval_s)
+
+    def __enter__(self) -> AdaptiveResourceManager:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (f"AdaptiveResourceManager(agents={len(self.monitor)}, "
+                f"strategy={self.balancer.strategy.value}, running={self.is_running})")
+
+
+def _safe(cb: Callable[[Any], None], arg: Any) -> None:
+    try:
+        cb(arg)
+    except Exception:  # a listener must not break us
+        log.exception("resource manager listener %r failed", cb)

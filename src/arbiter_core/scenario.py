@@ -1,0 +1,403 @@
+"""Simulation scenarios: the agent pool, the arrival process, faults and durations.
+
+A scenario is plain data.  It comes from :func:`default_scenario`, or from a
+TOML or JSON file through :func:`load_scenario`; every field is validated
+and a bad one is reported with its path (``pool.groups[1].max_tasks: must be
+an integer >= 1, got 0``).  The format is documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
+
+__all__ = [
+    "AgentGroup",
+    "Arrivals",
+    "Burst",
+    "Fault",
+    "PriorityClass",
+    "Scenario",
+    "ScenarioError",
+    "default_scenario",
+    "load_scenario",
+    "scenario_from_dict",
+]
+
+PRIORITY_NAMES = ("low", "medium", "high", "critical")
+FAULT_KINDS = ("slow", "silent", "failing")
+
+
+_TOP_FIELDS = frozenset({
+    "name", "duration_s", "pool", "arrivals", "faults", "rate_limit", "report_interval_s",
+    "tick_interval_s", "stale_after_s", "latency_threshold_ms", "throughput_threshold_per_s",
+    "max_queue"})
+_GROUP_FIELDS = frozenset({"name", "count", "max_tasks", "speed", "weight", "base_memory",
+                           "memory_per_task"})
+_ARRIVAL_FIELDS = frozenset({"rate_per_s", "mean_task_s", "task_sigma", "bursts", "priorities"})
+
+
+class ScenarioError(ValueError):
+    """A scenario field is missing or invalid; the message names its path."""
+
+
+@dataclass(frozen=True)
+class AgentGroup:
+    """``count`` identical agents.
+
+    ``speed`` divides task durations (2.0 finishes twice as fast); ``weight``
+    is the balancer weight (default: ``max_tasks * speed``); ``memory_per_task``
+    is the memory % one running task adds on top of ``base_memory``.
+    """
+
+    name: str
+    count: int
+    max_tasks: int
+    speed: float = 1.0
+    weight: float | None = None
+    base_memory: float = 20.0
+    memory_per_task: float = 6.0
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Between ``start_s`` and ``start_s + duration_s`` arrivals come ``factor`` times faster."""
+
+    start_s: float
+    duration_s: float
+    factor: float
+
+
+@dataclass(frozen=True)
+class PriorityClass:
+    """A share of the arrivals with one priority and queue timeout."""
+
+    priority: str
+    share: float
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """A Poisson process of ``rate_per_s`` with bursts; task work is lognormal."""
+
+    rate_per_s: float
+    mean_task_s: float
+    task_sigma: float = 0.5
+    bursts: tuple[Burst, ...] = ()
+    priorities: tuple[PriorityClass, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something that happens to one agent at ``at_s``.
+
+    ``slow``: its tasks take ``factor`` times longer.  ``silent``: it stops
+    reporting usage and never finishes the tasks it holds (a crash).
+    ``failing``: each task fails with probability ``failure_rate``.
+    """
+
+    kind: str
+    agent: str
+    at_s: float
+    factor: float = 4.0
+    failure_rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything one simulation run needs.
+
+    ``duration_s`` is how long requests arrive; the run then drains until every
+    request has ended (bounded by the longest timeout plus the slowest task).
+    """
+
+    name: str
+    duration_s: float
+    groups: tuple[AgentGroup, ...]
+    arrivals: Arrivals
+    faults: tuple[Fault, ...] = ()
+    report_interval_s: float = 1.0
+    tick_interval_s: float = 1.0
+    stale_after_s: float = 10.0
+    rate_limit_per_s: float | None = None
+    rate_limit_burst: int | None = None
+    latency_threshold_ms: float = 4000.0
+    throughput_threshold_per_s: float = 10.0
+    max_queue: int = 10_000
+
+    @property
+    def agent_count(self) -> int:
+        return sum(g.count for g in self.groups)
+
+    def agent_ids(self) -> list[str]:
+        """Agent ids in pool order: ``<group>-<index>``."""
+        return [f"{g.name}-{i}" for g in self.groups for i in range(g.count)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (the ``scenario`` part of ``--json``)."""
+        d = asdict(self)
+        d["agent_count"] = self.agent_count
+        d["total_slots"] = sum(g.count * g.max_tasks for g in self.groups)
+        return d
+
+
+def default_scenario() -> Scenario:
+    """The built-in scenario: 40 mixed agents, bursts, three faulty agents.
+
+    About 2 minutes of arrivals at 45 requests/s with two bursts that push the
+    pool past its capacity, so queues form, low-priority work ages, deadlines
+    expire, the rate limiter engages, one agent slows down, one goes silent
+    (OFFLINE, then failover) and one fails its tasks (ejection).
+    """
+    return Scenario(
+        name="default",
+        duration_s=120.0,
+        groups=(
+            AgentGroup("large", 8, max_tasks=8, speed=1.5),
+            AgentGroup("medium", 16, max_tasks=4, speed=1.0),
+            AgentGroup("small", 12, max_tasks=2, speed=0.8),
+            AgentGroup("legacy", 4, max_tasks=4, speed=0.5),
+        ),
+        arrivals=Arrivals(
+            rate_per_s=45.0,
+            mean_task_s=2.0,
+            task_sigma=0.6,
+            bursts=(Burst(30.0, 15.0, 2.5), Burst(80.0, 10.0, 3.0)),
+            priorities=(
+                PriorityClass("critical", 0.05, 5.0),
+                PriorityClass("high", 0.20, 10.0),
+                PriorityClass("medium", 0.45, 20.0),
+                PriorityClass("low", 0.30, 8.0),
+            ),
+        ),
+        faults=(
+            Fault("slow", "medium-3", at_s=20.0, factor=5.0),
+            Fault("silent", "large-1", at_s=50.0),
+            Fault("failing", "small-2", at_s=25.0, failure_rate=0.9),
+        ),
+        rate_limit_per_s=110.0,
+        rate_limit_burst=200,
+        throughput_threshold_per_s=30.0,
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario from a ``.toml`` or ``.json`` file.
+
+    Raises
+    ------
+    ScenarioError
+        The file cannot be read or parsed, or a field is invalid.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read scenario file: {exc.strerror}") from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: not valid {p.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+    return scenario_from_dict(data, name=p.stem)
+
+
+def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
+    """Build and validate a :class:`Scenario` from parsed TOML/JSON data."""
+    r = _Reader(data, "scenario", _TOP_FIELDS)
+    duration_s = r.number("duration_s", positive=True, hi=86_400.0)
+    _Reader(r.table("pool", required=True), "pool", frozenset({"groups"}))
+    groups_raw = r.items("pool.groups", required=True)
+    if not groups_raw:
+        raise ScenarioError("pool.groups: needs at least one agent group")
+    groups = []
+    for i, g in enumerate(groups_raw):
+        gr = _Reader(g, f"pool.groups[{i}]", _GROUP_FIELDS)
+        max_tasks = gr.integer("max_tasks", minimum=1)
+        speed = gr.number("speed", default=1.0, positive=True)
+        groups.append(AgentGroup(
+            name=gr.text("name", default=f"group{i}"),
+            count=gr.integer("count", minimum=1, maximum=100_000),
+            max_tasks=max_tasks,
+            speed=speed,
+            weight=gr.number("weight", default=None, positive=True),
+            base_memory=gr.number("base_memory", default=20.0, lo=0.0, hi=100.0),
+            memory_per_task=gr.number("memory_per_task", default=6.0, lo=0.0, hi=100.0),
+        ))
+        gr.done()
+    names = [g.name for g in groups]
+    if len(set(names)) != len(names):
+        raise ScenarioError(f"pool.groups: group names must be unique, got {names}")
+    ar = _Reader(r.table("arrivals", required=True), "arrivals", _ARRIVAL_FIELDS)
+    bursts = []
+    for i, b in enumerate(ar.items("bursts")):
+        br = _Reader(b, f"arrivals.bursts[{i}]", frozenset({"start_s", "duration_s", "factor"}))
+        bursts.append(Burst(br.number("start_s", lo=0.0), br.number("duration_s", positive=True),
+                            br.number("factor", positive=True)))
+        br.done()
+    prios = []
+    for i, pc in enumerate(ar.items("priorities")):
+        pr = _Reader(pc, f"arrivals.priorities[{i}]",
+                     frozenset({"priority", "share", "timeout_s"}))
+        prio = pr.text("priority")
+        if prio not in PRIORITY_NAMES:
+            raise ScenarioError(f"arrivals.priorities[{i}].priority: must be one of "
+                                f"{', '.join(PRIORITY_NAMES)}, got {prio!r}")
+        prios.append(PriorityClass(prio, pr.number("share", positive=True),
+                                   pr.number("timeout_s", positive=True)))
+        pr.done()
+    if not prios:
+        prios = [PriorityClass("medium", 1.0, 30.0)]
+    arrivals = Arrivals(
+        rate_per_s=ar.number("rate_per_s", positive=True, hi=1e6),
+        mean_task_s=ar.number("mean_task_s", positive=True),
+        task_sigma=ar.number("task_sigma", default=0.5, lo=0.0, hi=5.0),
+        bursts=tuple(bursts),
+        priorities=tuple(prios),
+    )
+    ar.done()
+    agent_ids = {f"{g.name}-{k}" for g in groups for k in range(g.count)}
+    faults = []
+    for i, f in enumerate(r.items("faults")):
+        fr = _Reader(f, f"faults[{i}]",
+                     frozenset({"kind", "agent", "at_s", "factor", "failure_rate"}))
+        kind = fr.text("kind")
+        if kind not in FAULT_KINDS:
+            raise ScenarioError(f"faults[{i}].kind: must be one of {', '.join(FAULT_KINDS)}, "
+                                f"got {kind!r}")
+        agent = fr.text("agent")
+        if agent not in agent_ids:
+            raise ScenarioError(f"faults[{i}].agent: no agent {agent!r} in the pool "
+                                f"(ids are <group name>-<index>, e.g. {sorted(agent_ids)[0]!r})")
+        faults.append(Fault(kind, agent, fr.number("at_s", lo=0.0),
+                            factor=fr.number("factor", default=4.0, positive=True),
+                            failure_rate=fr.number("failure_rate", default=1.0, lo=0.0, hi=1.0)))
+        fr.done()
+    limit = r.table("rate_limit")
+    lr = _Reader(limit, "rate_limit", frozenset({"per_s", "burst"}))
+    per_s = lr.number("per_s", default=None, lo=0.0)
+    burst = lr.integer("burst", default=None, minimum=0)
+    lr.done()
+    sc = Scenario(
+        name=r.text("name", default=name),
+        duration_s=duration_s,
+        groups=tuple(groups),
+        arrivals=arrivals,
+        faults=tuple(faults),
+        report_interval_s=r.number("report_interval_s", default=1.0, positive=True),
+        tick_interval_s=r.number("tick_interval_s", default=1.0, positive=True),
+        stale_after_s=r.number("stale_after_s", default=10.0, positive=True),
+        rate_limit_per_s=per_s,
+        rate_limit_burst=burst,
+        latency_threshold_ms=r.number("latency_threshold_ms", default=4000.0, positive=True),
+        throughput_threshold_per_s=r.number("throughput_threshold_per_s", default=10.0,
+                                            lo=0.0),
+        max_queue=r.integer("max_queue", default=10_000, minimum=1),
+    )
+    r.done(extra_ok={"pool", "arrivals", "faults", "rate_limit"})
+    return sc
+
+
+_MISSING: Any = object()
+
+
+class _Reader:
+    """Typed access to one table of the parsed file, with path-qualified errors.
+
+    A field read with no ``default`` is required.
+    """
+
+    def __init__(self, data: object, path: str, known: frozenset[str] | None = None) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ScenarioError(f"{path}: must be a table, got {type(data).__name__}")
+        self.data = data
+        self.path = path
+        self.seen: set[str] = set()
+        if known is not None:
+            # report a misspelt field before the fields it was meant to be
+            unknown = set(data) - known
+            if unknown:
+                raise ScenarioError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}; "
+                                    f"known: {', '.join(sorted(known))}")
+
+    def _name(self, key: str) -> str:
+        return key if self.path == "scenario" else f"{self.path}.{key}"
+
+    def _get(self, key: str, default: Any) -> Any:
+        node: Any = self.data
+        parts = key.split(".")
+        self.seen.add(parts[0])
+        for part in parts:
+            if not isinstance(node, Mapping) or part not in node:
+                if default is _MISSING:
+                    raise ScenarioError(f"{self._name(key)}: missing")
+                return default
+            node = node[part]
+        return node
+
+    def number(self, key: str, default: Any = _MISSING, *, positive: bool = False,
+               lo: float | None = None, hi: float | None = None) -> Any:
+        v = self._get(key, default)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ScenarioError(f"{self._name(key)}: must be a number, got {v!r}")
+        x = float(v)
+        if not math.isfinite(x):
+            raise ScenarioError(f"{self._name(key)}: must be finite, got {v!r}")
+        if positive and x <= 0:
+            raise ScenarioError(f"{self._name(key)}: must be > 0, got {v!r}")
+        if lo is not None and x < lo:
+            raise ScenarioError(f"{self._name(key)}: must be >= {lo:g}, got {v!r}")
+        if hi is not None and x > hi:
+            raise ScenarioError(f"{self._name(key)}: must be <= {hi:g}, got {v!r}")
+        return x
+
+    def integer(self, key: str, default: Any = _MISSING, *, minimum: int = 0,
+            maximum: int | None = None) -> Any:
+        v = self._get(key, default)
+        if v is None:
+            return None
+        bound = f"an integer >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (
+                maximum is not None and v > maximum):
+            raise ScenarioError(f"{self._name(key)}: must be {bound}, got {v!r}")
+        return v
+
+    def text(self, key: str, default: Any = _MISSING) -> Any:
+        v = self._get(key, default)
+        if not isinstance(v, str) or not v:
+            raise ScenarioError(f"{self._name(key)}: must be a non-empty string, got {v!r}")
+        return v
+
+    def items(self, key: str, required: bool = False) -> list[Any]:
+        v = self._get(key, _MISSING if required else [])
+        if not isinstance(v, list):
+            raise ScenarioError(f"{self._name(key)}: must be a list, got {type(v).__name__}")
+        return v
+
+    def table(self, key: str, required: bool = False) -> Any:
+        v = self._get(key, _MISSING if required else None)
+        if v is not None and not isinstance(v, Mapping):
+            raise ScenarioError(f"{self._name(key)}: must be a table, got {type(v).__name__}")
+        return v
+
+    def done(self, extra_ok: frozenset[str] | set[str] = frozenset()) -> None:
+        unknown = set(self.data) - self.seen - set(extra_ok)
+        if unknown:
+            raise ScenarioError(f"{self.path}: unknown field(s) {', '.join(sorted(unknown))}")
