@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from resource_peers import plain_least_loaded
+
 __all__ = [
     "PyMonitor",
     "PyPool",
@@ -131,8 +133,9 @@ class PyPool:
 
     The same rules as the selection core: agents that are offline or at
     ``max_tasks`` are skipped; least-loaded minimises ``task% + (cpu + mem) / 2``
-    (the original's rule), weighted minimises ``(task%/2 + 0.3 cpu + 0.2 mem) / weight``,
-    power-of-two compares two random agents by the least-loaded key.
+    (the original's rule, :func:`resource_peers.plain_least_loaded`), weighted
+    minimises ``(task%/2 + 0.3 cpu + 0.2 mem) / weight``, power-of-two compares
+    two random agents by the least-loaded key.
     """
 
     def __init__(self, cpu: Sequence[float], memory: Sequence[float], tasks: Sequence[int],
@@ -153,15 +156,7 @@ class PyPool:
         return agent["tasks"] / agent["max_tasks"] * 100 + (agent["cpu"] + agent["memory"]) / 2
 
     def least_loaded(self) -> str:
-        best, best_load = None, math.inf
-        for a in self.agents:
-            if a["health"] == "offline" or a["tasks"] >= a["max_tasks"]:
-                continue
-            load = a["tasks"] / a["max_tasks"] * 100 + (a["cpu"] + a["memory"]) / 2
-            if load < best_load:
-                best, best_load = a["id"], load
-        assert best is not None
-        return best
+        return plain_least_loaded(self.agents)
 
     def weighted(self) -> str:
         best, best_key = None, math.inf

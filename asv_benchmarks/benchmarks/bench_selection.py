@@ -35,7 +35,8 @@ class Select:
             monitor.register_agent(agent, max_tasks=10, weight=float(weights[i]))
             monitor.record_usage(agent, cpu=float(cpu[i]), memory=float(mem[i]))
             monitor.update_task_count(agent, int(tasks[i]))
-        self.balancer = LoadBalancer(monitor, strategy=LoadBalancingStrategy(strategy))
+        self.balancer = LoadBalancer(monitor, strategy=LoadBalancingStrategy(strategy),
+                                     seed=SEED)
 
     def time_select_100(self, strategy: str, agents: int) -> None:
         select = self.balancer.select_agent
