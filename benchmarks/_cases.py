@@ -35,9 +35,8 @@ from arbiter_core import MetricRing, MetricType, PerformanceMonitor
 from arbiter_core._benchfloor import RecordFloor
 
 __all__ = [
-    "ALL_CASES", "LITELLM_CASES", "MONITOR_CASES", "OPTIMIZER_CASES", "RING_CASES",
-    "SELECT_CASES", "Window",
-    "params",
+    "ALLOCATION_CASES", "ALL_CASES", "LITELLM_CASES", "MONITOR_CASES", "OPTIMIZER_CASES",
+    "RING_CASES", "SELECT_CASES", "Window", "params",
 ]
 
 KEY = 1
@@ -507,6 +506,49 @@ def optimizer_incremental() -> Comparison:
 
 OPTIMIZER_CASES = [optimizer_full, optimizer_incremental]
 
+# ---------------------------------------------------------------------------
+# Allocation through the manager (needs the manager: skipped without it)
+
+ALLOCATION_SIZES = (100, 10_000)
+
+
+def allocation_case(n: int) -> Callable[[], Comparison]:
+    """The factory comparing one allocate+release cycle with a plain-Python scan."""
+
+    def factory() -> Comparison:
+        ManualClock, AdaptiveResourceManager, ResourceManagerConfig, AllocationRequest = need(
+            "ManualClock", "AdaptiveResourceManager", "ResourceManagerConfig",
+            "AllocationRequest")
+        arm = AdaptiveResourceManager(ResourceManagerConfig(max_agents=n),
+                                      clock=ManualClock(start=0.0))
+        usage = pool_usage(n)
+        for i, (c, m, t, w) in enumerate(zip(*usage, strict=True)):
+            arm.register_agent(f"agent-{i}", max_tasks=10, weight=w)
+            arm.record_usage(f"agent-{i}", cpu=c, memory=m)
+            arm.monitor.update_task_count(f"agent-{i}", t)
+        request = AllocationRequest("bench", "task")
+        py = PyPool(*usage)
+        expected = py.least_loaded()
+
+        def cycle() -> Any:
+            res = arm.allocate_resources(request)
+            arm.release_resources("bench", success=True, duration_s=0.01)
+            return res.agent_id
+
+        return Comparison(
+            f"allocate+release n={n}",
+            Op("arbiter", cycle, check=_equal(expected),
+               note="manager.allocate_resources(req) then release_resources(id), least loaded"),
+            peers=[Op("python", py.least_loaded, check=_equal(expected),
+                      note="the least-loaded scan alone, over a list of dicts")],
+        )
+
+    factory.__name__ = f"allocation_{n}"
+    return factory
+
+
+ALLOCATION_CASES = [allocation_case(n) for n in ALLOCATION_SIZES]
+
 # LiteLLM's Router (optional: only where litellm is installed, never in CI).
 # Each of its strategies against ours with the closest policy.
 LITELLM_PAIRS = (("simple-shuffle", "weighted"), ("least-busy", "least_loaded"),
@@ -563,7 +605,8 @@ RING_CASES: list[Callable[[], Comparison]] = [
     ring_count_beyond, ring_slope,
 ]
 MONITOR_CASES: list[Callable[[], Comparison]] = [monitor_record_metric, series_record]
-ALL_CASES = RING_CASES + MONITOR_CASES + OPTIMIZER_CASES + SELECT_CASES + LITELLM_CASES
+ALL_CASES = (RING_CASES + MONITOR_CASES + OPTIMIZER_CASES + SELECT_CASES + ALLOCATION_CASES
+             + LITELLM_CASES)
 
 
 def params(factories: list[Callable[[], Comparison]]) -> list[Any]:
