@@ -372,9 +372,10 @@ def ring_slope() -> Comparison:
 # ---------------------------------------------------------------------------
 # Agent selection (needs the selection core: skipped in builds without it)
 
-SELECT_STRATEGIES = ("least_loaded", "round_robin", "random", "power_of_two", "weighted")
+SELECT_STRATEGIES = ("least_loaded", "weighted", "priority_based", "round_robin", "random",
+                     "power_of_two", "peak_ewma")
 SELECT_SIZES = (10, 100, 1_000, 10_000)
-_SCANS = ("least_loaded", "weighted")     # strategies that look at every agent
+_SCANS = ("least_loaded", "weighted", "priority_based")   # they look at every agent
 
 
 def need(*names: str) -> tuple[Any, ...]:
@@ -430,13 +431,14 @@ def select_case(strategy: str, n: int) -> Callable[[], Comparison]:
         else:
             floor_op = Op("floor", RecordFloor(1).record, (KEY, VALUE),
                           note="a compiled method call reading the clock")
+        # peak EWMA needs latency history; the plain-Python pool has none to offer
+        peers = ([Op("python", getattr(py, strategy), (), check=py_check,
+                     note="list of dicts, plain Python")] if hasattr(py, strategy) else [])
         return Comparison(
             f"select {strategy} n={n}",
             Op("arbiter", lb.select_agent, (), check=check,
                note=f"LoadBalancer(strategy={strategy!r}).select_agent()"),
-            peers=[Op("python", getattr(py, strategy), (),
-                      check=py_check,
-                      note="list of dicts, plain Python")],
+            peers=peers,
             floor=floor_op,
         )
 

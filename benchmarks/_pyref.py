@@ -134,7 +134,8 @@ class PyPool:
     The same rules as the selection core: agents that are offline or at
     ``max_tasks`` are skipped; least-loaded minimises ``task% + (cpu + mem) / 2``
     (the original's rule, :func:`resource_peers.plain_least_loaded`), weighted
-    minimises ``(task%/2 + 0.3 cpu + 0.2 mem) / weight``, power-of-two compares
+    minimises ``(task%/2 + 0.3 cpu + 0.2 mem) / weight``, priority-based takes the
+    most free slots, then the lowest ``(cpu + mem) / 2``; power-of-two compares
     two random agents by the least-loaded key.
     """
 
@@ -165,6 +166,17 @@ class PyPool:
                 continue
             task = a["tasks"] / a["max_tasks"] * 100
             key = (0.5 * task + 0.3 * a["cpu"] + 0.2 * a["memory"]) / a["weight"]
+            if key < best_key:
+                best, best_key = a["id"], key
+        assert best is not None
+        return best
+
+    def priority_based(self) -> str:
+        best, best_key = None, (math.inf, math.inf)
+        for a in self.agents:
+            if a["health"] == "offline" or a["tasks"] >= a["max_tasks"]:
+                continue
+            key = (a["tasks"] - a["max_tasks"], (a["cpu"] + a["memory"]) / 2)
             if key < best_key:
                 best, best_key = a["id"], key
         assert best is not None
