@@ -54,9 +54,8 @@ test-debug: $(VENV)/.bootstrapped
 
 lint: $(WHEEL_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks
-	$(PY) -m mypy.stubtest arbiter_core._benchfloor
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest arbiter_core._ringbuf arbiter_core._select
+	$(PY) -m mypy.stubtest arbiter_core._ringbuf arbiter_core._select arbiter_core._benchfloor
 
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \
@@ -67,4 +66,4 @@ bench-report: $(WHEEL_STAMP)
 	$(PY) benchmarks/report.py --output BENCHMARKS.md
 
 clean:
-	rm -rf build dist dist-debug $(VENV) .asv
+	rm -rf build dist dist-debug $(VENV) .asv asv_benchmarks/.asv
