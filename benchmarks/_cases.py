@@ -402,7 +402,7 @@ def balancer(strategy: str, n: int) -> Any:
         monitor.register_agent(f"agent-{i}", max_tasks=10, weight=w)
         monitor.record_usage(f"agent-{i}", cpu=c, memory=m)
         monitor.update_task_count(f"agent-{i}", t)
-    return LoadBalancer(monitor, strategy=strategy)
+    return LoadBalancer(monitor, strategy=strategy, seed=7)
 
 
 def select_case(strategy: str, n: int) -> Callable[[], Comparison]:
@@ -521,8 +521,9 @@ def allocation_case(n: int) -> Callable[[], Comparison]:
         ManualClock, AdaptiveResourceManager, ResourceManagerConfig, AllocationRequest = need(
             "ManualClock", "AdaptiveResourceManager", "ResourceManagerConfig",
             "AllocationRequest")
-        arm = AdaptiveResourceManager(ResourceManagerConfig(max_agents=n),
-                                      clock=ManualClock(start=0.0))
+        config = ResourceManagerConfig(load_balancing_strategy="least_loaded", max_agents=n,
+                                       seed=7)
+        arm = AdaptiveResourceManager(config, clock=ManualClock(start=0.0))
         usage = pool_usage(n)
         for i, (c, m, t, w) in enumerate(zip(*usage, strict=True)):
             arm.register_agent(f"agent-{i}", max_tasks=10, weight=w)
