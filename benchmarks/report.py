@@ -86,7 +86,7 @@ def summary_section(results: list[Result]) -> list[str]:
         c = res.comparison
         unit = "/sample" if c.ours.per > 1 else ""
         floor = f"{res.ratios['floor']:.3g}×" if c.floor is not None else "—"
-        peers = ", ".join(f"{op.label} {res.ratios[op.label]:.3g}×" for op in c.peers)
+        peers = ", ".join(f"{op.label} {res.ratios[op.label]:.3g}×" for op in c.peers) or "—"
         lines.append(f"| {c.name} | {fmt_ns(res.timings[c.ours.label].median)}{unit} "
                      f"| {floor} | {peers} |")
     return [*lines, ""]
