@@ -235,3 +235,29 @@ def test_failing_listener_does_not_stop_the_others(caplog):
     assert len(seen) == 1
     with pytest.raises(TypeError, match="callback"):
         d.on_bottleneck(42)  # type: ignore[arg-type]
+
+
+def test_detect_bottlenecks_calls_listeners_outside_the_lock():
+    # A listener that hands work to another thread and waits for it must not
+    # deadlock: the detector's lock is released before listeners run.
+    import threading
+
+    d = det()
+    seen = []
+    threads = []
+
+    def listener(event):
+        done = threading.Event()
+
+        def other():
+            seen.append(len(d.get_active_bottlenecks()))
+            done.set()
+
+        threads.append(threading.Thread(target=other))
+        threads[-1].start()
+        seen.append(done.wait(10.0))   # a guard against hanging, not a timing assertion
+
+    d.on_bottleneck(listener)
+    d.detect_bottlenecks([m(CPU, 95.0)])
+    threads[0].join()
+    assert seen == [1, True]

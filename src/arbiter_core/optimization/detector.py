@@ -483,10 +483,13 @@ class BottleneckDetector:
             groups.setdefault((m.source, mt), []).append((ts, v))
         with self._lock:
             obs = [self._observation(src, mt, samples) for (src, mt), samples in groups.items()]
-            self.process(obs, self.clock.now())
+            events = self.process(obs, self.clock.now(), notify=False)
             found = [self._active[(ob.component, ob.metric_type)].snapshot()
                      for ob in obs if ob.exceed_count and (ob.component, ob.metric_type)
                      in self._active]
+        # listeners run outside the lock: one that waits on another thread
+        # using this detector must not deadlock
+        self.notify(events)
         return found
 
     def _observation(self, component: str, mt: MetricType,
