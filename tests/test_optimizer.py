@@ -569,3 +569,17 @@ def test_analysis_listener_errors_are_logged(caplog):
     opt.on_analysis(boom)
     opt.analyze()
     assert "analysis listener" in caplog.text
+
+
+def test_thresholds_changed_on_the_detector_apply_to_the_next_analysis():
+    # opt.detector is public; a threshold set there must drive detection and
+    # the window statistics, not only the detector's own bookkeeping
+    opt, clock = make(min_data_points_for_trend=2)
+    feed(opt, clock, CPU, [60.0, 60.0], source="w")
+    assert opt.analyze().bottlenecks == ()
+    opt.detector.update_thresholds({CPU: 50.0})
+    feed(opt, clock, CPU, [60.0], source="w")
+    a = opt.analyze()
+    assert [(b.component, b.threshold) for b in a.bottlenecks] == [("w", 50.0)]
+    assert a.recommendations[0].evidence.samples_beyond == 3
+    assert a.trends[0].threshold == 50.0

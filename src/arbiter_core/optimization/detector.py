@@ -302,6 +302,7 @@ class BottleneckDetector:
         self._active: dict[tuple[str, MetricType], _Episode] = {}
         self._listeners: list[BottleneckListener] = []
         self._lock = threading.RLock()
+        self._thresholds_version = 0
 
     # -- thresholds ----------------------------------------------------------
 
@@ -332,6 +333,12 @@ class BottleneckDetector:
         parsed = self._parse_thresholds(thresholds)
         with self._lock:
             self._thresholds.update(parsed)
+            self._thresholds_version += 1
+
+    @property
+    def thresholds_version(self) -> int:
+        """Increases on every :meth:`update_thresholds` (lets users cache derived data)."""
+        return self._thresholds_version
 
     def is_beyond(self, metric_type: MetricType | str, value: float) -> bool:
         """True when ``value`` is strictly on the bad side of the threshold."""

@@ -324,6 +324,7 @@ class RuntimeOptimizer:
         self._computed = np.empty(0, dtype=bool)
         self._trends: list[PerformanceTrend | None] = []
         self._thr_keys = -1          # series whose thresholds are filled in
+        self._thr_version = self._detector.thresholds_version
         self._hit_rate_keys: list[int] = []   # CACHE_HIT_RATE series, for cache stats
         self._force_full = True      # recompute every series' window next time
         self._ring_state: tuple[Any, ...] | None = None
@@ -598,6 +599,13 @@ class RuntimeOptimizer:
         """Grow the per-series arrays to the interned series; refresh thresholds."""
         names = self._monitor.series_names
         n = len(names)
+        version = self._detector.thresholds_version
+        if version != self._thr_version:
+            # thresholds changed (update_config or opt.detector directly):
+            # refill them and recompute every window with the new ones
+            self._thr_version = version
+            self._thr_keys = -1
+            self._force_full = True
         if n > self._cap:
             cap = max(16, 2 * self._cap, n)
             self._wm_ts = _grow(self._wm_ts, cap, -np.inf)
