@@ -583,3 +583,36 @@ def test_thresholds_changed_on_the_detector_apply_to_the_next_analysis():
     assert [(b.component, b.threshold) for b in a.bottlenecks] == [("w", 50.0)]
     assert a.recommendations[0].evidence.samples_beyond == 3
     assert a.trends[0].threshold == 50.0
+
+
+def test_cache_access_beyond_max_series_is_refused_at_the_call():
+    # the hit-rate series of a new cache counts against max_series; when the
+    # table is full the access is refused up front (nothing stored), instead of
+    # every later analysis failing and the cache's accesses being lost
+    opt, clock = make(max_series=2)
+    opt.record_metric(CPU, 1.0, "a")
+    opt.record_metric(CPU, 1.0, "b")
+    with pytest.raises(ValueError, match="max_series"):
+        opt.record_cache_access("c1", True)
+    a = opt.analyze()
+    assert a.cache_stats == ()
+    assert not opt.get_health_status().degraded
+
+    opt, clock = make(max_series=2)
+    opt.record_metric(CPU, 1.0, "a")
+    opt.record_cache_access("c1", False)
+    with pytest.raises(ValueError, match="max_series"):
+        opt.record_metric(CPU, 1.0, "b")          # c1's hit-rate series holds the slot
+    a = opt.analyze()
+    assert [(c.cache_id, c.misses) for c in a.cache_stats] == [("c1", 1)]
+    assert [b.component for b in a.bottlenecks] == ["c1"]     # 0 % hit rate
+
+
+@pytest.mark.parametrize("kw", [{"latency_ms": -1.0}, {"latency_ms": math.nan},
+                                {"timestamp": math.nan}, {"timestamp": "now"}])
+def test_bad_cache_access_interns_nothing(kw):
+    opt, clock = make()
+    with pytest.raises((ValueError, TypeError)):
+        opt.record_cache_access("fresh", True, **kw)
+    assert opt.monitor.series_names == ()
+    assert opt.analyze().cache_stats == ()

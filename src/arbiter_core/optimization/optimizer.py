@@ -450,18 +450,19 @@ class RuntimeOptimizer:
         TypeError
             ``cache_id`` not a str or ``hit`` not a bool.
         ValueError
-            A negative or non-finite latency or timestamp.
+            A negative or non-finite latency or timestamp, or a new
+            ``cache_id`` when ``max_series`` is reached (its hit-rate series
+            counts against it); nothing is stored.
         """
         if not isinstance(hit, (bool, np.bool_)):
             raise TypeError(f"hit must be a bool, got {type(hit).__name__}")
+        value = 0.0 if latency_ms is None else check_threshold(latency_ms, "latency_ms")
+        if timestamp is not None:
+            _check_timestamp(timestamp)
         cid = self._cache_ids.get(cache_id) if isinstance(cache_id, str) else None
-        if cid is None:
+        if cid is None:   # validated above, so a bad call interns nothing
             cid = self._intern_cache(cache_id)
-        key = 4 * cid + (2 if hit else 0)
-        value = 0.0
-        if latency_ms is not None:
-            value = check_threshold(latency_ms, "latency_ms")
-            key += 1
+        key = 4 * cid + (2 if hit else 0) + (latency_ms is not None)
         if timestamp is None and not self._c_clock:
             timestamp = self.clock.now()
         self._cache_ring.record(key, value, timestamp)
@@ -475,6 +476,10 @@ class RuntimeOptimizer:
                 if len(self._cache_names) >= self._config.max_series:
                     raise ValueError(f"too many caches: max_series={self._config.max_series} "
                                      f"reached; cannot add {cache_id!r}")
+                # Reserve the cache's hit-rate series now: analyses record into
+                # it, and a full series table must refuse this call, not make
+                # every later analysis fail (ValueError naming max_series).
+                self._monitor.key_for(MetricType.CACHE_HIT_RATE, cache_id)
                 cid = len(self._cache_names)
                 self._cache_names.append(cache_id)
                 self._cache_ids[cache_id] = cid
@@ -1015,6 +1020,13 @@ def fmt_number(x: float) -> str:
     if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
         return str(int(x))
     return repr(float(x))
+
+
+def _check_timestamp(x: object) -> None:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"timestamp must be a number or None, got {type(x).__name__}")
+    if not math.isfinite(float(x)):
+        raise ValueError(f"timestamp must be finite, got {x!r}")
 
 
 def _grow(arr: npt.NDArray[Any], cap: int, fill: Any) -> npt.NDArray[Any]:
