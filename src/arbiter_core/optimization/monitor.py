@@ -264,25 +264,25 @@ class PerformanceMonitor:
         ValueError
             Unknown metric type, or a non-finite value or timestamp; nothing is stored.
         TypeError
-            A value that is not a number.
+            A value or timestamp that is not a real number (bools included),
+            a source that is not a str.
         """
         try:
             key = self._keys.get((metric_type, source))
         except TypeError:  # unhashable argument: let key_for name it
             key = None
-        if key is None:
-            # a new series: validate the sample first so a bad call interns nothing
+        if key is None or value.__class__ is not float or not (
+                timestamp is None or timestamp.__class__ is float):
+            # Anything but plain floats is checked here (the ring would take a
+            # bool as 1.0), and a new series' sample is checked before it is
+            # interned, so a bad call interns nothing.  NaN/inf floats are
+            # refused by the ring itself.
             _check_sample(value, timestamp)
-            key = self.key_for(metric_type, source)
+            if key is None:
+                key = self.key_for(metric_type, source)
         if timestamp is None and not self._c_clock:
             timestamp = self.clock.now()
-        try:
-            self._ring.record(key, value, timestamp)
-        except TypeError:
-            raise TypeError(
-                f"value must be a real number, got {type(value).__name__}; "
-                f"timestamp must be a number or None, got {type(timestamp).__name__}"
-            ) from None
+        self._ring.record(key, value, timestamp)
 
     def series(self, metric_type: MetricType | str, source: str = "system") -> SeriesHandle:
         """A pre-bound handle: ``handle.record(value)`` costs about one C call.
