@@ -616,3 +616,60 @@ def test_bad_cache_access_interns_nothing(kw):
         opt.record_cache_access("fresh", True, **kw)
     assert opt.monitor.series_names == ()
     assert opt.analyze().cache_stats == ()
+
+
+def test_start_after_a_stop_that_has_not_finished_runs_again():
+    # stop(timeout) can return while a cycle is still running (or stop() is
+    # called from the background thread itself, e.g. in a listener); a start()
+    # right after must leave the optimizer running, not silently stopped
+    opt, _ = make()
+    entered, gate = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_collector():
+        calls.append(1)
+        entered.set()
+        gate.wait(WAIT)
+        return []
+
+    opt.add_collector(slow_collector)
+    opt.start()
+    try:
+        assert entered.wait(WAIT)
+        entered.clear()
+        opt.stop(timeout=0)            # the cycle is still inside the collector
+        assert not opt.is_running      # stopping counts as not running
+        opt.start()
+        assert opt.is_running
+        gate.set()
+        assert entered.wait(WAIT)      # a cycle ran after the restart
+        assert opt.is_running
+    finally:
+        gate.set()
+        opt.stop()
+    assert not opt.is_running
+
+
+def test_stop_and_start_from_a_listener_on_the_background_thread():
+    opt, clock = make()
+    restarted, again = threading.Event(), threading.Event()
+
+    def listener(a):
+        if not restarted.is_set():
+            opt.stop()                 # from the optimizer's own thread: no join
+            opt.start()
+            restarted.set()
+        else:
+            again.set()
+
+    opt.on_analysis(listener)
+    opt.start()
+    try:
+        assert restarted.wait(WAIT)
+        assert opt.is_running
+        clock.advance(10.0)            # the next analysis is due
+        opt.wake()
+        assert again.wait(WAIT)
+    finally:
+        opt.stop()
+    assert not opt.is_running

@@ -236,6 +236,18 @@ class _CollectorEntry:
         return self.fn()
 
 
+class _Worker:
+    """One background thread with its own stop and wake events."""
+
+    __slots__ = ("stop", "thread", "wake")
+
+    def __init__(self, run: Callable[[_Worker], None]) -> None:
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=run, args=(self,), name="arbiter-optimizer",
+                                       daemon=True)
+
+
 class RuntimeOptimizer:
     """Watches metrics, finds bottlenecks, recommends fixes, reports health.
 
@@ -347,10 +359,8 @@ class RuntimeOptimizer:
         self._collector_failures = 0
         self._cost_ewma: float | None = None
         self._effective_interval = config.analysis_interval_s
-        # background thread
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._stopping = False
+        # background thread (a new _Worker per start(), see start())
+        self._worker: _Worker | None = None
 
     # -- parts and configuration ---------------------------------------------
 
@@ -419,7 +429,7 @@ class RuntimeOptimizer:
                 self._resize_cache_ring(new.max_metrics)
             self._restretch()
         logger.info("optimizer config updated: %s", ", ".join(sorted(changes)))
-        self._wake.set()
+        self.wake()
         return new
 
     def _resize_cache_ring(self, capacity: int) -> None:
@@ -862,47 +872,65 @@ class RuntimeOptimizer:
 
     @property
     def is_running(self) -> bool:
-        t = self._thread
-        return t is not None and t.is_alive()
+        """True while the background thread runs and no stop was requested."""
+        w = self._worker
+        return w is not None and w.thread.is_alive() and not w.stop.is_set()
 
     def start(self) -> None:
-        """Run :meth:`tick` on a background thread every interval (idempotent)."""
+        """Run :meth:`tick` on a background thread every interval (idempotent).
+
+        After a :meth:`stop` that has not finished (a timed-out join, or a stop
+        from the background thread itself), a new thread is started; the old
+        one ends after its current cycle.
+        """
         with self._lock:
             if self.is_running:
                 return
-            self._stopping = False
-            self._wake.clear()
-            self._thread = threading.Thread(target=self._run, name="arbiter-optimizer",
-                                            daemon=True)
-            self._thread.start()
+            worker = _Worker(self._run)
+            self._worker = worker
+            worker.thread.start()
         logger.info("optimizer started (interval %.3g s)", self._effective_interval)
 
-    def _run(self) -> None:
-        while not self._stopping:
+    def _run(self, worker: _Worker) -> None:
+        while not worker.stop.is_set():
+            # cleared before the cycle, so a wake() during it is not lost
+            worker.wake.clear()
             try:
                 self.tick()
             except Exception:  # tick isolates its parts; this is a last resort
                 logger.exception("optimizer cycle failed")
-            self._wake.wait(self._effective_interval)
-            self._wake.clear()
+            if worker.stop.is_set():
+                break
+            worker.wake.wait(self._effective_interval)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the background thread and wait for it (idempotent)."""
+        """Stop the background thread and wait for it (idempotent).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Longest wait for a running cycle to finish; the thread still ends
+            after it.  Called from the background thread itself, it does not wait.
+        """
         with self._lock:
-            thread = self._thread
-            self._stopping = True
-            self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            worker = self._worker
+            if worker is not None:
+                worker.stop.set()
+                worker.wake.set()
+        if worker is None:
+            return
+        if worker.thread is not threading.current_thread():
+            worker.thread.join(timeout)
         with self._lock:
-            if self._thread is thread and (thread is None or not thread.is_alive()):
-                self._thread = None
-        if thread is not None:
-            logger.info("optimizer stopped")
+            if self._worker is worker and not worker.thread.is_alive():
+                self._worker = None
+        logger.info("optimizer stopped")
 
     def wake(self) -> None:
         """Make a sleeping background thread run its next cycle now."""
-        self._wake.set()
+        w = self._worker
+        if w is not None:
+            w.wake.set()
 
     def __enter__(self) -> RuntimeOptimizer:
         self.start()
