@@ -334,3 +334,28 @@ def test_get_metrics_matches_a_plain_filter(recs, a, b, mtype):
     )
     assert got == want
     assert np.all(np.diff(mon.get_metrics(None, None).timestamps) >= 0)
+
+
+def test_timers_keep_recording_after_a_resize(mon, clock):
+    # a decorator applied once (at import time, say) must not go silent when
+    # the capacity changes (RuntimeOptimizer.update_config(max_metrics=...))
+    timer = mon.time("latency", "db")
+
+    @mon.time("latency", "fn")
+    def work():
+        clock.advance(0.002)
+
+    mon.resize(50)
+    with timer:
+        clock.advance(0.001)
+    work()
+    assert sorted((m.source, round(m.value, 6)) for m in mon.get_latest_metrics(10)) == [
+        ("db", 1.0), ("fn", 2.0)]
+
+
+def test_resize_warns_that_handed_out_series_handles_are_detached(mon, caplog):
+    mon.resize(20)                      # no handles yet: nothing to say
+    assert "series handle" not in caplog.text
+    mon.series("cpu", "system")
+    mon.resize(30)
+    assert "series handle" in caplog.text

@@ -8,6 +8,7 @@ through a pre-bound :meth:`PerformanceMonitor.series` handle.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from ..clock import Clock, default_clock, is_monotonic_default
 from ..types import METRIC_UNITS, MetricType, PerformanceMetric
 
 __all__ = ["MetricBatch", "PerformanceMonitor"]
+
+logger = logging.getLogger("arbiter_core.optimization")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,13 +92,19 @@ class MetricBatch:
 
 
 class _Timer:
-    """Context manager and decorator recording elapsed milliseconds."""
+    """Context manager and decorator recording elapsed milliseconds.
 
-    __slots__ = ("_clock", "_handle", "_start")
+    It records through the monitor's current ring at each exit, so a timer
+    made once (say a decorator applied at import) keeps working after
+    :meth:`PerformanceMonitor.resize`.
+    """
 
-    def __init__(self, handle: SeriesHandle, clock: Clock) -> None:
-        self._handle = handle
-        self._clock = clock
+    __slots__ = ("_clock", "_key", "_monitor", "_start")
+
+    def __init__(self, monitor: PerformanceMonitor, key: int) -> None:
+        self._monitor = monitor
+        self._key = key
+        self._clock = monitor.clock
         self._start = math.nan
 
     def __enter__(self) -> _Timer:
@@ -104,10 +113,10 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         end = self._clock.now()
-        self._handle.record((end - self._start) * 1000.0, end)
+        self._monitor._live_handle(self._key).record((end - self._start) * 1000.0, end)
 
     def __call__(self, fn: F) -> F:
-        handle, clock = self._handle, self._clock
+        monitor, key, clock = self._monitor, self._key, self._clock
 
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -116,7 +125,7 @@ class _Timer:
                 return fn(*args, **kwargs)
             finally:
                 end = clock.now()
-                handle.record((end - start) * 1000.0, end)
+                monitor._live_handle(key).record((end - start) * 1000.0, end)
 
         return timed  # type: ignore[return-value]
 
@@ -178,6 +187,7 @@ class PerformanceMonitor:
         self._names: list[tuple[MetricType, str]] = []
         self._handles: dict[int, SeriesHandle] = {}
         self._intern_lock = threading.Lock()
+        self._handed_out = False     # series() handles exist (resize detaches them)
 
     # -- configuration -------------------------------------------------------
 
@@ -201,7 +211,14 @@ class PerformanceMonitor:
         return tuple(self._names)
 
     def resize(self, max_metrics: int) -> None:
-        """Change the capacity, keeping the newest samples that fit."""
+        """Change the capacity, keeping the newest samples that fit.
+
+        The samples move to a new :class:`MetricRing`.  Handles from
+        :meth:`series` stay bound to the old ring, so samples recorded through
+        them afterwards are not stored here: call :meth:`series` again (a
+        warning is logged when handles were handed out).  Timers from
+        :meth:`time` and :meth:`record_metric` are unaffected.
+        """
         _check_positive_int(max_metrics, "max_metrics")
         ts, keys, vals = self._ring.snapshot()
         ring = MetricRing(max_metrics)
@@ -209,6 +226,10 @@ class PerformanceMonitor:
         ring.record_many(keys[keep], vals[keep], ts[keep])
         self._ring = ring
         self._handles = {}
+        if self._handed_out:
+            logger.warning("PerformanceMonitor resized to %d: series handles handed out "
+                           "before are detached from it; call series() again", max_metrics)
+            self._handed_out = False
 
     # -- recording -----------------------------------------------------------
 
@@ -287,6 +308,9 @@ class PerformanceMonitor:
     def series(self, metric_type: MetricType | str, source: str = "system") -> SeriesHandle:
         """A pre-bound handle: ``handle.record(value)`` costs about one C call.
 
+        The handle is bound to the current ring: after :meth:`resize` (or
+        ``RuntimeOptimizer.update_config(max_metrics=...)``) get a new one.
+
         Examples
         --------
         >>> mon = PerformanceMonitor()
@@ -295,7 +319,10 @@ class PerformanceMonitor:
         >>> mon.metric_count
         1
         """
-        key = self.key_for(metric_type, source)
+        self._handed_out = True
+        return self._live_handle(self.key_for(metric_type, source))
+
+    def _live_handle(self, key: int) -> SeriesHandle:
         handle = self._handles.get(key)
         if handle is None or handle.ring is not self._ring:
             handle = SeriesHandle(self._ring, key, None if self._c_clock else self.clock)
@@ -314,7 +341,7 @@ class PerformanceMonitor:
         >>> mon.metric_count
         1
         """
-        return _Timer(self.series(metric_type, source), self.clock)
+        return _Timer(self, self.key_for(metric_type, source))
 
     # -- querying ------------------------------------------------------------
 
