@@ -58,3 +58,30 @@ def test_default_collectors_feed_an_optimizer():
     assert {(MetricType.CPU, "host"), (MetricType.MEMORY, "host"),
             (MetricType.CPU, "process")} <= names
     assert not opt.get_health_status().degraded
+
+
+def test_host_cpu_collectors_do_not_share_one_baseline(monkeypatch):
+    # psutil.cpu_percent(interval=None) keeps one process-wide "last call";
+    # two collectors (two optimizers, or any other caller) then measure each
+    # other's intervals.  Each collector must measure since its own last call.
+    import psutil
+
+    real = psutil.cpu_times()
+    fields = real._fields
+    state = {"busy": 1000.0, "idle": 1000.0}
+
+    def fake_cpu_times(percpu=False):
+        vals = dict.fromkeys(fields, 0.0)
+        vals["user"], vals["idle"] = state["busy"], state["idle"]
+        return type(real)(**vals)
+
+    monkeypatch.setattr(psutil, "cpu_times", fake_cpu_times)
+    a, b = HostCpuCollector(), HostCpuCollector()
+    a()
+    b()
+    state["busy"] += 50.0
+    state["idle"] += 50.0
+    assert b()[0][1] == pytest.approx(50.0)
+    state["idle"] += 100.0
+    assert a()[0][1] == pytest.approx(25.0)   # 50 busy of 200 since a's last call
+    assert b()[0][1] == pytest.approx(0.0)

@@ -37,17 +37,36 @@ Sample = tuple[MetricType, float, str]
 
 
 class HostCpuCollector:
-    """System-wide CPU utilisation in percent since the previous call.
+    """System-wide CPU utilisation in percent since this collector's previous call.
 
-    The first call primes psutil's counters and reports utilisation since
-    boot, as psutil does; later calls cover the time between calls.
+    Each collector keeps its own baseline of ``psutil.cpu_times()`` (primed
+    when it is made), so several collectors, or other code calling
+    ``psutil.cpu_percent()``, do not shorten each other's intervals (psutil's
+    ``cpu_percent(interval=None)`` keeps one process-wide baseline).  Busy time
+    is psutil's: everything but idle and iowait, guest time counted once.  A
+    call with no CPU time elapsed since the previous one reports 0.0, as
+    psutil does.
     """
 
     def __init__(self, source: str = "host") -> None:
         self.source = source
+        self._last = _cpu_busy_total()
 
     def __call__(self) -> list[Sample]:
-        return [(MetricType.CPU, float(psutil.cpu_percent(interval=None)), self.source)]
+        now = _cpu_busy_total()
+        (busy0, total0), self._last = self._last, now
+        elapsed = now[1] - total0
+        pct = 0.0 if elapsed <= 0.0 else 100.0 * (now[0] - busy0) / elapsed
+        return [(MetricType.CPU, min(100.0, max(0.0, pct)), self.source)]
+
+
+def _cpu_busy_total() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the host, as psutil's cpu_percent counts them."""
+    t = psutil.cpu_times()
+    # guest time is already part of user/nice on Linux
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return total - idle, total
 
 
 class HostMemoryCollector:
