@@ -85,3 +85,28 @@ def test_host_cpu_collectors_do_not_share_one_baseline(monkeypatch):
     state["idle"] += 100.0
     assert a()[0][1] == pytest.approx(25.0)   # 50 busy of 200 since a's last call
     assert b()[0][1] == pytest.approx(0.0)
+
+
+def test_network_collector_counts_the_links_it_measures_against(monkeypatch):
+    # utilisation is a share of the non-loopback links' speed, so loopback
+    # traffic (a scheduler talking to local services) must not count
+    import psutil
+
+    nic = type(psutil.net_io_counters())
+    traffic = {"lo": 0.0, "eth0": 0.0}
+
+    def fake_counters(pernic=False, nowrap=True):
+        per = {name: nic(int(b), 0, 0, 0, 0, 0, 0, 0) for name, b in traffic.items()}
+        if pernic:
+            return per
+        return nic(int(sum(traffic.values())), 0, 0, 0, 0, 0, 0, 0)
+
+    monkeypatch.setattr(psutil, "net_io_counters", fake_counters)
+    clock = ManualClock(start=0.0)
+    col = NetworkCollector(link_speed_mbps=8.0, clock=clock)   # 1e6 bytes/s
+    assert col() == []
+    traffic["lo"] += 50e6
+    traffic["eth0"] += 0.5e6
+    clock.advance(1.0)
+    [(mt, pct, src)] = col()
+    assert (mt, src) == (MetricType.NETWORK, "host") and pct == pytest.approx(50.0)

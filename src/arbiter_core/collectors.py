@@ -115,7 +115,8 @@ class NetworkCollector:
     clock : Clock, optional
         Times the interval between calls.
     counters : callable, optional
-        Returns total bytes sent + received (tests inject one).
+        Returns total bytes sent + received; by default over the
+        non-loopback interfaces (tests inject one).
 
     Notes
     -----
@@ -145,8 +146,11 @@ class NetworkCollector:
 
 
 def _total_bytes() -> float:
-    c = psutil.net_io_counters()
-    return float(c.bytes_sent + c.bytes_recv)
+    """Bytes sent + received on the non-loopback interfaces (the ones whose
+    speed :func:`_link_speed_mbps` adds up); loopback traffic uses no link."""
+    per_nic = psutil.net_io_counters(pernic=True)
+    return float(sum(c.bytes_sent + c.bytes_recv for name, c in per_nic.items()
+                     if not name.startswith("lo")))
 
 
 def _link_speed_mbps() -> float:
