@@ -359,3 +359,17 @@ def test_resize_warns_that_handed_out_series_handles_are_detached(mon, caplog):
     mon.series("cpu", "system")
     mon.resize(30)
     assert "series handle" in caplog.text
+
+
+def test_metric_batches_compare_by_content(mon, clock):
+    mon.record_metric("cpu", 1.0)
+    clock.advance(1)
+    mon.record_metric("memory", 2.0, "db")
+    a, b = mon.get_metrics(None, None), mon.get_metrics(None, None)
+    assert a == b and a in [b]
+    clock.advance(1)
+    mon.record_metric("cpu", 3.0, "new")        # a new series does not change the answer
+    assert a == mon.get_metrics(None, clock.now() - 0.5)
+    assert a != mon.get_metrics(None, None)
+    assert a != mon.get_latest_metrics(1)
+    assert (a == "x") is False

@@ -44,7 +44,7 @@ def coerce_metric_type(metric_type: object, name: str = "metric_type") -> Metric
     raise TypeError(f"{name} must be a MetricType or str, got {type(metric_type).__name__}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MetricBatch:
     """A columnar result of a metric query; iterates as :class:`PerformanceMetric`.
 
@@ -65,6 +65,16 @@ class MetricBatch:
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        """Same samples: timestamps, values, metric types and sources, in order."""
+        if not isinstance(other, MetricBatch):
+            return NotImplemented
+        return (np.array_equal(self.timestamps, other.timestamps)
+                and np.array_equal(self.values, other.values)
+                and self.metric_types == other.metric_types and self.sources == other.sources)
+
+    __hash__ = None  # type: ignore[assignment]  # holds (mutable) numpy arrays
 
     @property
     def metric_types(self) -> list[MetricType]:
