@@ -373,3 +373,24 @@ def test_metric_batches_compare_by_content(mon, clock):
     assert a != mon.get_metrics(None, None)
     assert a != mon.get_latest_metrics(1)
     assert (a == "x") is False
+
+
+@pytest.mark.parametrize(("call", "exc", "word"), [
+    (lambda m: m.clear_metrics(math.nan), ValueError, "older_than"),
+    (lambda m: m.clear_metrics("yesterday"), TypeError, "older_than"),
+    (lambda m: m.clear_metrics(None), TypeError, "older_than"),
+    (lambda m: m.get_metrics(math.nan, 1.0), ValueError, "start"),
+    (lambda m: m.get_metrics(0.0, "now"), TypeError, "end"),
+    (lambda m: m.get_metrics(True, 1.0), TypeError, "start"),
+])
+def test_query_arguments_are_named_in_errors(mon, call, exc, word):
+    mon.record_metric("cpu", 1.0)
+    with pytest.raises(exc, match=word):
+        call(mon)
+    assert mon.metric_count == 1
+
+
+def test_clear_metrics_accepts_infinite_cutoffs(mon):
+    mon.record_metric("cpu", 1.0)
+    assert mon.clear_metrics(-math.inf) == 0
+    assert mon.clear_metrics(math.inf) == 1

@@ -374,7 +374,13 @@ class PerformanceMonitor:
         metric_type: MetricType | str | None = None,
         source: str | None = None,
     ) -> MetricBatch:
-        """Samples with ``start <= timestamp <= end``, in time order."""
+        """Samples with ``start <= timestamp <= end``, in time order.
+
+        ``None`` leaves a side open.  NaN is a ValueError, a non-number a
+        TypeError, each naming the argument.
+        """
+        _check_bound(start, "start", allow_none=True)
+        _check_bound(end, "end", allow_none=True)
         keys = self._type_keys(metric_type, source)
         return self._batch(self._ring.snapshot(start, end, keys))
 
@@ -396,7 +402,12 @@ class PerformanceMonitor:
         return self._ring.stats(-1 if key is None else key, since, until)
 
     def clear_metrics(self, older_than: float) -> int:
-        """Drop samples strictly older than ``older_than``; returns how many."""
+        """Drop samples strictly older than ``older_than``; returns how many.
+
+        ``-inf`` drops nothing and ``inf`` everything; NaN is a ValueError and
+        a non-number a TypeError, each naming ``older_than``.
+        """
+        _check_bound(older_than, "older_than", allow_none=False)
         return int(self._ring.clear_before(older_than))
 
     def tick(self) -> int:
@@ -416,6 +427,17 @@ def _check_sample(value: object, timestamp: object) -> None:
             raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
         if not math.isfinite(float(x)):
             raise ValueError(f"{name} must be finite, got {x!r}")
+
+
+def _check_bound(x: object, name: str, *, allow_none: bool) -> None:
+    """A time bound: a real number (infinities allowed), not NaN; None if allowed."""
+    if x is None and allow_none:
+        return
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number{' or None' if allow_none else ''}, "
+                        f"got {type(x).__name__}")
+    if x != x:
+        raise ValueError(f"{name} must not be NaN")
 
 
 def _check_positive_int(x: object, name: str) -> int:
