@@ -261,3 +261,17 @@ def test_detect_bottlenecks_calls_listeners_outside_the_lock():
     d.detect_bottlenecks([m(CPU, 95.0)])
     threads[0].join()
     assert seen == [1, True]
+
+
+def test_a_bottleneck_seen_in_this_analysis_is_not_resolved_as_unseen_by_it():
+    # samples stamped before the detector's window (synthetic or replayed
+    # timestamps) still describe a problem this very call saw
+    d = det(clock=ManualClock(start=10_000.0))
+    kinds = []
+    d.on_bottleneck(lambda e: kinds.append(e.kind))
+    found = d.detect_bottlenecks([m(CPU, 95.0, t=0.0)])
+    assert [(b.component, b.occurrence_count) for b in found] == [("api", 1)]
+    assert kinds == [BottleneckEventKind.DETECTED] and d.active_count == 1
+    d.detect_bottlenecks([])                   # a later analysis that saw nothing new
+    assert d.active_count == 0
+    assert [b.resolution for b in d.get_bottleneck_history()] == ["unseen"]

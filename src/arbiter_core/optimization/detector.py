@@ -387,7 +387,8 @@ class BottleneckDetector:
             (never part of an earlier observation).
         now : float
             The analysis time; bottlenecks with nothing beyond the threshold
-            since ``now - window_s`` resolve as "unseen".
+            since ``now - window_s`` resolve as "unseen" (unless this very
+            call observed samples beyond it).
 
         notify : bool
             Deliver the events to the listeners before returning (a caller
@@ -399,11 +400,16 @@ class BottleneckDetector:
         """
         events: list[BottleneckEvent] = []
         with self._lock:
+            seen = set()
             for ob in observations:
                 self._observe(ob, now, events)
+                if ob.exceed_count > 0:
+                    seen.add((ob.component, ob.metric_type))
             horizon = now - self.window_s
             for key, ep in list(self._active.items()):
-                if ep.last_observed_at < horizon:
+                # "unseen" is about later analyses: one that just saw samples
+                # beyond the threshold (even old ones) does not resolve it
+                if ep.last_observed_at < horizon and key not in seen:
                     self._resolve(key, ep, now, "unseen", events)
         if notify:
             self.notify(events)

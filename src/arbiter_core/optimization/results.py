@@ -83,8 +83,9 @@ class Bottleneck:
     resolved_at : float or None
         When the episode ended; None while active.
     resolution : str or None
-        ``"recovered"`` (back on the good side with hysteresis) or
-        ``"unseen"`` (nothing beyond the threshold for a whole window).
+        ``"recovered"`` (back on the good side with hysteresis),
+        ``"unseen"`` (nothing beyond the threshold for a whole window) or
+        ``"cleared"`` (by ``BottleneckDetector.clear_resolved_bottlenecks``).
     """
 
     id: str
