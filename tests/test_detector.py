@@ -275,3 +275,13 @@ def test_a_bottleneck_seen_in_this_analysis_is_not_resolved_as_unseen_by_it():
     d.detect_bottlenecks([])                   # a later analysis that saw nothing new
     assert d.active_count == 0
     assert [b.resolution for b in d.get_bottleneck_history()] == ["unseen"]
+
+
+@pytest.mark.parametrize(("bad", "exc"), [(math.nan, ValueError), ("old", TypeError),
+                                          (None, TypeError), (True, TypeError)])
+def test_clear_resolved_bottlenecks_names_a_bad_cutoff(bad, exc):
+    d = det()
+    d.detect_bottlenecks([m(CPU, 95.0)])
+    with pytest.raises(exc, match="older_than"):
+        d.clear_resolved_bottlenecks(bad)
+    assert d.active_count == 1

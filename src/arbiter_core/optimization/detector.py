@@ -538,6 +538,9 @@ class BottleneckDetector:
 
     def clear_resolved_bottlenecks(self, older_than: float) -> int:
         """Resolve every active bottleneck last seen before ``older_than`` (original API)."""
+        if isinstance(older_than, bool) or not isinstance(
+                older_than, (int, float, np.integer, np.floating)):
+            raise TypeError(f"older_than must be a number, got {type(older_than).__name__}")
         if older_than != older_than:
             raise ValueError("older_than must not be NaN")
         events: list[BottleneckEvent] = []
