@@ -4,6 +4,8 @@ import dataclasses
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arbiter_core import (
     BottleneckDetector,
@@ -285,3 +287,70 @@ def test_clear_resolved_bottlenecks_names_a_bad_cutoff(bad, exc):
     with pytest.raises(exc, match="older_than"):
         d.clear_resolved_bottlenecks(bad)
     assert d.active_count == 1
+
+
+# -- lifecycle against a pure-Python model ---------------------------------------------
+
+_SEVERITIES = list(SEV)
+_KEYS = [("a", CPU), ("b", CPU), ("a", MetricType.THROUGHPUT)]
+# values around each threshold: clearly bad, bad, inside the 5 % band, recovered
+_VALUES = {CPU: [130.0, 85.0, 79.0, 70.0], MetricType.THROUGHPUT: [40.0, 95.0, 101.0, 120.0]}
+_batch = st.lists(st.tuples(st.integers(0, len(_KEYS) - 1), st.integers(0, 3)), max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_batch, st.sampled_from([0.0, 1.0, 7.0, 40.0])), max_size=25))
+def test_lifecycle_matches_a_model(steps):
+    window, resolve_after = 30.0, 2
+    clock = ManualClock(start=0.0)
+    d = BottleneckDetector(clock=clock, window_s=window, resolve_after=resolve_after,
+                           history_size=5)
+    model = {}       # key -> {"streak", "last_bad", "bad"}
+    resolutions = []
+    seen_severity = {}
+    for batch, dt in steps:
+        now = clock.now()
+        metrics = [m(_KEYS[k][1], _VALUES[_KEYS[k][1]][v], now, _KEYS[k][0]) for k, v in batch]
+        groups = {}
+        for mt_ in metrics:
+            groups.setdefault((mt_.source, mt_.type), []).append(mt_.value)
+        bad_now = set()
+        for key, values in groups.items():
+            mt = key[1]
+            t = DEFAULT_THRESHOLDS[mt]
+            bad = [v for v in values if (v > t if mt is CPU else v < t)]
+            ep = model.get(key)
+            if bad:
+                ep = model.setdefault(key, {"streak": 0, "last_bad": now, "bad": 0})
+                ep.update(streak=0, last_bad=now, bad=ep["bad"] + len(bad))
+                bad_now.add(key)
+            elif ep is not None:
+                last = values[-1]
+                if (last <= 0.95 * t) if mt is CPU else (last >= 1.05 * t):
+                    ep["streak"] += 1
+                    if ep["streak"] >= resolve_after:
+                        resolutions.append((key, "recovered", ep["bad"]))
+                        del model[key]
+                else:
+                    ep["streak"] = 0
+        for key in [k for k, ep in model.items()
+                    if ep["last_bad"] < now - window and k not in bad_now]:
+            resolutions.append((key, "unseen", model.pop(key)["bad"]))
+        d.detect_bottlenecks(metrics)
+        active = {(b.component, b.metric_type): b for b in d.get_active_bottlenecks()}
+        assert set(active) == set(model)
+        for key, b in active.items():
+            assert b.occurrence_count == model[key]["bad"]
+            rank = _SEVERITIES.index(b.severity)
+            prev = seen_severity.get(b.id)
+            assert prev is None or rank >= prev            # never drops in an episode
+            seen_severity[b.id] = rank
+            assert rank >= _SEVERITIES.index(compute_severity(
+                b.worst_value, b.threshold, b.exceeding_analyses))
+            assert b.impact == impact_text(b.metric_type, b.component, b.severity)
+        clock.advance(dt)
+    history = d.get_bottleneck_history()
+    expected = resolutions[-5:]
+    assert [((b.component, b.metric_type), b.resolution, b.occurrence_count)
+            for b in history] == expected
+    assert all(b.resolved_at is not None and not b.is_active for b in history)
