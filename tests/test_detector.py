@@ -333,9 +333,9 @@ def test_lifecycle_matches_a_model(steps):
                         del model[key]
                 else:
                     ep["streak"] = 0
-        for key in [k for k, ep in model.items()
-                    if ep["last_bad"] < now - window and k not in bad_now]:
-            resolutions.append((key, "unseen", model.pop(key)["bad"]))
+        unseen = [k for k, ep in model.items() if ep["last_bad"] < now - window
+                  and k not in bad_now]
+        resolutions.extend((key, "unseen", model.pop(key)["bad"]) for key in unseen)
         d.detect_bottlenecks(metrics)
         active = {(b.component, b.metric_type): b for b in d.get_active_bottlenecks()}
         assert set(active) == set(model)
