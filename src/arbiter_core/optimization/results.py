@@ -261,8 +261,10 @@ class PerformanceTrend:
     data_point_count : int
     threshold : float or None
     time_to_threshold_s : float or None
-        Predicted seconds until the fitted line crosses the threshold, when it
-        is heading there (0 when already beyond); None otherwise.
+        Predicted seconds, counted from ``end_time`` (the newest sample, not
+        the analysis time), until the fitted line crosses the threshold, when
+        it is heading there (0 when the fitted value at ``end_time`` is
+        already beyond); None otherwise.
     """
 
     metric_type: MetricType
