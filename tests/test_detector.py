@@ -354,3 +354,17 @@ def test_lifecycle_matches_a_model(steps):
     assert [((b.component, b.metric_type), b.resolution, b.occurrence_count)
             for b in history] == expected
     assert all(b.resolved_at is not None and not b.is_active for b in history)
+
+
+@pytest.mark.parametrize(("attr", "bad", "exc"), [
+    ("window_s", -1.0, ValueError), ("window_s", math.nan, ValueError),
+    ("hysteresis_pct", 100.0, ValueError), ("hysteresis_pct", "5", TypeError),
+    ("resolve_after", 0, ValueError), ("resolve_after", 1.5, TypeError),
+])
+def test_settings_assigned_later_are_validated_too(attr, bad, exc):
+    d = det()
+    before = getattr(d, attr)
+    with pytest.raises(exc, match=attr):
+        setattr(d, attr, bad)
+    assert getattr(d, attr) == before
+    d.detect_bottlenecks([m(CPU, 95.0)])      # still works

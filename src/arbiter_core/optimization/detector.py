@@ -304,6 +304,35 @@ class BottleneckDetector:
         self._lock = threading.RLock()
         self._thresholds_version = 0
 
+    # -- settings (validated on every assignment) ----------------------------
+
+    @property
+    def hysteresis_pct(self) -> float:
+        """Recovery margin in percent of the threshold, in [0, 100)."""
+        return self._hysteresis_pct
+
+    @hysteresis_pct.setter
+    def hysteresis_pct(self, value: float) -> None:
+        self._hysteresis_pct = _check_pct(value, "hysteresis_pct")
+
+    @property
+    def resolve_after(self) -> int:
+        """Clear analyses in a row that resolve a bottleneck (>= 1)."""
+        return self._resolve_after
+
+    @resolve_after.setter
+    def resolve_after(self, value: int) -> None:
+        self._resolve_after = check_int(value, "resolve_after", 1)
+
+    @property
+    def window_s(self) -> float:
+        """Seconds without a sample beyond the threshold that resolve as "unseen" (> 0)."""
+        return self._window_s
+
+    @window_s.setter
+    def window_s(self, value: float) -> None:
+        self._window_s = check_positive(value, "window_s")
+
     # -- thresholds ----------------------------------------------------------
 
     @staticmethod
