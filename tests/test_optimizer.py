@@ -673,3 +673,9 @@ def test_stop_and_start_from_a_listener_on_the_background_thread():
     finally:
         opt.stop()
     assert not opt.is_running
+
+
+def test_configs_with_thresholds_are_hashable_and_compare_by_value():
+    a = OptimizerConfig(thresholds={CPU: 90.0})
+    b = OptimizerConfig(thresholds={"cpu": 90})
+    assert a == b and hash(a) == hash(b) and len({a, b, OptimizerConfig()}) == 2

@@ -211,6 +211,12 @@ class OptimizerConfig:
             # a private copy: the caller's dict can change, this config cannot
             object.__setattr__(self, "thresholds", MappingProxyType(parsed))
 
+    def __hash__(self) -> int:
+        # the thresholds mapping is read-only but not hashable itself
+        thresholds = None if self.thresholds is None else frozenset(self.thresholds.items())
+        return hash(tuple(thresholds if f.name == "thresholds" else getattr(self, f.name)
+                          for f in dataclasses.fields(self)))
+
     @property
     def effective_thresholds(self) -> dict[MetricType, float]:
         """The detector defaults with this config's overrides applied."""
