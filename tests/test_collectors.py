@@ -110,3 +110,10 @@ def test_network_collector_counts_the_links_it_measures_against(monkeypatch):
     clock.advance(1.0)
     [(mt, pct, src)] = col()
     assert (mt, src) == (MetricType.NETWORK, "host") and pct == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(("bad", "exc"), [("100", TypeError), (True, TypeError),
+                                          (0.0, ValueError), (math.nan, ValueError)])
+def test_network_collector_names_a_bad_link_speed(bad, exc):
+    with pytest.raises(exc, match="link_speed_mbps"):
+        NetworkCollector(link_speed_mbps=bad, counters=lambda: 0.0)

@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import psutil
@@ -126,9 +127,13 @@ class NetworkCollector:
     def __init__(self, source: str = "host", link_speed_mbps: float | None = None, *,
                  clock: Clock | None = None,
                  counters: Callable[[], float] | None = None) -> None:
-        if link_speed_mbps is not None and not (
-                math.isfinite(link_speed_mbps) and link_speed_mbps > 0):
-            raise ValueError(f"link_speed_mbps must be finite and > 0, got {link_speed_mbps!r}")
+        if link_speed_mbps is not None:
+            if isinstance(link_speed_mbps, bool) or not isinstance(link_speed_mbps, numbers.Real):
+                raise TypeError(f"link_speed_mbps must be a number, "
+                                f"got {type(link_speed_mbps).__name__}")
+            if not (math.isfinite(link_speed_mbps) and link_speed_mbps > 0):
+                raise ValueError(
+                    f"link_speed_mbps must be finite and > 0, got {link_speed_mbps!r}")
         self.source = source
         self.clock: Clock = default_clock() if clock is None else clock
         self._speed = link_speed_mbps if link_speed_mbps is not None else _link_speed_mbps()
