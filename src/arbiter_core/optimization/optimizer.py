@@ -394,6 +394,10 @@ class RuntimeOptimizer:
         keeps running and the next cycle uses the new values (a sleeping
         background thread is woken so a new interval takes effect at once).
 
+        Changing ``max_metrics`` moves the samples to new rings: handles from
+        ``monitor.series()`` must be fetched again afterwards, and a sample
+        recorded by another thread during the move can be lost.
+
         Raises
         ------
         TypeError
