@@ -679,3 +679,31 @@ def test_configs_with_thresholds_are_hashable_and_compare_by_value():
     a = OptimizerConfig(thresholds={CPU: 90.0})
     b = OptimizerConfig(thresholds={"cpu": 90})
     assert a == b and hash(a) == hash(b) and len({a, b, OptimizerConfig()}) == 2
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"min_data_points_for_trend": 3}, []),
+    ({"trend_stable_pct": 80.0}, [(2, "stable")]),
+    ({"enable_trend_analysis": False}, []),
+])
+def test_trend_settings_changed_live_apply_to_unchanged_series(change, expected):
+    # the series gets no new samples, so its window statistics stay cached;
+    # its trend must still follow the new settings
+    opt, clock = make(min_data_points_for_trend=2)
+    feed(opt, clock, CPU, [10.0, 20.0], source="w")
+    assert [(t.data_point_count, t.direction.value) for t in opt.analyze().trends] == [
+        (2, "degrading")]
+    opt.update_config(**change)
+    assert [(t.data_point_count, t.direction.value) for t in opt.analyze().trends] == expected
+
+
+def test_trends_resume_from_current_data_when_re_enabled():
+    opt, clock = make(min_data_points_for_trend=2)
+    feed(opt, clock, CPU, [10.0, 20.0], source="w")
+    opt.analyze()
+    opt.update_config(enable_trend_analysis=False)
+    feed(opt, clock, CPU, [20.0], source="w")
+    assert opt.analyze().trends == ()
+    opt.update_config(enable_trend_analysis=True)
+    [t] = opt.analyze().trends            # nothing new since: cached statistics
+    assert (t.data_point_count, t.max_value) == (3, 20.0)

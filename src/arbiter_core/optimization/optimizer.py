@@ -345,6 +345,7 @@ class RuntimeOptimizer:
         self._thr_version = self._detector.thresholds_version
         self._hit_rate_keys: list[int] = []   # CACHE_HIT_RATE series, for cache stats
         self._force_full = True      # recompute every series' window next time
+        self._trends_stale = False   # rebuild every trend next time (settings changed)
         self._ring_state: tuple[Any, ...] | None = None
         # cache accesses: key = 4 * cache index + 2 * hit + has_latency
         self._cache_ring = MetricRing(config.max_metrics)
@@ -429,6 +430,9 @@ class RuntimeOptimizer:
                 self._history = deque(self._history, maxlen=new.history_size)
             if new.analysis_window_s != old.analysis_window_s:
                 self._force_full = True
+            if (new.min_data_points_for_trend, new.trend_stable_pct) != (
+                    old.min_data_points_for_trend, old.trend_stable_pct):
+                self._trends_stale = True
             self._monitor.retention_s = new.effective_retention_s
             self._monitor.max_series = new.max_series
             if new.max_metrics != old.max_metrics:
@@ -592,7 +596,15 @@ class RuntimeOptimizer:
             new_total = int(new_counts.sum()) if n else 0
             events = self._detector.process(self._observations(n), now, notify=False)
             names = self._monitor.series_names
-            trends = self._update_trends(changed, names, cfg) if cfg.enable_trend_analysis else ()
+            if not cfg.enable_trend_analysis:
+                trends: tuple[PerformanceTrend, ...] = ()
+                self._trends_stale = True        # statistics move on without them
+            else:
+                # after a change of the trend settings (or a pause) every series'
+                # trend is rebuilt from its cached statistics (no ring pass)
+                redo = np.flatnonzero(self._computed[:n]) if self._trends_stale else changed
+                self._trends_stale = False
+                trends = self._update_trends(redo, names, cfg)
             active = self._detector.get_active_bottlenecks()
             recs = tuple(self._recommend(b, now) for b in active)
             self._count_recommendations(recs)
