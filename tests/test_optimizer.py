@@ -707,3 +707,23 @@ def test_trends_resume_from_current_data_when_re_enabled():
     opt.update_config(enable_trend_analysis=True)
     [t] = opt.analyze().trends            # nothing new since: cached statistics
     assert (t.data_point_count, t.max_value) == (3, 20.0)
+
+
+def test_a_dropped_running_optimizer_is_collected_and_its_thread_ends():
+    # the background thread must not keep an optimizer the program dropped
+    # without stop() alive forever (the original leaked its timers this way)
+    import gc
+    import weakref
+
+    opt, _ = make()
+    ticked = threading.Event()
+    opt.on_analysis(lambda a: ticked.set())
+    opt.start()
+    assert ticked.wait(WAIT)
+    thread = opt._worker.thread
+    ref = weakref.ref(opt)
+    del opt
+    gc.collect()
+    assert ref() is None
+    thread.join(WAIT)
+    assert not thread.is_alive()

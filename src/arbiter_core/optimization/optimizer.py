@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -243,15 +244,40 @@ class _CollectorEntry:
 
 
 class _Worker:
-    """One background thread with its own stop and wake events."""
+    """One background thread with its own stop and wake events.
 
-    __slots__ = ("stop", "thread", "wake")
+    The thread holds the optimizer only through a weak reference (and only
+    during a cycle), so an optimizer dropped without ``stop()`` is collected
+    and its thread ends.
+    """
 
-    def __init__(self, run: Callable[[_Worker], None]) -> None:
+    __slots__ = ("finalizer", "stop", "thread", "wake")
+
+    def __init__(self, optimizer: RuntimeOptimizer) -> None:
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self.thread = threading.Thread(target=run, args=(self,), name="arbiter-optimizer",
-                                       daemon=True)
+        self.thread = threading.Thread(target=_run_worker, args=(self, weakref.ref(optimizer)),
+                                       name="arbiter-optimizer", daemon=True)
+        # wakes the thread when the optimizer is collected; detached by stop()
+        self.finalizer = weakref.finalize(optimizer, self.wake.set)
+
+
+def _run_worker(worker: _Worker, ref: weakref.ReferenceType[RuntimeOptimizer]) -> None:
+    while not worker.stop.is_set():
+        opt = ref()
+        if opt is None:
+            break
+        # cleared before the cycle, so a wake() during it is not lost
+        worker.wake.clear()
+        try:
+            opt.tick()
+        except Exception:  # tick isolates its parts; this is a last resort
+            logger.exception("optimizer cycle failed")
+        interval = opt.effective_interval_s
+        del opt            # no strong reference while sleeping
+        if worker.stop.is_set():
+            break
+        worker.wake.wait(interval)
 
 
 class RuntimeOptimizer:
@@ -908,22 +934,10 @@ class RuntimeOptimizer:
         with self._lock:
             if self.is_running:
                 return
-            worker = _Worker(self._run)
+            worker = _Worker(self)
             self._worker = worker
             worker.thread.start()
         logger.info("optimizer started (interval %.3g s)", self._effective_interval)
-
-    def _run(self, worker: _Worker) -> None:
-        while not worker.stop.is_set():
-            # cleared before the cycle, so a wake() during it is not lost
-            worker.wake.clear()
-            try:
-                self.tick()
-            except Exception:  # tick isolates its parts; this is a last resort
-                logger.exception("optimizer cycle failed")
-            if worker.stop.is_set():
-                break
-            worker.wake.wait(self._effective_interval)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the background thread and wait for it (idempotent).
@@ -939,6 +953,7 @@ class RuntimeOptimizer:
             if worker is not None:
                 worker.stop.set()
                 worker.wake.set()
+                worker.finalizer.detach()
         if worker is None:
             return
         if worker.thread is not threading.current_thread():
