@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from .._ringbuf import MetricRing, SeriesHandle, WindowStats
 from ..clock import Clock, default_clock, is_monotonic_default
-from ..types import METRIC_UNITS, MetricType, PerformanceMetric
+from ..types import METRIC_UNITS, MetricType, PerformanceMetric, coerce_enum
 
 __all__ = ["MetricBatch", "PerformanceMonitor"]
 
@@ -28,20 +28,13 @@ logger = logging.getLogger("arbiter_core.optimization")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_TYPES_BY_VALUE = {t.value: t for t in MetricType}
 
 
 def coerce_metric_type(metric_type: object, name: str = "metric_type") -> MetricType:
     """Return ``metric_type`` as a :class:`MetricType`, accepting its string value."""
-    if isinstance(metric_type, MetricType):
+    if type(metric_type) is MetricType:     # the hot path: no call
         return metric_type
-    if isinstance(metric_type, str):
-        try:
-            return _TYPES_BY_VALUE[metric_type]
-        except KeyError:
-            valid = ", ".join(sorted(_TYPES_BY_VALUE))
-            raise ValueError(f"{name} must be one of {valid}; got {metric_type!r}") from None
-    raise TypeError(f"{name} must be a MetricType or str, got {type(metric_type).__name__}")
+    return coerce_enum(MetricType, metric_type, name)
 
 
 @dataclass(frozen=True, eq=False)
