@@ -66,3 +66,15 @@ def test_ring_c_clock_matches_time_monotonic():
     b = monotonic_now()
     c = time.monotonic()
     assert a <= b <= c
+
+
+def test_numpy_numbers_are_numbers():
+    import numpy as np
+
+    clock = ManualClock(start=np.int64(5))
+    assert clock.advance(np.int32(2)) == 7.0
+    assert clock.advance(np.float32(0.5)) == 7.5
+    assert clock.set(np.int64(10)) == 10.0
+    assert type(clock.now()) is float
+    with pytest.raises(TypeError, match="seconds"):
+        clock.advance(np.bool_(True))

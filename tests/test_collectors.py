@@ -58,3 +58,62 @@ def test_default_collectors_feed_an_optimizer():
     assert {(MetricType.CPU, "host"), (MetricType.MEMORY, "host"),
             (MetricType.CPU, "process")} <= names
     assert not opt.get_health_status().degraded
+
+
+def test_host_cpu_collectors_do_not_share_one_baseline(monkeypatch):
+    # psutil.cpu_percent(interval=None) keeps one process-wide "last call";
+    # two collectors (two optimizers, or any other caller) then measure each
+    # other's intervals.  Each collector must measure since its own last call.
+    import psutil
+
+    real = psutil.cpu_times()
+    fields = real._fields
+    state = {"busy": 1000.0, "idle": 1000.0}
+
+    def fake_cpu_times(percpu=False):
+        vals = dict.fromkeys(fields, 0.0)
+        vals["user"], vals["idle"] = state["busy"], state["idle"]
+        return type(real)(**vals)
+
+    monkeypatch.setattr(psutil, "cpu_times", fake_cpu_times)
+    a, b = HostCpuCollector(), HostCpuCollector()
+    a()
+    b()
+    state["busy"] += 50.0
+    state["idle"] += 50.0
+    assert b()[0][1] == pytest.approx(50.0)
+    state["idle"] += 100.0
+    assert a()[0][1] == pytest.approx(25.0)   # 50 busy of 200 since a's last call
+    assert b()[0][1] == pytest.approx(0.0)
+
+
+def test_network_collector_counts_the_links_it_measures_against(monkeypatch):
+    # utilisation is a share of the non-loopback links' speed, so loopback
+    # traffic (a scheduler talking to local services) must not count
+    import psutil
+
+    nic = type(psutil.net_io_counters())
+    traffic = {"lo": 0.0, "eth0": 0.0}
+
+    def fake_counters(pernic=False, nowrap=True):
+        per = {name: nic(int(b), 0, 0, 0, 0, 0, 0, 0) for name, b in traffic.items()}
+        if pernic:
+            return per
+        return nic(int(sum(traffic.values())), 0, 0, 0, 0, 0, 0, 0)
+
+    monkeypatch.setattr(psutil, "net_io_counters", fake_counters)
+    clock = ManualClock(start=0.0)
+    col = NetworkCollector(link_speed_mbps=8.0, clock=clock)   # 1e6 bytes/s
+    assert col() == []
+    traffic["lo"] += 50e6
+    traffic["eth0"] += 0.5e6
+    clock.advance(1.0)
+    [(mt, pct, src)] = col()
+    assert (mt, src) == (MetricType.NETWORK, "host") and pct == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(("bad", "exc"), [("100", TypeError), (True, TypeError),
+                                          (0.0, ValueError), (math.nan, ValueError)])
+def test_network_collector_names_a_bad_link_speed(bad, exc):
+    with pytest.raises(exc, match="link_speed_mbps"):
+        NetworkCollector(link_speed_mbps=bad, counters=lambda: 0.0)

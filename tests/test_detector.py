@@ -4,6 +4,8 @@ import dataclasses
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arbiter_core import (
     BottleneckDetector,
@@ -235,3 +237,134 @@ def test_failing_listener_does_not_stop_the_others(caplog):
     assert len(seen) == 1
     with pytest.raises(TypeError, match="callback"):
         d.on_bottleneck(42)  # type: ignore[arg-type]
+
+
+def test_detect_bottlenecks_calls_listeners_outside_the_lock():
+    # A listener that hands work to another thread and waits for it must not
+    # deadlock: the detector's lock is released before listeners run.
+    import threading
+
+    d = det()
+    seen = []
+    threads = []
+
+    def listener(event):
+        done = threading.Event()
+
+        def other():
+            seen.append(len(d.get_active_bottlenecks()))
+            done.set()
+
+        threads.append(threading.Thread(target=other))
+        threads[-1].start()
+        seen.append(done.wait(10.0))   # a guard against hanging, not a timing assertion
+
+    d.on_bottleneck(listener)
+    d.detect_bottlenecks([m(CPU, 95.0)])
+    threads[0].join()
+    assert seen == [1, True]
+
+
+def test_a_bottleneck_seen_in_this_analysis_is_not_resolved_as_unseen_by_it():
+    # samples stamped before the detector's window (synthetic or replayed
+    # timestamps) still describe a problem this very call saw
+    d = det(clock=ManualClock(start=10_000.0))
+    kinds = []
+    d.on_bottleneck(lambda e: kinds.append(e.kind))
+    found = d.detect_bottlenecks([m(CPU, 95.0, t=0.0)])
+    assert [(b.component, b.occurrence_count) for b in found] == [("api", 1)]
+    assert kinds == [BottleneckEventKind.DETECTED] and d.active_count == 1
+    d.detect_bottlenecks([])                   # a later analysis that saw nothing new
+    assert d.active_count == 0
+    assert [b.resolution for b in d.get_bottleneck_history()] == ["unseen"]
+
+
+@pytest.mark.parametrize(("bad", "exc"), [(math.nan, ValueError), ("old", TypeError),
+                                          (None, TypeError), (True, TypeError)])
+def test_clear_resolved_bottlenecks_names_a_bad_cutoff(bad, exc):
+    d = det()
+    d.detect_bottlenecks([m(CPU, 95.0)])
+    with pytest.raises(exc, match="older_than"):
+        d.clear_resolved_bottlenecks(bad)
+    assert d.active_count == 1
+
+
+# -- lifecycle against a pure-Python model ---------------------------------------------
+
+_SEVERITIES = list(SEV)
+_KEYS = [("a", CPU), ("b", CPU), ("a", MetricType.THROUGHPUT)]
+# values around each threshold: clearly bad, bad, inside the 5 % band, recovered
+_VALUES = {CPU: [130.0, 85.0, 79.0, 70.0], MetricType.THROUGHPUT: [40.0, 95.0, 101.0, 120.0]}
+_batch = st.lists(st.tuples(st.integers(0, len(_KEYS) - 1), st.integers(0, 3)), max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_batch, st.sampled_from([0.0, 1.0, 7.0, 40.0])), max_size=25))
+def test_lifecycle_matches_a_model(steps):
+    window, resolve_after = 30.0, 2
+    clock = ManualClock(start=0.0)
+    d = BottleneckDetector(clock=clock, window_s=window, resolve_after=resolve_after,
+                           history_size=5)
+    model = {}       # key -> {"streak", "last_bad", "bad"}
+    resolutions = []
+    seen_severity = {}
+    for batch, dt in steps:
+        now = clock.now()
+        metrics = [m(_KEYS[k][1], _VALUES[_KEYS[k][1]][v], now, _KEYS[k][0]) for k, v in batch]
+        groups = {}
+        for mt_ in metrics:
+            groups.setdefault((mt_.source, mt_.type), []).append(mt_.value)
+        bad_now = set()
+        for key, values in groups.items():
+            mt = key[1]
+            t = DEFAULT_THRESHOLDS[mt]
+            bad = [v for v in values if (v > t if mt is CPU else v < t)]
+            ep = model.get(key)
+            if bad:
+                ep = model.setdefault(key, {"streak": 0, "last_bad": now, "bad": 0})
+                ep.update(streak=0, last_bad=now, bad=ep["bad"] + len(bad))
+                bad_now.add(key)
+            elif ep is not None:
+                last = values[-1]
+                if (last <= 0.95 * t) if mt is CPU else (last >= 1.05 * t):
+                    ep["streak"] += 1
+                    if ep["streak"] >= resolve_after:
+                        resolutions.append((key, "recovered", ep["bad"]))
+                        del model[key]
+                else:
+                    ep["streak"] = 0
+        unseen = [k for k, ep in model.items() if ep["last_bad"] < now - window
+                  and k not in bad_now]
+        resolutions.extend((key, "unseen", model.pop(key)["bad"]) for key in unseen)
+        d.detect_bottlenecks(metrics)
+        active = {(b.component, b.metric_type): b for b in d.get_active_bottlenecks()}
+        assert set(active) == set(model)
+        for key, b in active.items():
+            assert b.occurrence_count == model[key]["bad"]
+            rank = _SEVERITIES.index(b.severity)
+            prev = seen_severity.get(b.id)
+            assert prev is None or rank >= prev            # never drops in an episode
+            seen_severity[b.id] = rank
+            assert rank >= _SEVERITIES.index(compute_severity(
+                b.worst_value, b.threshold, b.exceeding_analyses))
+            assert b.impact == impact_text(b.metric_type, b.component, b.severity)
+        clock.advance(dt)
+    history = d.get_bottleneck_history()
+    expected = resolutions[-5:]
+    assert [((b.component, b.metric_type), b.resolution, b.occurrence_count)
+            for b in history] == expected
+    assert all(b.resolved_at is not None and not b.is_active for b in history)
+
+
+@pytest.mark.parametrize(("attr", "bad", "exc"), [
+    ("window_s", -1.0, ValueError), ("window_s", math.nan, ValueError),
+    ("hysteresis_pct", 100.0, ValueError), ("hysteresis_pct", "5", TypeError),
+    ("resolve_after", 0, ValueError), ("resolve_after", 1.5, TypeError),
+])
+def test_settings_assigned_later_are_validated_too(attr, bad, exc):
+    d = det()
+    before = getattr(d, attr)
+    with pytest.raises(exc, match=attr):
+        setattr(d, attr, bad)
+    assert getattr(d, attr) == before
+    d.detect_bottlenecks([m(CPU, 95.0)])      # still works

@@ -232,6 +232,11 @@ BAD_RECORDS = [
     (("cpu", 1.0, 5), TypeError, "source"),
     (("cpu", 1.0, "s", math.nan), ValueError, "timestamp"),
     (("cpu", 1.0, "s", "now"), TypeError, "timestamp"),
+    # on an existing series too (the fast path), and bools are not numbers
+    (("cpu", True), TypeError, "^value"),
+    (("cpu", "1.0"), TypeError, "^value must be a real number, got str$"),
+    (("cpu", 1.0, "system", True), TypeError, "^timestamp"),
+    (("cpu", 1.0, "system", "now"), TypeError, "^timestamp"),
 ]
 
 
@@ -329,3 +334,63 @@ def test_get_metrics_matches_a_plain_filter(recs, a, b, mtype):
     )
     assert got == want
     assert np.all(np.diff(mon.get_metrics(None, None).timestamps) >= 0)
+
+
+def test_timers_keep_recording_after_a_resize(mon, clock):
+    # a decorator applied once (at import time, say) must not go silent when
+    # the capacity changes (RuntimeOptimizer.update_config(max_metrics=...))
+    timer = mon.time("latency", "db")
+
+    @mon.time("latency", "fn")
+    def work():
+        clock.advance(0.002)
+
+    mon.resize(50)
+    with timer:
+        clock.advance(0.001)
+    work()
+    assert sorted((m.source, round(m.value, 6)) for m in mon.get_latest_metrics(10)) == [
+        ("db", 1.0), ("fn", 2.0)]
+
+
+def test_resize_warns_that_handed_out_series_handles_are_detached(mon, caplog):
+    mon.resize(20)                      # no handles yet: nothing to say
+    assert "series handle" not in caplog.text
+    mon.series("cpu", "system")
+    mon.resize(30)
+    assert "series handle" in caplog.text
+
+
+def test_metric_batches_compare_by_content(mon, clock):
+    mon.record_metric("cpu", 1.0)
+    clock.advance(1)
+    mon.record_metric("memory", 2.0, "db")
+    a, b = mon.get_metrics(None, None), mon.get_metrics(None, None)
+    assert a == b and a in [b]
+    clock.advance(1)
+    mon.record_metric("cpu", 3.0, "new")        # a new series does not change the answer
+    assert a == mon.get_metrics(None, clock.now() - 0.5)
+    assert a != mon.get_metrics(None, None)
+    assert a != mon.get_latest_metrics(1)
+    assert (a == "x") is False
+
+
+@pytest.mark.parametrize(("call", "exc", "word"), [
+    (lambda m: m.clear_metrics(math.nan), ValueError, "older_than"),
+    (lambda m: m.clear_metrics("yesterday"), TypeError, "older_than"),
+    (lambda m: m.clear_metrics(None), TypeError, "older_than"),
+    (lambda m: m.get_metrics(math.nan, 1.0), ValueError, "start"),
+    (lambda m: m.get_metrics(0.0, "now"), TypeError, "end"),
+    (lambda m: m.get_metrics(True, 1.0), TypeError, "start"),
+])
+def test_query_arguments_are_named_in_errors(mon, call, exc, word):
+    mon.record_metric("cpu", 1.0)
+    with pytest.raises(exc, match=word):
+        call(mon)
+    assert mon.metric_count == 1
+
+
+def test_clear_metrics_accepts_infinite_cutoffs(mon):
+    mon.record_metric("cpu", 1.0)
+    assert mon.clear_metrics(-math.inf) == 0
+    assert mon.clear_metrics(math.inf) == 1

@@ -569,3 +569,161 @@ def test_analysis_listener_errors_are_logged(caplog):
     opt.on_analysis(boom)
     opt.analyze()
     assert "analysis listener" in caplog.text
+
+
+def test_thresholds_changed_on_the_detector_apply_to_the_next_analysis():
+    # opt.detector is public; a threshold set there must drive detection and
+    # the window statistics, not only the detector's own bookkeeping
+    opt, clock = make(min_data_points_for_trend=2)
+    feed(opt, clock, CPU, [60.0, 60.0], source="w")
+    assert opt.analyze().bottlenecks == ()
+    opt.detector.update_thresholds({CPU: 50.0})
+    feed(opt, clock, CPU, [60.0], source="w")
+    a = opt.analyze()
+    assert [(b.component, b.threshold) for b in a.bottlenecks] == [("w", 50.0)]
+    assert a.recommendations[0].evidence.samples_beyond == 3
+    assert a.trends[0].threshold == 50.0
+
+
+def test_cache_access_beyond_max_series_is_refused_at_the_call():
+    # the hit-rate series of a new cache counts against max_series; when the
+    # table is full the access is refused up front (nothing stored), instead of
+    # every later analysis failing and the cache's accesses being lost
+    opt, clock = make(max_series=2)
+    opt.record_metric(CPU, 1.0, "a")
+    opt.record_metric(CPU, 1.0, "b")
+    with pytest.raises(ValueError, match="max_series"):
+        opt.record_cache_access("c1", True)
+    a = opt.analyze()
+    assert a.cache_stats == ()
+    assert not opt.get_health_status().degraded
+
+    opt, clock = make(max_series=2)
+    opt.record_metric(CPU, 1.0, "a")
+    opt.record_cache_access("c1", False)
+    with pytest.raises(ValueError, match="max_series"):
+        opt.record_metric(CPU, 1.0, "b")          # c1's hit-rate series holds the slot
+    a = opt.analyze()
+    assert [(c.cache_id, c.misses) for c in a.cache_stats] == [("c1", 1)]
+    assert [b.component for b in a.bottlenecks] == ["c1"]     # 0 % hit rate
+
+
+@pytest.mark.parametrize("kw", [{"latency_ms": -1.0}, {"latency_ms": math.nan},
+                                {"timestamp": math.nan}, {"timestamp": "now"}])
+def test_bad_cache_access_interns_nothing(kw):
+    opt, clock = make()
+    with pytest.raises((ValueError, TypeError)):
+        opt.record_cache_access("fresh", True, **kw)
+    assert opt.monitor.series_names == ()
+    assert opt.analyze().cache_stats == ()
+
+
+def test_start_after_a_stop_that_has_not_finished_runs_again():
+    # stop(timeout) can return while a cycle is still running (or stop() is
+    # called from the background thread itself, e.g. in a listener); a start()
+    # right after must leave the optimizer running, not silently stopped
+    opt, _ = make()
+    entered, gate = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_collector():
+        calls.append(1)
+        entered.set()
+        gate.wait(WAIT)
+        return []
+
+    opt.add_collector(slow_collector)
+    opt.start()
+    try:
+        assert entered.wait(WAIT)
+        entered.clear()
+        opt.stop(timeout=0)            # the cycle is still inside the collector
+        assert not opt.is_running      # stopping counts as not running
+        opt.start()
+        assert opt.is_running
+        gate.set()
+        assert entered.wait(WAIT)      # a cycle ran after the restart
+        assert opt.is_running
+    finally:
+        gate.set()
+        opt.stop()
+    assert not opt.is_running
+
+
+def test_stop_and_start_from_a_listener_on_the_background_thread():
+    opt, clock = make()
+    restarted, again = threading.Event(), threading.Event()
+
+    def listener(a):
+        if not restarted.is_set():
+            opt.stop()                 # from the optimizer's own thread: no join
+            opt.start()
+            restarted.set()
+        else:
+            again.set()
+
+    opt.on_analysis(listener)
+    opt.start()
+    try:
+        assert restarted.wait(WAIT)
+        assert opt.is_running
+        clock.advance(10.0)            # the next analysis is due
+        opt.wake()
+        assert again.wait(WAIT)
+    finally:
+        opt.stop()
+    assert not opt.is_running
+
+
+def test_configs_with_thresholds_are_hashable_and_compare_by_value():
+    a = OptimizerConfig(thresholds={CPU: 90.0})
+    b = OptimizerConfig(thresholds={"cpu": 90})
+    assert a == b and hash(a) == hash(b) and len({a, b, OptimizerConfig()}) == 2
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"min_data_points_for_trend": 3}, []),
+    ({"trend_stable_pct": 80.0}, [(2, "stable")]),
+    ({"enable_trend_analysis": False}, []),
+])
+def test_trend_settings_changed_live_apply_to_unchanged_series(change, expected):
+    # the series gets no new samples, so its window statistics stay cached;
+    # its trend must still follow the new settings
+    opt, clock = make(min_data_points_for_trend=2)
+    feed(opt, clock, CPU, [10.0, 20.0], source="w")
+    assert [(t.data_point_count, t.direction.value) for t in opt.analyze().trends] == [
+        (2, "degrading")]
+    opt.update_config(**change)
+    assert [(t.data_point_count, t.direction.value) for t in opt.analyze().trends] == expected
+
+
+def test_trends_resume_from_current_data_when_re_enabled():
+    opt, clock = make(min_data_points_for_trend=2)
+    feed(opt, clock, CPU, [10.0, 20.0], source="w")
+    opt.analyze()
+    opt.update_config(enable_trend_analysis=False)
+    feed(opt, clock, CPU, [20.0], source="w")
+    assert opt.analyze().trends == ()
+    opt.update_config(enable_trend_analysis=True)
+    [t] = opt.analyze().trends            # nothing new since: cached statistics
+    assert (t.data_point_count, t.max_value) == (3, 20.0)
+
+
+def test_a_dropped_running_optimizer_is_collected_and_its_thread_ends():
+    # the background thread must not keep an optimizer the program dropped
+    # without stop() alive forever (the original leaked its timers this way)
+    import gc
+    import weakref
+
+    opt, _ = make()
+    ticked = threading.Event()
+    opt.on_analysis(lambda a: ticked.set())
+    opt.start()
+    assert ticked.wait(WAIT)
+    thread = opt._worker.thread
+    ref = weakref.ref(opt)
+    del opt
+    gc.collect()
+    assert ref() is None
+    thread.join(WAIT)
+    assert not thread.is_alive()

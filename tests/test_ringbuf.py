@@ -289,6 +289,28 @@ def test_concurrent_records_lose_nothing():
     assert (np.diff(ts) >= 0).all()  # still time-ordered
 
 
+def test_concurrent_batches_lose_nothing():
+    ring = MetricRing(50_000)
+    n_threads, batches, size = 4, 20, 20_000
+    start = threading.Barrier(n_threads)
+    vals = np.ones(size)
+
+    def work(k: int) -> None:
+        start.wait()
+        for _ in range(batches):
+            ring.record_many(k, vals)
+            ring.record(k, 1.0)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ring.total_recorded == n_threads * batches * (size + 1)
+    ts = ring.snapshot()[0]
+    assert (np.diff(ts) >= 0).all()
+
+
 def test_queries_concurrent_with_writers_stay_consistent():
     ring = MetricRing(1000)
     stop = threading.Event()
@@ -387,6 +409,12 @@ class RingMachine(RuleBasedStateMachine):
     def slope(self, key):
         got = self.ring.slope(key)
         want = self.model.slope(key=key)
+        ts = [t for t, _, _ in self.model.select(key=key)]
+        if len(ts) >= 2 and 0 < max(ts) - min(ts) < 1e-9 * max(1.0, *map(abs, ts)):
+            # a time spread of a few ulps: any slope is rounding noise, only
+            # require that the ring does not crash or invent an undefined value
+            assert math.isnan(got) or math.isfinite(got)
+            return
         if math.isnan(want) or math.isnan(got):
             # degenerate spreads: both must agree it is undefined, unless the
             # model's float rounding differs on a nearly-zero time spread

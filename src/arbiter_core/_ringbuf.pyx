@@ -444,7 +444,8 @@ cdef class MetricRing:
     def record_many(self, keys, values, timestamps=None):
         """record_many(keys, values, timestamps=None)
 
-        Store a batch in one nogil loop, all or nothing.
+        Store a batch in one C loop, all or nothing, atomically with respect
+        to other writers.
 
         Parameters
         ----------
@@ -488,8 +489,7 @@ cdef class MetricRing:
             kv = karr
         ts_scalar = timestamps is None or np.ndim(timestamps) == 0
         if timestamps is None:
-            one_ts = _now()
-            tv = np.zeros(1)
+            tv = np.zeros(1)      # the clock is read just before the write below
         elif ts_scalar:
             one_ts = float(timestamps)
             if not isfinite(one_ts):
@@ -505,10 +505,16 @@ cdef class MetricRing:
         if n == 0:
             return
         vv = varr
-        with nogil:
-            for i in range(n):
-                self._put(one_key if key_scalar else kv[i], vv[i],
-                          one_ts if ts_scalar else tv[i])
+        if timestamps is None:
+            # read after validation (numpy may release the GIL meanwhile), so
+            # batches from several threads land in time order, never "late"
+            one_ts = _now()
+        # One C loop that keeps the GIL on purpose: every writer holds it, so
+        # a batch is atomic with respect to record() and other batches from
+        # other threads (releasing it let concurrent writers corrupt the ring).
+        for i in range(n):
+            self._put(one_key if key_scalar else kv[i], vv[i],
+                      one_ts if ts_scalar else tv[i])
 
     def clear_before(self, double timestamp):
         """Drop every sample with ``timestamp`` strictly older than ``timestamp``.

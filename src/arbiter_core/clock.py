@@ -9,6 +9,7 @@ with a ``now() -> float`` method returning seconds.  Production code uses
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from typing import Protocol, runtime_checkable
@@ -101,7 +102,8 @@ def is_monotonic_default(clock: Clock) -> bool:
 
 
 def _finite(x: object, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
+    # numbers.Real takes numpy's ints and floats (not numpy's bool_); bool is not a time
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(x).__name__}")
     v = float(x)
     if not math.isfinite(v):

@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import psutil
@@ -37,17 +38,36 @@ Sample = tuple[MetricType, float, str]
 
 
 class HostCpuCollector:
-    """System-wide CPU utilisation in percent since the previous call.
+    """System-wide CPU utilisation in percent since this collector's previous call.
 
-    The first call primes psutil's counters and reports utilisation since
-    boot, as psutil does; later calls cover the time between calls.
+    Each collector keeps its own baseline of ``psutil.cpu_times()`` (primed
+    when it is made), so several collectors, or other code calling
+    ``psutil.cpu_percent()``, do not shorten each other's intervals (psutil's
+    ``cpu_percent(interval=None)`` keeps one process-wide baseline).  Busy time
+    is psutil's: everything but idle and iowait, guest time counted once.  A
+    call with no CPU time elapsed since the previous one reports 0.0, as
+    psutil does.
     """
 
     def __init__(self, source: str = "host") -> None:
         self.source = source
+        self._last = _cpu_busy_total()
 
     def __call__(self) -> list[Sample]:
-        return [(MetricType.CPU, float(psutil.cpu_percent(interval=None)), self.source)]
+        now = _cpu_busy_total()
+        (busy0, total0), self._last = self._last, now
+        elapsed = now[1] - total0
+        pct = 0.0 if elapsed <= 0.0 else 100.0 * (now[0] - busy0) / elapsed
+        return [(MetricType.CPU, min(100.0, max(0.0, pct)), self.source)]
+
+
+def _cpu_busy_total() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the host, as psutil's cpu_percent counts them."""
+    t = psutil.cpu_times()
+    # guest time is already part of user/nice on Linux
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return total - idle, total
 
 
 class HostMemoryCollector:
@@ -96,7 +116,8 @@ class NetworkCollector:
     clock : Clock, optional
         Times the interval between calls.
     counters : callable, optional
-        Returns total bytes sent + received (tests inject one).
+        Returns total bytes sent + received; by default over the
+        non-loopback interfaces (tests inject one).
 
     Notes
     -----
@@ -106,9 +127,13 @@ class NetworkCollector:
     def __init__(self, source: str = "host", link_speed_mbps: float | None = None, *,
                  clock: Clock | None = None,
                  counters: Callable[[], float] | None = None) -> None:
-        if link_speed_mbps is not None and not (
-                math.isfinite(link_speed_mbps) and link_speed_mbps > 0):
-            raise ValueError(f"link_speed_mbps must be finite and > 0, got {link_speed_mbps!r}")
+        if link_speed_mbps is not None:
+            if isinstance(link_speed_mbps, bool) or not isinstance(link_speed_mbps, numbers.Real):
+                raise TypeError(f"link_speed_mbps must be a number, "
+                                f"got {type(link_speed_mbps).__name__}")
+            if not (math.isfinite(link_speed_mbps) and link_speed_mbps > 0):
+                raise ValueError(
+                    f"link_speed_mbps must be finite and > 0, got {link_speed_mbps!r}")
         self.source = source
         self.clock: Clock = default_clock() if clock is None else clock
         self._speed = link_speed_mbps if link_speed_mbps is not None else _link_speed_mbps()
@@ -126,8 +151,11 @@ class NetworkCollector:
 
 
 def _total_bytes() -> float:
-    c = psutil.net_io_counters()
-    return float(c.bytes_sent + c.bytes_recv)
+    """Bytes sent + received on the non-loopback interfaces (the ones whose
+    speed :func:`_link_speed_mbps` adds up); loopback traffic uses no link."""
+    per_nic = psutil.net_io_counters(pernic=True)
+    return float(sum(c.bytes_sent + c.bytes_recv for name, c in per_nic.items()
+                     if not name.startswith("lo")))
 
 
 def _link_speed_mbps() -> float:

@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -105,17 +105,16 @@ class SimulationResult:
     agent_busy_s: dict[str, float] = field(default_factory=dict, repr=False)
 
     def table_row(self) -> dict[str, Any]:
-        """The JSON/table view: counts, percentiles, fairness, events."""
-        keys = ("submitted", "completed", "timed_out", "rejected", "failed",
-                "wait_p50_s", "wait_p95_s", "wait_p99_s", "e2e_p50_s", "e2e_p99_s",
-                "fairness", "failovers", "tasks_moved", "ejections", "peak_queue",
-                "bottlenecks_found", "health_score", "capacity_action", "desired_agents",
-                "rate_limit_final", "simulated_s", "wall_s", "recommendations")
-        out = {k: getattr(self, k) for k in keys}
+        """The JSON/table view: every field but the name and the plot series."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in _NOT_IN_TABLE}
         for k, v in out.items():
             if isinstance(v, float):
                 out[k] = None if math.isnan(v) else round(v, 6)
         return out
+
+
+_NOT_IN_TABLE = frozenset({"strategy", "timeline", "e2e_samples", "agent_busy_s"})
 
 
 @dataclass

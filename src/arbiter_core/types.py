@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeVar
 
 __all__ = [
     "AllocationStatus",
@@ -21,7 +22,31 @@ __all__ = [
     "ResourceType",
     "ScalingAction",
     "TaskPriority",
+    "coerce_enum",
 ]
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def coerce_enum(cls: type[_E], value: object, name: str) -> _E:
+    """``value`` as a member of the str-valued enum ``cls`` (its string value is accepted).
+
+    Raises
+    ------
+    ValueError
+        A string that is not one of the values; the message lists them.
+    TypeError
+        Anything else; the message names ``name``.
+    """
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(sorted(str(m.value) for m in cls))
+            raise ValueError(f"{name} must be one of {valid}; got {value!r}") from None
+    raise TypeError(f"{name} must be a {cls.__name__} or str, got {type(value).__name__}")
 
 
 class MetricType(str, enum.Enum):

@@ -302,6 +302,36 @@ class BottleneckDetector:
         self._active: dict[tuple[str, MetricType], _Episode] = {}
         self._listeners: list[BottleneckListener] = []
         self._lock = threading.RLock()
+        self._thresholds_version = 0
+
+    # -- settings (validated on every assignment) ----------------------------
+
+    @property
+    def hysteresis_pct(self) -> float:
+        """Recovery margin in percent of the threshold, in [0, 100)."""
+        return self._hysteresis_pct
+
+    @hysteresis_pct.setter
+    def hysteresis_pct(self, value: float) -> None:
+        self._hysteresis_pct = _check_pct(value, "hysteresis_pct")
+
+    @property
+    def resolve_after(self) -> int:
+        """Clear analyses in a row that resolve a bottleneck (>= 1)."""
+        return self._resolve_after
+
+    @resolve_after.setter
+    def resolve_after(self, value: int) -> None:
+        self._resolve_after = check_int(value, "resolve_after", 1)
+
+    @property
+    def window_s(self) -> float:
+        """Seconds without a sample beyond the threshold that resolve as "unseen" (> 0)."""
+        return self._window_s
+
+    @window_s.setter
+    def window_s(self, value: float) -> None:
+        self._window_s = check_positive(value, "window_s")
 
     # -- thresholds ----------------------------------------------------------
 
@@ -332,6 +362,12 @@ class BottleneckDetector:
         parsed = self._parse_thresholds(thresholds)
         with self._lock:
             self._thresholds.update(parsed)
+            self._thresholds_version += 1
+
+    @property
+    def thresholds_version(self) -> int:
+        """Increases on every :meth:`update_thresholds` (lets users cache derived data)."""
+        return self._thresholds_version
 
     def is_beyond(self, metric_type: MetricType | str, value: float) -> bool:
         """True when ``value`` is strictly on the bad side of the threshold."""
@@ -380,7 +416,8 @@ class BottleneckDetector:
             (never part of an earlier observation).
         now : float
             The analysis time; bottlenecks with nothing beyond the threshold
-            since ``now - window_s`` resolve as "unseen".
+            since ``now - window_s`` resolve as "unseen" (unless this very
+            call observed samples beyond it).
 
         notify : bool
             Deliver the events to the listeners before returning (a caller
@@ -392,11 +429,16 @@ class BottleneckDetector:
         """
         events: list[BottleneckEvent] = []
         with self._lock:
+            seen = set()
             for ob in observations:
                 self._observe(ob, now, events)
+                if ob.exceed_count > 0:
+                    seen.add((ob.component, ob.metric_type))
             horizon = now - self.window_s
             for key, ep in list(self._active.items()):
-                if ep.last_observed_at < horizon:
+                # "unseen" is about later analyses: one that just saw samples
+                # beyond the threshold (even old ones) does not resolve it
+                if ep.last_observed_at < horizon and key not in seen:
                     self._resolve(key, ep, now, "unseen", events)
         if notify:
             self.notify(events)
@@ -483,10 +525,13 @@ class BottleneckDetector:
             groups.setdefault((m.source, mt), []).append((ts, v))
         with self._lock:
             obs = [self._observation(src, mt, samples) for (src, mt), samples in groups.items()]
-            self.process(obs, self.clock.now())
+            events = self.process(obs, self.clock.now(), notify=False)
             found = [self._active[(ob.component, ob.metric_type)].snapshot()
                      for ob in obs if ob.exceed_count and (ob.component, ob.metric_type)
                      in self._active]
+        # listeners run outside the lock: one that waits on another thread
+        # using this detector must not deadlock
+        self.notify(events)
         return found
 
     def _observation(self, component: str, mt: MetricType,
@@ -522,6 +567,9 @@ class BottleneckDetector:
 
     def clear_resolved_bottlenecks(self, older_than: float) -> int:
         """Resolve every active bottleneck last seen before ``older_than`` (original API)."""
+        if isinstance(older_than, bool) or not isinstance(
+                older_than, (int, float, np.integer, np.floating)):
+            raise TypeError(f"older_than must be a number, got {type(older_than).__name__}")
         if older_than != older_than:
             raise ValueError("older_than must not be NaN")
         events: list[BottleneckEvent] = []

@@ -8,6 +8,7 @@ through a pre-bound :meth:`PerformanceMonitor.series` handle.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -19,29 +20,24 @@ import numpy.typing as npt
 
 from .._ringbuf import MetricRing, SeriesHandle, WindowStats
 from ..clock import Clock, default_clock, is_monotonic_default
-from ..types import METRIC_UNITS, MetricType, PerformanceMetric
+from ..types import METRIC_UNITS, MetricType, PerformanceMetric, coerce_enum
 
 __all__ = ["MetricBatch", "PerformanceMonitor"]
 
+logger = logging.getLogger("arbiter_core.optimization")
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-_TYPES_BY_VALUE = {t.value: t for t in MetricType}
 
 
 def coerce_metric_type(metric_type: object, name: str = "metric_type") -> MetricType:
     """Return ``metric_type`` as a :class:`MetricType`, accepting its string value."""
-    if isinstance(metric_type, MetricType):
+    if type(metric_type) is MetricType:     # the hot path: no call
         return metric_type
-    if isinstance(metric_type, str):
-        try:
-            return _TYPES_BY_VALUE[metric_type]
-        except KeyError:
-            valid = ", ".join(sorted(_TYPES_BY_VALUE))
-            raise ValueError(f"{name} must be one of {valid}; got {metric_type!r}") from None
-    raise TypeError(f"{name} must be a MetricType or str, got {type(metric_type).__name__}")
+    return coerce_enum(MetricType, metric_type, name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MetricBatch:
     """A columnar result of a metric query; iterates as :class:`PerformanceMetric`.
 
@@ -62,6 +58,16 @@ class MetricBatch:
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        """Same samples: timestamps, values, metric types and sources, in order."""
+        if not isinstance(other, MetricBatch):
+            return NotImplemented
+        return (np.array_equal(self.timestamps, other.timestamps)
+                and np.array_equal(self.values, other.values)
+                and self.metric_types == other.metric_types and self.sources == other.sources)
+
+    __hash__ = None  # type: ignore[assignment]  # holds (mutable) numpy arrays
 
     @property
     def metric_types(self) -> list[MetricType]:
@@ -90,13 +96,19 @@ class MetricBatch:
 
 
 class _Timer:
-    """Context manager and decorator recording elapsed milliseconds."""
+    """Context manager and decorator recording elapsed milliseconds.
 
-    __slots__ = ("_clock", "_handle", "_start")
+    It records through the monitor's current ring at each exit, so a timer
+    made once (say a decorator applied at import) keeps working after
+    :meth:`PerformanceMonitor.resize`.
+    """
 
-    def __init__(self, handle: SeriesHandle, clock: Clock) -> None:
-        self._handle = handle
-        self._clock = clock
+    __slots__ = ("_clock", "_key", "_monitor", "_start")
+
+    def __init__(self, monitor: PerformanceMonitor, key: int) -> None:
+        self._monitor = monitor
+        self._key = key
+        self._clock = monitor.clock
         self._start = math.nan
 
     def __enter__(self) -> _Timer:
@@ -105,10 +117,10 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         end = self._clock.now()
-        self._handle.record((end - self._start) * 1000.0, end)
+        self._monitor._live_handle(self._key).record((end - self._start) * 1000.0, end)
 
     def __call__(self, fn: F) -> F:
-        handle, clock = self._handle, self._clock
+        monitor, key, clock = self._monitor, self._key, self._clock
 
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -117,7 +129,7 @@ class _Timer:
                 return fn(*args, **kwargs)
             finally:
                 end = clock.now()
-                handle.record((end - start) * 1000.0, end)
+                monitor._live_handle(key).record((end - start) * 1000.0, end)
 
         return timed  # type: ignore[return-value]
 
@@ -179,6 +191,7 @@ class PerformanceMonitor:
         self._names: list[tuple[MetricType, str]] = []
         self._handles: dict[int, SeriesHandle] = {}
         self._intern_lock = threading.Lock()
+        self._handed_out = False     # series() handles exist (resize detaches them)
 
     # -- configuration -------------------------------------------------------
 
@@ -202,7 +215,14 @@ class PerformanceMonitor:
         return tuple(self._names)
 
     def resize(self, max_metrics: int) -> None:
-        """Change the capacity, keeping the newest samples that fit."""
+        """Change the capacity, keeping the newest samples that fit.
+
+        The samples move to a new :class:`MetricRing`.  Handles from
+        :meth:`series` stay bound to the old ring, so samples recorded through
+        them afterwards are not stored here: call :meth:`series` again (a
+        warning is logged when handles were handed out).  Timers from
+        :meth:`time` and :meth:`record_metric` are unaffected.
+        """
         _check_positive_int(max_metrics, "max_metrics")
         ts, keys, vals = self._ring.snapshot()
         ring = MetricRing(max_metrics)
@@ -210,13 +230,18 @@ class PerformanceMonitor:
         ring.record_many(keys[keep], vals[keep], ts[keep])
         self._ring = ring
         self._handles = {}
+        if self._handed_out:
+            logger.warning("PerformanceMonitor resized to %d: series handles handed out "
+                           "before are detached from it; call series() again", max_metrics)
+            self._handed_out = False
 
     # -- recording -----------------------------------------------------------
 
     def key_for(self, metric_type: MetricType | str, source: str = "system") -> int:
         """The ring key of ``(metric_type, source)``, interning it on first use."""
+        name = metric_type._value_ if metric_type.__class__ is MetricType else metric_type
         try:
-            key = self._keys.get((metric_type, source))
+            key = self._keys.get((name, source))
         except TypeError:
             key = None
         if key is not None:
@@ -265,28 +290,34 @@ class PerformanceMonitor:
         ValueError
             Unknown metric type, or a non-finite value or timestamp; nothing is stored.
         TypeError
-            A value that is not a number.
+            A value or timestamp that is not a real number (bools included),
+            a source that is not a str.
         """
+        # Hashing an enum member goes through a Python-level slot (~0.3 µs);
+        # its plain str value hashes in C and is the interning key anyway.
+        name = metric_type._value_ if metric_type.__class__ is MetricType else metric_type
         try:
-            key = self._keys.get((metric_type, source))
+            key = self._keys.get((name, source))
         except TypeError:  # unhashable argument: let key_for name it
             key = None
-        if key is None:
-            # a new series: validate the sample first so a bad call interns nothing
+        if key is None or value.__class__ is not float or not (
+                timestamp is None or timestamp.__class__ is float):
+            # Anything but plain floats is checked here (the ring would take a
+            # bool as 1.0), and a new series' sample is checked before it is
+            # interned, so a bad call interns nothing.  NaN/inf floats are
+            # refused by the ring itself.
             _check_sample(value, timestamp)
-            key = self.key_for(metric_type, source)
+            if key is None:
+                key = self.key_for(metric_type, source)
         if timestamp is None and not self._c_clock:
             timestamp = self.clock.now()
-        try:
-            self._ring.record(key, value, timestamp)
-        except TypeError:
-            raise TypeError(
-                f"value must be a real number, got {type(value).__name__}; "
-                f"timestamp must be a number or None, got {type(timestamp).__name__}"
-            ) from None
+        self._ring.record(key, value, timestamp)
 
     def series(self, metric_type: MetricType | str, source: str = "system") -> SeriesHandle:
         """A pre-bound handle: ``handle.record(value)`` costs about one C call.
+
+        The handle is bound to the current ring: after :meth:`resize` (or
+        ``RuntimeOptimizer.update_config(max_metrics=...)``) get a new one.
 
         Examples
         --------
@@ -296,7 +327,10 @@ class PerformanceMonitor:
         >>> mon.metric_count
         1
         """
-        key = self.key_for(metric_type, source)
+        self._handed_out = True
+        return self._live_handle(self.key_for(metric_type, source))
+
+    def _live_handle(self, key: int) -> SeriesHandle:
         handle = self._handles.get(key)
         if handle is None or handle.ring is not self._ring:
             handle = SeriesHandle(self._ring, key, None if self._c_clock else self.clock)
@@ -315,7 +349,7 @@ class PerformanceMonitor:
         >>> mon.metric_count
         1
         """
-        return _Timer(self.series(metric_type, source), self.clock)
+        return _Timer(self, self.key_for(metric_type, source))
 
     # -- querying ------------------------------------------------------------
 
@@ -338,7 +372,13 @@ class PerformanceMonitor:
         metric_type: MetricType | str | None = None,
         source: str | None = None,
     ) -> MetricBatch:
-        """Samples with ``start <= timestamp <= end``, in time order."""
+        """Samples with ``start <= timestamp <= end``, in time order.
+
+        ``None`` leaves a side open.  NaN is a ValueError, a non-number a
+        TypeError, each naming the argument.
+        """
+        _check_bound(start, "start", allow_none=True)
+        _check_bound(end, "end", allow_none=True)
         keys = self._type_keys(metric_type, source)
         return self._batch(self._ring.snapshot(start, end, keys))
 
@@ -360,7 +400,12 @@ class PerformanceMonitor:
         return self._ring.stats(-1 if key is None else key, since, until)
 
     def clear_metrics(self, older_than: float) -> int:
-        """Drop samples strictly older than ``older_than``; returns how many."""
+        """Drop samples strictly older than ``older_than``; returns how many.
+
+        ``-inf`` drops nothing and ``inf`` everything; NaN is a ValueError and
+        a non-number a TypeError, each naming ``older_than``.
+        """
+        _check_bound(older_than, "older_than", allow_none=False)
         return int(self._ring.clear_before(older_than))
 
     def tick(self) -> int:
@@ -380,6 +425,17 @@ def _check_sample(value: object, timestamp: object) -> None:
             raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
         if not math.isfinite(float(x)):
             raise ValueError(f"{name} must be finite, got {x!r}")
+
+
+def _check_bound(x: object, name: str, *, allow_none: bool) -> None:
+    """A time bound: a real number (infinities allowed), not NaN; None if allowed."""
+    if x is None and allow_none:
+        return
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number{' or None' if allow_none else ''}, "
+                        f"got {type(x).__name__}")
+    if x != x:
+        raise ValueError(f"{name} must not be NaN")
 
 
 def _check_positive_int(x: object, name: str) -> int:

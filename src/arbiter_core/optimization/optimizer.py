@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -211,6 +212,12 @@ class OptimizerConfig:
             # a private copy: the caller's dict can change, this config cannot
             object.__setattr__(self, "thresholds", MappingProxyType(parsed))
 
+    def __hash__(self) -> int:
+        # the thresholds mapping is read-only but not hashable itself
+        thresholds = None if self.thresholds is None else frozenset(self.thresholds.items())
+        return hash(tuple(thresholds if f.name == "thresholds" else getattr(self, f.name)
+                          for f in dataclasses.fields(self)))
+
     @property
     def effective_thresholds(self) -> dict[MetricType, float]:
         """The detector defaults with this config's overrides applied."""
@@ -234,6 +241,43 @@ class _CollectorEntry:
 
     def __call__(self) -> Iterable[tuple[MetricType | str, float, str]]:
         return self.fn()
+
+
+class _Worker:
+    """One background thread with its own stop and wake events.
+
+    The thread holds the optimizer only through a weak reference (and only
+    during a cycle), so an optimizer dropped without ``stop()`` is collected
+    and its thread ends.
+    """
+
+    __slots__ = ("finalizer", "stop", "thread", "wake")
+
+    def __init__(self, optimizer: RuntimeOptimizer) -> None:
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=_run_worker, args=(self, weakref.ref(optimizer)),
+                                       name="arbiter-optimizer", daemon=True)
+        # wakes the thread when the optimizer is collected; detached by stop()
+        self.finalizer = weakref.finalize(optimizer, self.wake.set)
+
+
+def _run_worker(worker: _Worker, ref: weakref.ReferenceType[RuntimeOptimizer]) -> None:
+    while not worker.stop.is_set():
+        opt = ref()
+        if opt is None:
+            break
+        # cleared before the cycle, so a wake() during it is not lost
+        worker.wake.clear()
+        try:
+            opt.tick()
+        except Exception:  # tick isolates its parts; this is a last resort
+            logger.exception("optimizer cycle failed")
+        interval = opt.effective_interval_s
+        del opt            # no strong reference while sleeping
+        if worker.stop.is_set():
+            break
+        worker.wake.wait(interval)
 
 
 class RuntimeOptimizer:
@@ -324,8 +368,10 @@ class RuntimeOptimizer:
         self._computed = np.empty(0, dtype=bool)
         self._trends: list[PerformanceTrend | None] = []
         self._thr_keys = -1          # series whose thresholds are filled in
+        self._thr_version = self._detector.thresholds_version
         self._hit_rate_keys: list[int] = []   # CACHE_HIT_RATE series, for cache stats
         self._force_full = True      # recompute every series' window next time
+        self._trends_stale = False   # rebuild every trend next time (settings changed)
         self._ring_state: tuple[Any, ...] | None = None
         # cache accesses: key = 4 * cache index + 2 * hit + has_latency
         self._cache_ring = MetricRing(config.max_metrics)
@@ -346,10 +392,8 @@ class RuntimeOptimizer:
         self._collector_failures = 0
         self._cost_ewma: float | None = None
         self._effective_interval = config.analysis_interval_s
-        # background thread
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._stopping = False
+        # background thread (a new _Worker per start(), see start())
+        self._worker: _Worker | None = None
 
     # -- parts and configuration ---------------------------------------------
 
@@ -376,6 +420,10 @@ class RuntimeOptimizer:
         Every change is validated before any is applied; a running optimizer
         keeps running and the next cycle uses the new values (a sleeping
         background thread is woken so a new interval takes effect at once).
+
+        Changing ``max_metrics`` moves the samples to new rings: handles from
+        ``monitor.series()`` must be fetched again afterwards, and a sample
+        recorded by another thread during the move can be lost.
 
         Raises
         ------
@@ -408,6 +456,9 @@ class RuntimeOptimizer:
                 self._history = deque(self._history, maxlen=new.history_size)
             if new.analysis_window_s != old.analysis_window_s:
                 self._force_full = True
+            if (new.min_data_points_for_trend, new.trend_stable_pct) != (
+                    old.min_data_points_for_trend, old.trend_stable_pct):
+                self._trends_stale = True
             self._monitor.retention_s = new.effective_retention_s
             self._monitor.max_series = new.max_series
             if new.max_metrics != old.max_metrics:
@@ -418,7 +469,7 @@ class RuntimeOptimizer:
                 self._resize_cache_ring(new.max_metrics)
             self._restretch()
         logger.info("optimizer config updated: %s", ", ".join(sorted(changes)))
-        self._wake.set()
+        self.wake()
         return new
 
     def _resize_cache_ring(self, capacity: int) -> None:
@@ -449,18 +500,19 @@ class RuntimeOptimizer:
         TypeError
             ``cache_id`` not a str or ``hit`` not a bool.
         ValueError
-            A negative or non-finite latency or timestamp.
+            A negative or non-finite latency or timestamp, or a new
+            ``cache_id`` when ``max_series`` is reached (its hit-rate series
+            counts against it); nothing is stored.
         """
         if not isinstance(hit, (bool, np.bool_)):
             raise TypeError(f"hit must be a bool, got {type(hit).__name__}")
+        value = 0.0 if latency_ms is None else check_threshold(latency_ms, "latency_ms")
+        if timestamp is not None:
+            _check_timestamp(timestamp)
         cid = self._cache_ids.get(cache_id) if isinstance(cache_id, str) else None
-        if cid is None:
+        if cid is None:   # validated above, so a bad call interns nothing
             cid = self._intern_cache(cache_id)
-        key = 4 * cid + (2 if hit else 0)
-        value = 0.0
-        if latency_ms is not None:
-            value = check_threshold(latency_ms, "latency_ms")
-            key += 1
+        key = 4 * cid + (2 if hit else 0) + (latency_ms is not None)
         if timestamp is None and not self._c_clock:
             timestamp = self.clock.now()
         self._cache_ring.record(key, value, timestamp)
@@ -474,6 +526,10 @@ class RuntimeOptimizer:
                 if len(self._cache_names) >= self._config.max_series:
                     raise ValueError(f"too many caches: max_series={self._config.max_series} "
                                      f"reached; cannot add {cache_id!r}")
+                # Reserve the cache's hit-rate series now: analyses record into
+                # it, and a full series table must refuse this call, not make
+                # every later analysis fail (ValueError naming max_series).
+                self._monitor.key_for(MetricType.CACHE_HIT_RATE, cache_id)
                 cid = len(self._cache_names)
                 self._cache_names.append(cache_id)
                 self._cache_ids[cache_id] = cid
@@ -566,7 +622,15 @@ class RuntimeOptimizer:
             new_total = int(new_counts.sum()) if n else 0
             events = self._detector.process(self._observations(n), now, notify=False)
             names = self._monitor.series_names
-            trends = self._update_trends(changed, names, cfg) if cfg.enable_trend_analysis else ()
+            if not cfg.enable_trend_analysis:
+                trends: tuple[PerformanceTrend, ...] = ()
+                self._trends_stale = True        # statistics move on without them
+            else:
+                # after a change of the trend settings (or a pause) every series'
+                # trend is rebuilt from its cached statistics (no ring pass)
+                redo = np.flatnonzero(self._computed[:n]) if self._trends_stale else changed
+                self._trends_stale = False
+                trends = self._update_trends(redo, names, cfg)
             active = self._detector.get_active_bottlenecks()
             recs = tuple(self._recommend(b, now) for b in active)
             self._count_recommendations(recs)
@@ -598,6 +662,13 @@ class RuntimeOptimizer:
         """Grow the per-series arrays to the interned series; refresh thresholds."""
         names = self._monitor.series_names
         n = len(names)
+        version = self._detector.thresholds_version
+        if version != self._thr_version:
+            # thresholds changed (update_config or opt.detector directly):
+            # refill them and recompute every window with the new ones
+            self._thr_version = version
+            self._thr_keys = -1
+            self._force_full = True
         if n > self._cap:
             cap = max(16, 2 * self._cap, n)
             self._wm_ts = _grow(self._wm_ts, cap, -np.inf)
@@ -849,47 +920,54 @@ class RuntimeOptimizer:
 
     @property
     def is_running(self) -> bool:
-        t = self._thread
-        return t is not None and t.is_alive()
+        """True while the background thread runs and no stop was requested."""
+        w = self._worker
+        return w is not None and w.thread.is_alive() and not w.stop.is_set()
 
     def start(self) -> None:
-        """Run :meth:`tick` on a background thread every interval (idempotent)."""
+        """Run :meth:`tick` on a background thread every interval (idempotent).
+
+        After a :meth:`stop` that has not finished (a timed-out join, or a stop
+        from the background thread itself), a new thread is started; the old
+        one ends after its current cycle.
+        """
         with self._lock:
             if self.is_running:
                 return
-            self._stopping = False
-            self._wake.clear()
-            self._thread = threading.Thread(target=self._run, name="arbiter-optimizer",
-                                            daemon=True)
-            self._thread.start()
+            worker = _Worker(self)
+            self._worker = worker
+            worker.thread.start()
         logger.info("optimizer started (interval %.3g s)", self._effective_interval)
 
-    def _run(self) -> None:
-        while not self._stopping:
-            try:
-                self.tick()
-            except Exception:  # tick isolates its parts; this is a last resort
-                logger.exception("optimizer cycle failed")
-            self._wake.wait(self._effective_interval)
-            self._wake.clear()
-
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the background thread and wait for it (idempotent)."""
+        """Stop the background thread and wait for it (idempotent).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Longest wait for a running cycle to finish; the thread still ends
+            after it.  Called from the background thread itself, it does not wait.
+        """
         with self._lock:
-            thread = self._thread
-            self._stopping = True
-            self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            worker = self._worker
+            if worker is not None:
+                worker.stop.set()
+                worker.wake.set()
+                worker.finalizer.detach()
+        if worker is None:
+            return
+        if worker.thread is not threading.current_thread():
+            worker.thread.join(timeout)
         with self._lock:
-            if self._thread is thread and (thread is None or not thread.is_alive()):
-                self._thread = None
-        if thread is not None:
-            logger.info("optimizer stopped")
+            if self._worker is worker and not worker.thread.is_alive():
+                self._worker = None
+        logger.info("optimizer stopped")
 
     def wake(self) -> None:
         """Make a sleeping background thread run its next cycle now."""
-        self._wake.set()
+        w = self._worker
+        if w is not None:
+            w.wake.set()
 
     def __enter__(self) -> RuntimeOptimizer:
         self.start()
@@ -1015,6 +1093,13 @@ def fmt_number(x: float) -> str:
         return str(int(x))
     text = f"{x:.1f}" if abs(x) >= 100 else f"{x:.3g}"
     return text[:-2] if text.endswith(".0") else text
+
+
+def _check_timestamp(x: object) -> None:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"timestamp must be a number or None, got {type(x).__name__}")
+    if not math.isfinite(float(x)):
+        raise ValueError(f"timestamp must be finite, got {x!r}")
 
 
 def _grow(arr: npt.NDArray[Any], cap: int, fill: Any) -> npt.NDArray[Any]:

@@ -83,8 +83,9 @@ class Bottleneck:
     resolved_at : float or None
         When the episode ended; None while active.
     resolution : str or None
-        ``"recovered"`` (back on the good side with hysteresis) or
-        ``"unseen"`` (nothing beyond the threshold for a whole window).
+        ``"recovered"`` (back on the good side with hysteresis),
+        ``"unseen"`` (nothing beyond the threshold for a whole window) or
+        ``"cleared"`` (by ``BottleneckDetector.clear_resolved_bottlenecks``).
     """
 
     id: str
@@ -260,8 +261,10 @@ class PerformanceTrend:
     data_point_count : int
     threshold : float or None
     time_to_threshold_s : float or None
-        Predicted seconds until the fitted line crosses the threshold, when it
-        is heading there (0 when already beyond); None otherwise.
+        Predicted seconds, counted from ``end_time`` (the newest sample, not
+        the analysis time), until the fitted line crosses the threshold, when
+        it is heading there (0 when the fitted value at ``end_time`` is
+        already beyond); None otherwise.
     """
 
     metric_type: MetricType

@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._select import STRATEGY_CODES
-from ..types import LoadBalancingStrategy, TaskPriority
+from ..types import LoadBalancingStrategy, TaskPriority, coerce_enum
 from .monitor import ResourceMonitor
 from .records import LoadBalancingDecision, ResourceRequirements
 
 __all__ = ["LoadBalancer", "NoAgentAvailableError", "request_needs"]
 
-_STRATEGIES = {s.value: s for s in LoadBalancingStrategy}
 _HIGH = int(TaskPriority.HIGH)
 _MEDIUM = int(TaskPriority.MEDIUM)
 
@@ -45,17 +44,7 @@ class NoAgentAvailableError(RuntimeError):
 
 def coerce_strategy(strategy: object) -> LoadBalancingStrategy:
     """``strategy`` as a :class:`LoadBalancingStrategy` (its string value is accepted)."""
-    if isinstance(strategy, LoadBalancingStrategy):
-        return strategy
-    if isinstance(strategy, str):
-        try:
-            return _STRATEGIES[strategy]
-        except KeyError:
-            valid = ", ".join(sorted(_STRATEGIES))
-            raise ValueError(
-                f"strategy must be one of {valid}; got {strategy!r}") from None
-    raise TypeError(f"strategy must be a LoadBalancingStrategy or str, "
-                    f"got {type(strategy).__name__}")
+    return coerce_enum(LoadBalancingStrategy, strategy, "strategy")
 
 
 def request_needs(request: object) -> tuple[bool, float, float, float, int]:
