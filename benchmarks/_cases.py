@@ -458,7 +458,6 @@ def _optimizer_workload() -> Any:
         workload = importlib.import_module("bench_optimizer")
     except ImportError as exc:       # no optimizer in this build
         raise NotImplementedError(f"no RuntimeOptimizer in this build ({exc})") from None
-    logging.getLogger("arbiter_core.optimization").setLevel(logging.ERROR)
     return workload
 
 

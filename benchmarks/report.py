@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
+import logging
 import os
 import platform
 import subprocess
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=0.02,
                         help="seconds per repeat of each op")
     args = parser.parse_args(argv)
+    # detection warnings would be timed along with the analyses
+    logging.getLogger("arbiter_core.optimization").setLevel(logging.ERROR)
     start = time.perf_counter()
     results, skipped = [], []
     for factory in ALL_CASES:
