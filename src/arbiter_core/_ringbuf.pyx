@@ -16,8 +16,9 @@ cimport cython
 from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX
-from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
+from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor, ceil
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -27,6 +28,41 @@ from collections import namedtuple
 import numpy as np
 
 __all__ = ["MetricRing", "SeriesHandle", "WindowStats", "monotonic_now"]
+
+# The quantile scan and selection kernels are C with runtime SIMD dispatch
+# (_simd.c: scalar, AVX2, AVX-512; the best the CPU supports is used).
+cdef extern from "_simd.h" nogil:
+    enum: ARB_SCAN_SLACK
+    int arb_simd_best() noexcept
+    int arb_simd_level() noexcept
+    int arb_simd_set_level(int level) noexcept
+    int arb_scan(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t n,
+                 double t0, double t1, const int64_t* keys, ptrdiff_t nkeys, int all_keys,
+                 double vlo, double vhi, double* out, ptrdiff_t cap, ptrdiff_t* m,
+                 int64_t* below, int64_t* above) noexcept
+    double arb_select(double* a, double* scratch, ptrdiff_t n, ptrdiff_t k,
+                      double* next) noexcept
+
+arb_simd_set_level(arb_simd_best())
+
+
+def _simd_level():
+    """The SIMD level the quantile kernels use: 0 scalar, 1 AVX2, 2 AVX-512."""
+    return arb_simd_level()
+
+
+def _simd_best():
+    """The best SIMD level this CPU supports (capped by ``ARBITER_SIMD=0|1|2``)."""
+    return arb_simd_best()
+
+
+def _set_simd_level(int level):
+    """Use SIMD ``level`` (clamped to what the CPU supports); returns the level in use.
+
+    A test hook: every level gives bit-identical results, so switching while
+    another thread computes a quantile is harmless.
+    """
+    return arb_simd_set_level(level)
 
 WindowStats = namedtuple("WindowStats", "count mean min max std first last")
 WindowStats.__doc__ = """Statistics of one series over a time window.
@@ -240,6 +276,167 @@ cdef inline double _lerp(double a, double b, double t) noexcept nogil:
     if t >= 0.5:
         return b - d * (1.0 - t)
     return a + d * t
+
+
+# ---------------------------------------------------------------------------
+# MetricRing.quantile: the window scan and the sampled one-pass selection
+#
+# A scalar q on a large window takes one pass: a random sample of the window
+# (only matching samples count) gives two values bracketing the wanted rank
+# with high probability; one SIMD pass then counts the matching values below
+# and above the bracket and compacts only those inside it, and the answer is
+# selected from that small buffer.  When the bracket misses the rank (rare, or
+# a value repeated so often that the bracket overflows its buffer) the exact
+# full path runs: compact every matching value, then select.
+
+cdef enum:
+    _SAMPLE_MIN_WINDOW = 4096   # smaller windows take the full path
+    _SAMPLE_SIZE = 512          # positions sampled (matching or not)
+
+
+cdef struct _Window:
+    const double* ts
+    const int64_t* ks
+    const double* vs
+    Py_ssize_t seg[4]           # two physical segments, as MetricRing._segments
+    double t0
+    double t1
+    KeySpec spec
+
+
+cdef int _scan_window(const _Window* w, double vlo, double vhi, double* out, Py_ssize_t cap,
+                      ptrdiff_t* m, int64_t* below, int64_t* above) noexcept nogil:
+    """arb_scan over both segments; -1 when more than cap values are in [vlo, vhi]."""
+    cdef Py_ssize_t h, a
+    cdef const int64_t* keys = &w.spec.one if w.spec.mode == 1 else w.spec.keys
+    cdef Py_ssize_t nkeys = 1 if w.spec.mode == 1 else w.spec.nkeys
+    m[0] = 0
+    below[0] = 0
+    above[0] = 0
+    for h in range(0, 4, 2):
+        a = w.seg[h]
+        # the time and key of every sample are checked again (a writer may race)
+        if arb_scan(w.ts + a, w.ks + a, w.vs + a, w.seg[h + 1] - a, w.t0, w.t1, keys, nkeys,
+                    w.spec.mode == 0, vlo, vhi, out, cap, m, below, above) < 0:
+            return -1
+    return 0
+
+
+cdef inline double _pick(double* a, double* scratch, Py_ssize_t m, Py_ssize_t k,
+                         double frac, bint need_next) noexcept nogil:
+    """Order statistic k of a[0:m], interpolated towards k + 1 by frac (numpy's lerp)."""
+    cdef double nxt = 0.0
+    cdef double v = arb_select(a, scratch, m, k, &nxt if need_next else NULL)
+    return _lerp(v, nxt, frac) if need_next else v
+
+
+cdef int _quantile_full(const _Window* w, Py_ssize_t size, const double* qs, Py_ssize_t nq,
+                        double* out, Py_ssize_t* count) noexcept nogil:
+    """Compact every matching value, then select each quantile; -1 if out of memory."""
+    cdef Py_ssize_t n, i, k
+    cdef ptrdiff_t m
+    cdef int64_t b, a
+    cdef double h, frac
+    cdef double* work
+    cdef double* scratch
+    cdef double* buf = <double*>PyMem_RawMalloc(
+        ((3 if nq > 1 else 2) * size + ARB_SCAN_SLACK) * sizeof(double))
+    if buf == NULL:
+        return -1
+    scratch = buf + size + ARB_SCAN_SLACK
+    _scan_window(w, -INFINITY, INFINITY, buf, size, &m, &b, &a)
+    n = m
+    count[0] = n
+    if n:
+        for i in range(nq):
+            h = (n - 1) * qs[i]
+            k = <Py_ssize_t>floor(h)
+            frac = h - k
+            if nq > 1:
+                work = scratch + size
+                memcpy(work, buf, n * sizeof(double))
+            else:
+                work = buf
+            out[i] = _pick(work, scratch, n, k, frac, frac != 0.0 and k + 1 < n)
+    PyMem_RawFree(buf)
+    return 0
+
+
+cdef int _quantile_sampled(const _Window* w, Py_ssize_t size, double q, double* result,
+                           Py_ssize_t* count) noexcept nogil:
+    """The one-pass sampled quantile: 1 done, 0 missed (take the full path), -1 no memory."""
+    cdef double samp[_SAMPLE_SIZE]
+    cdef double work[_SAMPLE_SIZE]
+    cdef double scr[_SAMPLE_SIZE]
+    cdef Py_ssize_t len0 = w.seg[1] - w.seg[0], i, j, p, ms = 0, rlo, rhi, cap, n, k
+    cdef ptrdiff_t m
+    cdef uint64_t rng = 0x2545F4914F6CDD1DULL ^ <uint64_t>size
+    cdef int64_t b, a
+    cdef double t, r, d, vlo = -INFINITY, vhi = INFINITY, h, frac
+    cdef double* buf
+    cdef bint need_next
+    cdef int rc = 0
+    for i in range(_SAMPLE_SIZE):
+        rng ^= rng << 13
+        rng ^= rng >> 7
+        rng ^= rng << 17
+        if size < (<Py_ssize_t>1 << 32):
+            j = <Py_ssize_t>(((rng >> 32) * <uint64_t>size) >> 32)
+        else:
+            j = <Py_ssize_t>(rng % <uint64_t>size)
+        p = w.seg[0] + j if j < len0 else w.seg[2] + (j - len0)
+        t = w.ts[p]
+        samp[ms] = w.vs[p]
+        ms += _match(&w.spec, w.ks[p]) & (t >= w.t0) & (t <= w.t1)
+    if ms < 32:
+        return 0
+    # sample ranks ~3 standard deviations either side of the wanted one
+    r = q * (ms - 1)
+    d = 3.0 * sqrt(ms * q * (1.0 - q)) + 2.0
+    rlo = <Py_ssize_t>floor(r - d)
+    rhi = <Py_ssize_t>ceil(r + d)
+    if rlo >= 0:
+        memcpy(work, samp, ms * sizeof(double))
+        vlo = arb_select(work, scr, ms, rlo, NULL)
+    else:
+        rlo = 0
+    if rhi < ms:
+        memcpy(work, samp, ms * sizeof(double))
+        vhi = arb_select(work, scr, ms, rhi, NULL)
+    else:
+        rhi = ms - 1
+    if vlo == vhi:
+        # every value in the bracket is vlo: count them, store nothing
+        _scan_window(w, vlo, vhi, NULL, 0, &m, &b, &a)
+        buf = NULL
+    else:
+        # twice the expected number of values in the bracket
+        cap = 2 * size * (rhi - rlo + 1) // _SAMPLE_SIZE + 64
+        if cap > size:
+            cap = size
+        buf = <double*>PyMem_RawMalloc((2 * cap + ARB_SCAN_SLACK) * sizeof(double))
+        if buf == NULL:
+            return -1
+        if _scan_window(w, vlo, vhi, buf, cap, &m, &b, &a) < 0:
+            PyMem_RawFree(buf)
+            return 0
+    n = b + m + a
+    count[0] = n
+    if n == 0:
+        rc = 1
+    else:
+        h = (n - 1) * q
+        k = <Py_ssize_t>floor(h)
+        frac = h - k
+        need_next = frac != 0.0 and k + 1 < n
+        if b <= k and k + need_next < b + m:
+            rc = 1
+            if buf == NULL:
+                result[0] = _lerp(vlo, vlo, frac) if need_next else vlo
+            else:
+                result[0] = _pick(buf, buf + cap + ARB_SCAN_SLACK, m, k - b, frac, need_next)
+    PyMem_RawFree(buf)
+    return rc
 
 
 # ---------------------------------------------------------------------------
@@ -732,18 +929,16 @@ cdef class MetricRing:
         float or ndarray
             NaN for an empty window.
         """
-        cdef Py_ssize_t lo, hi, j, h, n = 0, i, nq
-        cdef Py_ssize_t seg[4]
-        cdef double t0, t1, t
-        cdef double* buf
+        cdef Py_ssize_t lo, hi, n = 0, nq
+        cdef double t0, t1
         cdef double one_q = 0.0
+        cdef int rc = 0
         cdef bint scalar_q = isinstance(q, float) or (
             isinstance(q, int) and not isinstance(q, bool))
         cdef _KeyFilter kf = _KeyFilter(key)
-        cdef KeySpec spec = kf.spec
-        cdef const double* ts = self._ts
-        cdef const double* vs = self._vals
-        cdef const int64_t* ks = self._keys
+        cdef _Window w
+        cdef const double* qp = &one_q
+        cdef double* op = &one_q
         cdef const double[::1] qv
         cdef double[::1] ov
         if scalar_q:
@@ -760,25 +955,25 @@ cdef class MetricRing:
             nq = qv.shape[0]
             out = np.full(nq, np.nan)
             ov = out
+            if nq:
+                qp = &qv[0]
+                op = &ov[0]
         self._range(since, until, &lo, &hi, &t0, &t1)
-        if hi > lo:
-            buf = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
-            if buf == NULL:
-                raise MemoryError()
+        if hi > lo and nq:
+            w.ts = self._ts
+            w.ks = self._keys
+            w.vs = self._vals
+            w.t0 = t0
+            w.t1 = t1
+            w.spec = kf.spec
+            self._segments(lo, hi, w.seg)
             with nogil:
-                self._segments(lo, hi, seg)
-                for h in range(0, 4, 2):
-                    for j in range(seg[h], seg[h + 1]):
-                        t = ts[j]
-                        buf[n] = vs[j]      # branch-free compaction
-                        n += _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
-                if n:
-                    if scalar_q:
-                        one_q = _quantile_inplace(buf, n, one_q)
-                    else:
-                        for i in range(nq):
-                            ov[i] = _quantile_inplace(buf, n, qv[i])
-            PyMem_RawFree(buf)
+                if scalar_q and hi - lo >= _SAMPLE_MIN_WINDOW:
+                    rc = _quantile_sampled(&w, hi - lo, one_q, &one_q, &n)
+                if rc == 0:
+                    rc = _quantile_full(&w, hi - lo, qp, nq, op, &n)
+            if rc < 0:
+                raise MemoryError()
         if scalar_q:
             return one_q if n else NAN
         return out
