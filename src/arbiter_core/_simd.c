@@ -138,26 +138,30 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
                double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
                double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
                int64_t *above) {
-    const __m256d vt0 = _mm256_set1_pd(t0), vt1 = _mm256_set1_pd(t1);
     const __m256d vl = _mm256_set1_pd(vlo), vh = _mm256_set1_pd(vhi);
+    const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
     __m256i kv[ARB_SIMD_MAXKEYS];
     __m256i bacc = _mm256_setzero_si256(), aacc = _mm256_setzero_si256();
-    ptrdiff_t i, j, mm = *m;
+    __m256d tmin = _mm256_set1_pd(INFINITY), tmax = _mm256_set1_pd(-INFINITY);
+    ptrdiff_t i, j, mm = *m, m0 = *m;
     int rc = 0, im;
     int64_t tmp[4] __attribute__((aligned(32)));
+    double tlo[4] __attribute__((aligned(32))), thi[4] __attribute__((aligned(32)));
     for (j = 0; j < nkeys && j < ARB_SIMD_MAXKEYS; j++)
         kv[j] = _mm256_set1_epi64x(keys[j]);
     for (i = 0; i + 4 <= n; i += 4) {
         __m256d match, t, v, lt, gt, in;
-        t = _mm256_loadu_pd(ts + i);
-        match = _mm256_and_pd(_mm256_cmp_pd(t, vt0, _CMP_GE_OQ), _mm256_cmp_pd(t, vt1, _CMP_LE_OQ));
+        t = _mm256_loadu_pd(ts + i); /* time: extremes only, as in the AVX-512 scan */
+        tmin = _mm256_min_pd(tmin, t);
+        tmax = _mm256_max_pd(tmax, t);
+        match = all;
         if (mode != 0) {
             __m256i k = _mm256_loadu_si256((const __m256i *)(ks + i));
             __m256i km = _mm256_cmpeq_epi64(k, kv[0]);
             if (mode == 2)
                 for (j = 1; j < nkeys; j++)
                     km = _mm256_or_si256(km, _mm256_cmpeq_epi64(k, kv[j]));
-            match = _mm256_and_pd(match, _mm256_castsi256_pd(km));
+            match = _mm256_castsi256_pd(km);
         }
         v = _mm256_loadu_pd(vs + i);
         lt = _mm256_and_pd(match, _mm256_cmp_pd(v, vl, _CMP_LT_OQ));
@@ -175,6 +179,15 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
             }
         } else {
             mm += __builtin_popcount((unsigned)im);
+        }
+    }
+    _mm256_store_pd(tlo, tmin);
+    _mm256_store_pd(thi, tmax);
+    for (j = 0; j < 4; j++) {
+        if (tlo[j] < t0 || thi[j] > t1) {
+            *m = m0; /* a sample outside the window was read: per-sample tests */
+            return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out,
+                               cap, m, below, above);
         }
     }
     _mm256_store_si256((__m256i *)tmp, bacc);
@@ -247,12 +260,12 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
                  double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
                  double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
                  int64_t *above) {
-    const __m512d vt0 = _mm512_set1_pd(t0), vt1 = _mm512_set1_pd(t1);
     const __m512d vl = _mm512_set1_pd(vlo), vh = _mm512_set1_pd(vhi);
     const __m512i one = _mm512_set1_epi64(1);
     __m512i kv[ARB_SIMD_MAXKEYS];
     __m512i bacc = _mm512_setzero_si512(), aacc = _mm512_setzero_si512();
-    ptrdiff_t i, j, mm = *m;
+    __m512d tmin = _mm512_set1_pd(INFINITY), tmax = _mm512_set1_pd(-INFINITY);
+    ptrdiff_t i, j, mm = *m, m0 = *m;
     int rc = 0;
     for (j = 0; j < nkeys && j < ARB_SIMD_MAXKEYS; j++)
         kv[j] = _mm512_set1_epi64(keys[j]);
@@ -266,9 +279,12 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
                 for (j = 1; j < nkeys; j++)
                     match |= _mm512_cmpeq_epi64_mask(k, kv[j]);
         }
+        /* the window's samples are in [t0, t1] unless a writer raced the
+         * scan: keep the extremes (cheap) instead of testing every sample
+         * (two compares on the busiest port), and check them at the end */
         t = _mm512_loadu_pd(ts + i);
-        match = _mm512_mask_cmp_pd_mask(match, t, vt0, _CMP_GE_OQ);
-        match = _mm512_mask_cmp_pd_mask(match, t, vt1, _CMP_LE_OQ);
+        tmin = _mm512_min_pd(tmin, t);
+        tmax = _mm512_max_pd(tmax, t);
         v = _mm512_loadu_pd(vs + i);
         lt = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_LT_OQ);
         gt = _mm512_mask_cmp_pd_mask(match, v, vh, _CMP_GT_OQ);
@@ -287,6 +303,12 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
         } else {
             mm += __builtin_popcount((unsigned)in);
         }
+    }
+    if (_mm512_reduce_min_pd(tmin) < t0 || _mm512_reduce_max_pd(tmax) > t1) {
+        /* a sample outside the window was read: redo with per-sample tests */
+        *m = m0;
+        return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out, cap,
+                           m, below, above);
     }
     *below += _mm512_reduce_add_epi64(bacc);
     *above += _mm512_reduce_add_epi64(aacc);
@@ -451,38 +473,62 @@ static inline double median3(double x, double y, double z) {
     return x > y ? x : y;
 }
 
+static inline uint64_t xorshift(uint64_t *r) {
+    *r ^= *r << 13;
+    *r ^= *r >> 7;
+    *r ^= *r << 17;
+    return *r;
+}
+
+/* a uniform index in [0, n) (n < 2**32 in practice; a modulo beyond) */
+static inline ptrdiff_t rand_below(uint64_t *r, ptrdiff_t n) {
+    uint64_t x = xorshift(r);
+    if (n < ((ptrdiff_t)1 << 32))
+        return (ptrdiff_t)(((x >> 32) * (uint64_t)n) >> 32);
+    return (ptrdiff_t)(x % (uint64_t)n);
+}
+
 double arb_select(double *a, double *scratch, ptrdiff_t n, ptrdiff_t k, double *next) {
     double *src = a, *dst = scratch, *tmp;
     double pivot, um, x, nx = INFINITY; /* nx: least value dropped above the region */
     uint64_t rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
     ptrdiff_t c, e, i, j;
     part_fn part = cur_part;
-    while (n > 32) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        pivot = median3(src[rng % (uint64_t)n], src[(rng >> 21) % (uint64_t)n],
-                        src[(rng >> 42) % (uint64_t)n]);
+    while (n > 16) {
+        pivot = median3(src[rand_below(&rng, n)], src[rand_below(&rng, n)],
+                        src[rand_below(&rng, n)]);
+        if (n > 256) /* a median of three medians: better splits on large regions */
+            pivot = median3(pivot,
+                            median3(src[rand_below(&rng, n)], src[rand_below(&rng, n)],
+                                    src[rand_below(&rng, n)]),
+                            median3(src[rand_below(&rng, n)], src[rand_below(&rng, n)],
+                                    src[rand_below(&rng, n)]));
         c = part(src, n, pivot, 0, dst, &um); /* dst[:c] < pivot <= dst[c:n] */
         if (k < c) {
             nx = um < nx ? um : nx;
-            tmp = src;
-            src = dst;
-            dst = tmp;
             n = c;
+        } else if (c > 0) {
+            /* dst[c:n] >= pivot is a smaller region: go on there */
+            k -= c;
+            dst += c;
+            n -= c;
+        } else {
+            /* the pivot is the least value: split dst into == pivot (never
+             * empty) and > pivot, so that duplicates still make progress */
+            e = part(dst, n, pivot, 1, src, &um);
+            if (k < e) {
+                if (next)
+                    *next = k + 1 < e ? pivot : (um < nx ? um : nx);
+                return pivot;
+            }
+            k -= e;
+            src += e;
+            n -= e;
             continue;
         }
-        /* split dst[c:n] into == pivot (never empty: pivot is in it) and > pivot */
-        e = part(dst + c, n - c, pivot, 1, src, &um);
-        k -= c;
-        if (k < e) {
-            if (next)
-                *next = k + 1 < e ? pivot : (um < nx ? um : nx);
-            return pivot;
-        }
-        k -= e;
-        src += e;
-        n -= c + e;
+        tmp = src;
+        src = dst;
+        dst = tmp;
     }
     for (i = 1; i < n; i++) {
         x = src[i];
