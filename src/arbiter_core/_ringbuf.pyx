@@ -40,6 +40,10 @@ cdef extern from "_simd.h" nogil:
                  double t0, double t1, const int64_t* keys, ptrdiff_t nkeys, int all_keys,
                  double vlo, double vhi, double* out, ptrdiff_t cap, ptrdiff_t* m,
                  int64_t* below, int64_t* above) noexcept
+    ptrdiff_t arb_sample(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t a0,
+                         ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size, ptrdiff_t count,
+                         uint64_t seed, double t0, double t1, const int64_t* keys,
+                         ptrdiff_t nkeys, int all_keys, double* out) noexcept
     double arb_select(double* a, double* scratch, ptrdiff_t n, ptrdiff_t k,
                       double* next) noexcept
 
@@ -291,7 +295,8 @@ cdef inline double _lerp(double a, double b, double t) noexcept nogil:
 
 cdef enum:
     _SAMPLE_MIN_WINDOW = 4096   # smaller windows take the full path
-    _SAMPLE_SIZE = 512          # positions sampled (matching or not)
+    _SAMPLE_MIN = 256           # positions sampled (matching or not): 4 sqrt(window),
+    _SAMPLE_MAX = 2048          # within these bounds
 
 
 cdef struct _Window:
@@ -365,29 +370,23 @@ cdef int _quantile_full(const _Window* w, Py_ssize_t size, const double* qs, Py_
 cdef int _quantile_sampled(const _Window* w, Py_ssize_t size, double q, double* result,
                            Py_ssize_t* count) noexcept nogil:
     """The one-pass sampled quantile: 1 done, 0 missed (take the full path), -1 no memory."""
-    cdef double samp[_SAMPLE_SIZE]
-    cdef double work[_SAMPLE_SIZE]
-    cdef double scr[_SAMPLE_SIZE]
-    cdef Py_ssize_t len0 = w.seg[1] - w.seg[0], i, j, p, ms = 0, rlo, rhi, cap, n, k
+    cdef double samp[_SAMPLE_MAX]
+    cdef double work[_SAMPLE_MAX]
+    cdef double scr[_SAMPLE_MAX]
+    cdef Py_ssize_t ns = <Py_ssize_t>(4.0 * sqrt(<double>size)), ms, rlo, rhi, cap, n, k
     cdef ptrdiff_t m
-    cdef uint64_t rng = 0x2545F4914F6CDD1DULL ^ <uint64_t>size
     cdef int64_t b, a
-    cdef double t, r, d, vlo = -INFINITY, vhi = INFINITY, h, frac
+    cdef double r, d, vlo = -INFINITY, vhi = INFINITY, h, frac
     cdef double* buf
     cdef bint need_next
     cdef int rc = 0
-    for i in range(_SAMPLE_SIZE):
-        rng ^= rng << 13
-        rng ^= rng >> 7
-        rng ^= rng << 17
-        if size < (<Py_ssize_t>1 << 32):
-            j = <Py_ssize_t>(((rng >> 32) * <uint64_t>size) >> 32)
-        else:
-            j = <Py_ssize_t>(rng % <uint64_t>size)
-        p = w.seg[0] + j if j < len0 else w.seg[2] + (j - len0)
-        t = w.ts[p]
-        samp[ms] = w.vs[p]
-        ms += _match(&w.spec, w.ks[p]) & (t >= w.t0) & (t <= w.t1)
+    # stratified: one random position in each of ns equal slices of the window
+    # (no worse than a simple random sample for the bracket, much better on
+    # trends, and the ascending addresses are cache friendly)
+    ns = _SAMPLE_MIN if ns < _SAMPLE_MIN else (_SAMPLE_MAX if ns > _SAMPLE_MAX else ns)
+    ms = arb_sample(w.ts, w.ks, w.vs, w.seg[0], w.seg[1] - w.seg[0], w.seg[2], size, ns, 0x2545F4914F6CDD1DULL ^ <uint64_t>size, w.t0, w.t1,
+                    &w.spec.one if w.spec.mode == 1 else w.spec.keys,
+                    1 if w.spec.mode == 1 else w.spec.nkeys, w.spec.mode == 0, samp)
     if ms < 32:
         return 0
     # sample ranks ~3 standard deviations either side of the wanted one
@@ -411,7 +410,7 @@ cdef int _quantile_sampled(const _Window* w, Py_ssize_t size, double q, double* 
         buf = NULL
     else:
         # twice the expected number of values in the bracket
-        cap = 2 * size * (rhi - rlo + 1) // _SAMPLE_SIZE + 64
+        cap = 2 * size * (rhi - rlo + 1) // ns + 64
         if cap > size:
             cap = size
         buf = <double*>PyMem_RawMalloc((2 * cap + ARB_SCAN_SLACK) * sizeof(double))

@@ -255,6 +255,34 @@ part_avx2(const double *src, ptrdiff_t n, double p, int le, double *dst, double 
 /* ------------------------------------------------------------------------ */
 /* AVX-512                                                                   */
 
+__attribute__((target("avx512f,popcnt"))) ARB_INLINE __mmask8
+scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512i *kv,
+             ptrdiff_t nkeys, int mode, __m512d vl, __m512d vh, __m512i one, __m512d *tmin,
+             __m512d *tmax, __m512i *bacc, __m512i *aacc) {
+    __mmask8 match = 0xFF, lt, gt;
+    __m512d t, v;
+    ptrdiff_t j;
+    if (mode != 0) {
+        __m512i k = _mm512_loadu_si512((const void *)ks);
+        match = _mm512_cmpeq_epi64_mask(k, kv[0]);
+        if (mode == 2)
+            for (j = 1; j < nkeys; j++)
+                match |= _mm512_cmpeq_epi64_mask(k, kv[j]);
+    }
+    /* the window's samples are in [t0, t1] unless a writer raced the scan:
+     * keep the extremes (cheap) instead of testing every sample (two
+     * compares on the busiest port), and check them at the end */
+    t = _mm512_loadu_pd(ts);
+    *tmin = _mm512_min_pd(*tmin, t);
+    *tmax = _mm512_max_pd(*tmax, t);
+    v = _mm512_loadu_pd(vs);
+    lt = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_LT_OQ);
+    gt = _mm512_mask_cmp_pd_mask(match, v, vh, _CMP_GT_OQ);
+    *bacc = _mm512_mask_add_epi64(*bacc, lt, *bacc, one);
+    *aacc = _mm512_mask_add_epi64(*aacc, gt, *aacc, one);
+    return match & (__mmask8)~(lt | gt);
+}
+
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE int
 scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
                  double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
@@ -269,39 +297,28 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
     int rc = 0;
     for (j = 0; j < nkeys && j < ARB_SIMD_MAXKEYS; j++)
         kv[j] = _mm512_set1_epi64(keys[j]);
-    for (i = 0; i + 8 <= n; i += 8) {
-        __mmask8 match = 0xFF, lt, gt, in;
-        __m512d t, v;
-        if (mode != 0) {
-            __m512i k = _mm512_loadu_si512((const void *)(ks + i));
-            match = _mm512_cmpeq_epi64_mask(k, kv[0]);
-            if (mode == 2)
-                for (j = 1; j < nkeys; j++)
-                    match |= _mm512_cmpeq_epi64_mask(k, kv[j]);
-        }
-        /* the window's samples are in [t0, t1] unless a writer raced the
-         * scan: keep the extremes (cheap) instead of testing every sample
-         * (two compares on the busiest port), and check them at the end */
-        t = _mm512_loadu_pd(ts + i);
-        tmin = _mm512_min_pd(tmin, t);
-        tmax = _mm512_max_pd(tmax, t);
-        v = _mm512_loadu_pd(vs + i);
-        lt = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_LT_OQ);
-        gt = _mm512_mask_cmp_pd_mask(match, v, vh, _CMP_GT_OQ);
-        in = match & (__mmask8)~(lt | gt);
-        bacc = _mm512_mask_add_epi64(bacc, lt, bacc, one);
-        aacc = _mm512_mask_add_epi64(aacc, gt, aacc, one);
+    /* two vectors a step: their masks are independent, only the stores
+     * wait for each other's counts */
+    for (i = 0; i + 16 <= n; i += 16) {
+        __mmask8 in0, in1;
+        in0 = scan8_avx512(ts + i, ks + i, vs + i, kv, nkeys, mode, vl, vh, one, &tmin, &tmax,
+                           &bacc, &aacc);
+        in1 = scan8_avx512(ts + i + 8, ks + i + 8, vs + i + 8, kv, nkeys, mode, vl, vh, one,
+                           &tmin, &tmax, &bacc, &aacc);
         if (out) {
             /* compress in a register and store whole: the memory form of
              * vcompresspd is slow on several cores; out has slack for it */
-            _mm512_storeu_pd(out + mm, _mm512_maskz_compress_pd(in, v));
-            mm += __builtin_popcount((unsigned)in);
+            _mm512_storeu_pd(out + mm, _mm512_maskz_compress_pd(in0, _mm512_loadu_pd(vs + i)));
+            mm += __builtin_popcount((unsigned)in0);
+            _mm512_storeu_pd(out + mm,
+                             _mm512_maskz_compress_pd(in1, _mm512_loadu_pd(vs + i + 8)));
+            mm += __builtin_popcount((unsigned)in1);
             if (mm > cap) {
                 rc = -1;
                 break;
             }
         } else {
-            mm += __builtin_popcount((unsigned)in);
+            mm += __builtin_popcount((unsigned)in0) + __builtin_popcount((unsigned)in1);
         }
     }
     if (_mm512_reduce_min_pd(tmin) < t0 || _mm512_reduce_max_pd(tmax) > t1) {
@@ -459,19 +476,7 @@ int arb_scan(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Selection: out-of-place quickselect, ping-ponging between two buffers.    */
-
-static inline double median3(double x, double y, double z) {
-    double t;
-    if (x > y) {
-        t = x;
-        x = y;
-        y = t;
-    }
-    if (y > z)
-        y = z;
-    return x > y ? x : y;
-}
+/* Stratified sample of a window                                             */
 
 static inline uint64_t xorshift(uint64_t *r) {
     *r ^= *r << 13;
@@ -486,6 +491,53 @@ static inline ptrdiff_t rand_below(uint64_t *r, ptrdiff_t n) {
     if (n < ((ptrdiff_t)1 << 32))
         return (ptrdiff_t)(((x >> 32) * (uint64_t)n) >> 32);
     return (ptrdiff_t)(x % (uint64_t)n);
+}
+
+ARB_INLINE ptrdiff_t sample_body(const double *ts, const int64_t *ks, const double *vs,
+                                 ptrdiff_t a0, ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size,
+                                 ptrdiff_t count, uint64_t rng, double t0, double t1,
+                                 const int64_t *keys, ptrdiff_t nkeys, int mode, double *out) {
+    ptrdiff_t i, j, p, ms = 0;
+    int match;
+    double t;
+    for (i = 0; i < count; i++) {
+        j = (i * size + rand_below(&rng, size)) / count;
+        p = j < len0 ? a0 + j : a2 + (j - len0);
+        t = ts[p];
+        match = mode == 0 ? 1 : mode == 1 ? ks[p] == keys[0] : key_in(ks[p], keys, nkeys);
+        out[ms] = vs[p];
+        ms += match & (t >= t0) & (t <= t1);
+    }
+    return ms;
+}
+
+ptrdiff_t arb_sample(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t a0,
+                     ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size, ptrdiff_t count, uint64_t seed,
+                     double t0, double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys,
+                     double *out) {
+    uint64_t rng = seed ? seed : 0x2545F4914F6CDD1DULL;
+    if (size <= 0 || count <= 0)
+        return 0;
+    if (all_keys)
+        return sample_body(ts, ks, vs, a0, len0, a2, size, count, rng, t0, t1, keys, 0, 0, out);
+    if (nkeys == 1)
+        return sample_body(ts, ks, vs, a0, len0, a2, size, count, rng, t0, t1, keys, 1, 1, out);
+    return sample_body(ts, ks, vs, a0, len0, a2, size, count, rng, t0, t1, keys, nkeys, 2, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Selection: out-of-place quickselect, ping-ponging between two buffers.    */
+
+static inline double median3(double x, double y, double z) {
+    double t;
+    if (x > y) {
+        t = x;
+        x = y;
+        y = t;
+    }
+    if (y > z)
+        y = z;
+    return x > y ? x : y;
 }
 
 double arb_select(double *a, double *scratch, ptrdiff_t n, ptrdiff_t k, double *next) {

@@ -19,7 +19,7 @@
 #define ARB_SIMD_AVX512 2
 
 /* Extra doubles a scan output buffer needs past its capacity (whole-vector stores). */
-#define ARB_SCAN_SLACK 8
+#define ARB_SCAN_SLACK 16
 
 /* The best level this CPU supports (detected once). */
 int arb_simd_best(void);
@@ -41,6 +41,15 @@ int arb_scan(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n,
              double t0, double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys,
              double vlo, double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m,
              int64_t *below, int64_t *above);
+
+/* A stratified random sample of a window of `size` samples laid out as
+ * physical [a0, a0 + len0) then [a2, ...): one position drawn in each of
+ * `count` equal slices.  The values of the positions that match (as in
+ * arb_scan) go to out[0:count]; returns how many.  Deterministic in seed. */
+ptrdiff_t arb_sample(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t a0,
+                     ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size, ptrdiff_t count,
+                     uint64_t seed, double t0, double t1, const int64_t *keys, ptrdiff_t nkeys,
+                     int all_keys, double *out);
 
 /* The k-th smallest of a[0:n] (0 <= k < n); a and scratch (n doubles each,
  * disjoint) are clobbered.  When next is not NULL and k + 1 < n, *next is set
