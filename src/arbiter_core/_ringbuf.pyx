@@ -299,6 +299,27 @@ cdef enum:
     _SAMPLE_MAX = 2048          # within these bounds
 
 
+# The bracket spans the wanted sample rank +- (_margin_sd standard deviations +
+# _margin_slack); a miss costs one more pass.  Tests narrow it to force misses.
+cdef double _margin_sd = 3.0
+cdef double _margin_slack = 2.0
+
+
+def _set_quantile_margin(double sd, double slack):
+    """Set the sampled quantile's bracket margin; returns the previous (sd, slack).
+
+    A test hook: a narrow margin makes the bracket miss often, which exercises
+    the fallback.  Results are exact with any margin.
+    """
+    global _margin_sd, _margin_slack
+    if not (sd >= 0.0 and slack >= 0.0):
+        raise ValueError("sd and slack must be >= 0")
+    old = (_margin_sd, _margin_slack)
+    _margin_sd = sd
+    _margin_slack = slack
+    return old
+
+
 cdef struct _Window:
     const double* ts
     const int64_t* ks
@@ -389,9 +410,10 @@ cdef int _quantile_sampled(const _Window* w, Py_ssize_t size, double q, double* 
                     1 if w.spec.mode == 1 else w.spec.nkeys, w.spec.mode == 0, samp)
     if ms < 32:
         return 0
-    # sample ranks ~3 standard deviations either side of the wanted one
+    # sample ranks ~3 standard deviations either side of the wanted one (the
+    # sample rank of the wanted quantile is about binomial(ms, q))
     r = q * (ms - 1)
-    d = 3.0 * sqrt(ms * q * (1.0 - q)) + 2.0
+    d = _margin_sd * sqrt(ms * q * (1.0 - q)) + _margin_slack
     rlo = <Py_ssize_t>floor(r - d)
     rhi = <Py_ssize_t>ceil(r + d)
     if rlo >= 0:
