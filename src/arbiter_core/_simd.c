@@ -493,20 +493,37 @@ static inline ptrdiff_t rand_below(uint64_t *r, ptrdiff_t n) {
     return (ptrdiff_t)(x % (uint64_t)n);
 }
 
+#define ARB_SAMPLE_CHUNK 64
+
 ARB_INLINE ptrdiff_t sample_body(const double *ts, const int64_t *ks, const double *vs,
                                  ptrdiff_t a0, ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size,
                                  ptrdiff_t count, uint64_t rng, double t0, double t1,
                                  const int64_t *keys, ptrdiff_t nkeys, int mode, double *out) {
-    ptrdiff_t i, j, p, ms = 0;
+    ptrdiff_t pos[ARB_SAMPLE_CHUNK];
+    ptrdiff_t c, i, j, p, e, ms = 0;
+    uint64_t z;
     int match;
-    double t;
-    for (i = 0; i < count; i++) {
-        j = (i * size + rand_below(&rng, size)) / count;
-        p = j < len0 ? a0 + j : a2 + (j - len0);
-        t = ts[p];
-        match = mode == 0 ? 1 : mode == 1 ? ks[p] == keys[0] : key_in(ks[p], keys, nkeys);
-        out[ms] = vs[p];
-        ms += match & (t >= t0) & (t <= t1);
+    double t, step = (double)size / (double)count;
+    for (c = 0; c < count; c += ARB_SAMPLE_CHUNK) {
+        e = count - c < ARB_SAMPLE_CHUNK ? count - c : ARB_SAMPLE_CHUNK;
+        /* the positions first (arithmetic only), then the loads, which are
+         * then all independent and overlap their cache misses */
+        for (i = 0; i < e; i++) {
+            /* a uniform position in slice c + i: a counter-based hash (no
+             * serial dependency between draws) and floating point (no division) */
+            z = (rng + (uint64_t)(c + i)) * 0x9E3779B97F4A7C15ULL;
+            z = (z ^ (z >> 29)) * 0xBF58476D1CE4E5B9ULL;
+            j = (ptrdiff_t)(((double)(c + i) + (double)(z >> 11) * 0x1p-53) * step);
+            j = j < size ? j : size - 1;
+            pos[i] = j < len0 ? a0 + j : a2 + (j - len0);
+        }
+        for (i = 0; i < e; i++) {
+            p = pos[i];
+            t = ts[p];
+            match = mode == 0 ? 1 : mode == 1 ? ks[p] == keys[0] : key_in(ks[p], keys, nkeys);
+            out[ms] = vs[p];
+            ms += match & (t >= t0) & (t <= t1);
+        }
     }
     return ms;
 }
