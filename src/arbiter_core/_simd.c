@@ -255,11 +255,15 @@ part_avx2(const double *src, ptrdiff_t n, double p, int le, double *dst, double 
 /* ------------------------------------------------------------------------ */
 /* AVX-512                                                                   */
 
+/* One vector of the scan; returns the in-bracket mask.  Ports 0 and 5 bound
+ * this loop, so it uses two chained compares (>= vlo, then <= vhi among
+ * those) and counts matching and >= vlo lanes with masked adds, leaving the
+ * masks in mask registers: below and above follow from those counts. */
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE __mmask8
 scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512i *kv,
              ptrdiff_t nkeys, int mode, __m512d vl, __m512d vh, __m512i one, __m512d *tmin,
-             __m512d *tmax, __m512i *bacc, __m512i *aacc) {
-    __mmask8 match = 0xFF, lt, gt;
+             __m512d *tmax, __m512i *macc, __m512i *gacc) {
+    __mmask8 match = 0xFF, ge;
     __m512d t, v;
     ptrdiff_t j;
     if (mode != 0) {
@@ -268,6 +272,7 @@ scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512
         if (mode == 2)
             for (j = 1; j < nkeys; j++)
                 match |= _mm512_cmpeq_epi64_mask(k, kv[j]);
+        *macc = _mm512_mask_add_epi64(*macc, match, *macc, one);
     }
     /* the window's samples are in [t0, t1] unless a writer raced the scan:
      * keep the extremes (cheap) instead of testing every sample (two
@@ -276,11 +281,9 @@ scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512
     *tmin = _mm512_min_pd(*tmin, t);
     *tmax = _mm512_max_pd(*tmax, t);
     v = _mm512_loadu_pd(vs);
-    lt = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_LT_OQ);
-    gt = _mm512_mask_cmp_pd_mask(match, v, vh, _CMP_GT_OQ);
-    *bacc = _mm512_mask_add_epi64(*bacc, lt, *bacc, one);
-    *aacc = _mm512_mask_add_epi64(*aacc, gt, *aacc, one);
-    return match & (__mmask8)~(lt | gt);
+    ge = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_GE_OQ);
+    *gacc = _mm512_mask_add_epi64(*gacc, ge, *gacc, one);
+    return _mm512_mask_cmp_pd_mask(ge, v, vh, _CMP_LE_OQ);
 }
 
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE int
@@ -291,9 +294,10 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
     const __m512d vl = _mm512_set1_pd(vlo), vh = _mm512_set1_pd(vhi);
     const __m512i one = _mm512_set1_epi64(1);
     __m512i kv[ARB_SIMD_MAXKEYS];
-    __m512i bacc = _mm512_setzero_si512(), aacc = _mm512_setzero_si512();
+    __m512i macc = _mm512_setzero_si512(), gacc = _mm512_setzero_si512();
     __m512d tmin = _mm512_set1_pd(INFINITY), tmax = _mm512_set1_pd(-INFINITY);
     ptrdiff_t i, j, mm = *m, m0 = *m;
+    int64_t matched, ge;
     int rc = 0;
     for (j = 0; j < nkeys && j < ARB_SIMD_MAXKEYS; j++)
         kv[j] = _mm512_set1_epi64(keys[j]);
@@ -302,9 +306,9 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
     for (i = 0; i + 16 <= n; i += 16) {
         __mmask8 in0, in1;
         in0 = scan8_avx512(ts + i, ks + i, vs + i, kv, nkeys, mode, vl, vh, one, &tmin, &tmax,
-                           &bacc, &aacc);
+                           &macc, &gacc);
         in1 = scan8_avx512(ts + i + 8, ks + i + 8, vs + i + 8, kv, nkeys, mode, vl, vh, one,
-                           &tmin, &tmax, &bacc, &aacc);
+                           &tmin, &tmax, &macc, &gacc);
         if (out) {
             /* compress in a register and store whole: the memory form of
              * vcompresspd is slow on several cores; out has slack for it */
@@ -314,7 +318,7 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
                              _mm512_maskz_compress_pd(in1, _mm512_loadu_pd(vs + i + 8)));
             mm += __builtin_popcount((unsigned)in1);
             if (mm > cap) {
-                rc = -1;
+                rc = -1; /* the caller discards the counts */
                 break;
             }
         } else {
@@ -327,8 +331,10 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
         return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out, cap,
                            m, below, above);
     }
-    *below += _mm512_reduce_add_epi64(bacc);
-    *above += _mm512_reduce_add_epi64(aacc);
+    matched = mode == 0 ? (int64_t)i : _mm512_reduce_add_epi64(macc);
+    ge = _mm512_reduce_add_epi64(gacc);
+    *below += matched - ge;
+    *above += ge - (mm - m0);
     *m = mm;
     if (rc)
         return rc;
