@@ -36,21 +36,21 @@ static inline int key_in(int64_t k, const int64_t *keys, ptrdiff_t nkeys) {
     return lo < nkeys && keys[lo] == k;
 }
 
-static int scan_scalar(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n,
-                       double t0, double t1, const int64_t *keys, ptrdiff_t nkeys,
-                       int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
-                       ptrdiff_t *m, int64_t *below, int64_t *above) {
+ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const double *vs,
+                                ptrdiff_t n, double t0, double t1, const int64_t *keys,
+                                ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out,
+                                ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above) {
     ptrdiff_t i, mm = *m;
-    int64_t b = 0, a = 0;
-    int match, lt, gt, in;
+    int64_t b = 0, a = 0, k0 = mode == 1 ? keys[0] : 0;
+    int match, lt, gt, rc = 0;
     double t, v;
     for (i = 0; i < n; i++) {
         t = ts[i];
         v = vs[i];
-        if (all_keys)
+        if (mode == 0)
             match = 1;
-        else if (nkeys == 1)
-            match = ks[i] == keys[0];
+        else if (mode == 1)
+            match = ks[i] == k0;
         else
             match = key_in(ks[i], keys, nkeys);
         match &= (t >= t0) & (t <= t1);
@@ -58,24 +58,39 @@ static int scan_scalar(const double *ts, const int64_t *ks, const double *vs, pt
         gt = v > vhi;
         b += match & lt;
         a += match & gt;
-        in = match & !lt & !gt;
-        if (out) {
-            out[mm] = v; /* branch-free compaction: mm <= cap, out has slack */
-            mm += in;
-            if (mm > cap) {
-                *m = mm;
-                *below += b;
-                *above += a;
-                return -1;
-            }
-        } else {
-            mm += in;
+        if (out)
+            out[mm] = v; /* branch-free compaction into the slack past mm */
+        mm += match & !(lt | gt);
+        /* every 8 samples: mm stays within cap + 8 < cap + ARB_SCAN_SLACK */
+        if (out && (i & 7) == 7 && mm > cap) {
+            rc = -1;
+            break;
         }
     }
+    if (out && mm > cap)
+        rc = -1;
     *m = mm;
     *below += b;
     *above += a;
-    return 0;
+    return rc;
+}
+
+static int scan_scalar(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n,
+                       double t0, double t1, const int64_t *keys, ptrdiff_t nkeys,
+                       int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
+                       ptrdiff_t *m, int64_t *below, int64_t *above) {
+    if (all_keys)
+        return out ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 0, 0, vlo, vhi, out, cap, m,
+                                      below, above)
+                   : scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 0, 0, vlo, vhi, NULL, cap,
+                                      m, below, above);
+    if (nkeys == 1)
+        return out ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 1, 1, vlo, vhi, out, cap, m,
+                                      below, above)
+                   : scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 1, 1, vlo, vhi, NULL, cap,
+                                      m, below, above);
+    return scan_scalar_body(ts, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m, below,
+                            above);
 }
 
 /* Partition src[0:n] into dst: values < p (<= p when le) fill dst from the
