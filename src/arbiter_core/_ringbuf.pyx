@@ -955,6 +955,15 @@ cdef class MetricRing:
         -------
         float or ndarray
             NaN for an empty window.
+
+        Notes
+        -----
+        A single ``q`` on a window of 4096 samples or more takes one pass: a
+        stratified random sample brackets the wanted rank, one SIMD scan counts
+        the values below and above the bracket and keeps those inside, and the
+        answer is selected from those (an exact full pass follows in the rare
+        case the bracket misses).  Otherwise every matching value is gathered
+        and each quantile selected.  The result is exact either way.
         """
         cdef Py_ssize_t lo, hi, n = 0, nq
         cdef double t0, t1
