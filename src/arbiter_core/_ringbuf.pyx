@@ -10,7 +10,10 @@
 # threads.  Query kernels compute their index range under the GIL and release
 # it for the scan; a scan that overlaps a writer re-checks each sample's
 # timestamp and key, so it only ever reports samples that really are in the
-# window (a sample evicted at that very moment may be missed).
+# window (a sample evicted at that very moment may be missed).  quantile()
+# learns whether a writer overlapped from the ring's write sequence (a seqlock
+# bumped by every change): when none did, its scan skips the timestamps, and
+# when one did, it scans again testing them.
 
 cimport cython
 from cpython.long cimport PyLong_CheckExact
@@ -46,6 +49,10 @@ cdef extern from "_simd.h" nogil:
                          ptrdiff_t nkeys, int all_keys, double* out) noexcept
     double arb_select(double* a, double* scratch, ptrdiff_t n, ptrdiff_t k,
                       double* next) noexcept
+    void arb_seq_write_begin(uint64_t* seq) noexcept
+    void arb_seq_write_end(uint64_t* seq) noexcept
+    uint64_t arb_seq_read_begin(const uint64_t* seq) noexcept
+    bint arb_seq_read_ok(const uint64_t* seq, uint64_t s0) noexcept
 
 arb_simd_set_level(arb_simd_best())
 
@@ -329,6 +336,8 @@ cdef struct _Window:
     double t0
     double t1
     KeySpec spec
+    const uint64_t* seq         # the ring's write sequence, and its value read
+    uint64_t seq0               # (under the GIL) before the window was located
 
 
 cdef int _scan_window(const _Window* w, double vlo, double vhi, double* out, Py_ssize_t cap,
@@ -337,16 +346,26 @@ cdef int _scan_window(const _Window* w, double vlo, double vhi, double* out, Py_
     cdef Py_ssize_t h, a
     cdef const int64_t* keys = &w.spec.one if w.spec.mode == 1 else w.spec.keys
     cdef Py_ssize_t nkeys = 1 if w.spec.mode == 1 else w.spec.nkeys
-    m[0] = 0
-    below[0] = 0
-    above[0] = 0
-    for h in range(0, 4, 2):
-        a = w.seg[h]
-        # the time and key of every sample are checked again (a writer may race)
-        if arb_scan(w.ts + a, w.ks + a, w.vs + a, w.seg[h + 1] - a, w.t0, w.t1, keys, nkeys,
-                    w.spec.mode == 0, vlo, vhi, out, cap, m, below, above) < 0:
-            return -1
-    return 0
+    cdef bint timed = (w.seq0 & 1) != 0
+    while True:
+        m[0] = 0
+        below[0] = 0
+        above[0] = 0
+        for h in range(0, 4, 2):
+            a = w.seg[h]
+            # Without a writer since the window was located, every sample of
+            # the segments is in it: the scan skips the timestamps (a third
+            # of the bytes).  Otherwise (timed) it tests each sample's time.
+            if arb_scan(w.ts + a if timed else NULL, w.ks + a, w.vs + a, w.seg[h + 1] - a,
+                        w.t0, w.t1, keys, nkeys, w.spec.mode == 0, vlo, vhi, out, cap, m,
+                        below, above) < 0:
+                if timed or arb_seq_read_ok(w.seq, w.seq0):
+                    return -1
+                break               # a writer ran: the overflow may be spurious
+        else:
+            if timed or arb_seq_read_ok(w.seq, w.seq0):
+                return 0
+        timed = True                # a writer raced the scan: again, testing times
 
 
 cdef inline double _pick(double* a, double* scratch, Py_ssize_t m, Py_ssize_t k,
@@ -531,6 +550,7 @@ cdef class MetricRing:
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _start      # physical index of the oldest sample
     cdef Py_ssize_t _count
+    cdef uint64_t _seq          # write sequence (seqlock): odd while a writer runs
     cdef readonly uint64_t total_recorded
     cdef readonly uint64_t late_inserts
     cdef readonly uint64_t dropped_late
@@ -581,21 +601,23 @@ cdef class MetricRing:
     cdef inline void _put(self, int64_t key, double value, double ts) noexcept nogil:
         """Store one validated sample, keeping time order (the only writer)."""
         cdef Py_ssize_t cap = self._cap, n = self._count, pos, prev
+        arb_seq_write_begin(&self._seq)
         self.total_recorded += 1
         if n and ts < self._ts[self._phys(n - 1)]:
             self._put_late(key, value, ts)
-            return
-        pos = self._start + n
-        if pos >= cap:
-            pos -= cap
-        self._ts[pos] = ts
-        self._keys[pos] = key
-        self._vals[pos] = value
-        if n < cap:
-            self._count = n + 1
         else:
-            prev = self._start + 1
-            self._start = 0 if prev == cap else prev
+            pos = self._start + n
+            if pos >= cap:
+                pos -= cap
+            self._ts[pos] = ts
+            self._keys[pos] = key
+            self._vals[pos] = value
+            if n < cap:
+                self._count = n + 1
+            else:
+                prev = self._start + 1
+                self._start = 0 if prev == cap else prev
+        arb_seq_write_end(&self._seq)
 
     cdef void _put_late(self, int64_t key, double value, double ts) noexcept nogil:
         cdef Py_ssize_t cap = self._cap, n = self._count, i, src, dst
@@ -746,17 +768,21 @@ cdef class MetricRing:
         if timestamp != timestamp:
             raise ValueError("timestamp must not be NaN")
         k = self._lower(timestamp)
+        arb_seq_write_begin(&self._seq)
         if k == self._count:
             self._start = 0
         else:
             self._start = self._phys(k)
         self._count -= k
+        arb_seq_write_end(&self._seq)
         return k
 
     def clear(self):
         """Drop every sample (``total_recorded`` is kept)."""
+        arb_seq_write_begin(&self._seq)
         self._start = 0
         self._count = 0
+        arb_seq_write_end(&self._seq)
 
     # -- searching ----------------------------------------------------------
 
@@ -967,6 +993,7 @@ cdef class MetricRing:
         """
         cdef Py_ssize_t lo, hi, n = 0, nq
         cdef double t0, t1
+        cdef uint64_t seq0
         cdef double one_q = 0.0
         cdef int rc = 0
         cdef bint scalar_q = isinstance(q, float) or (
@@ -994,8 +1021,11 @@ cdef class MetricRing:
             if nq:
                 qp = &qv[0]
                 op = &ov[0]
+        seq0 = arb_seq_read_begin(&self._seq)   # before the window is located
         self._range(since, until, &lo, &hi, &t0, &t1)
         if hi > lo and nq:
+            w.seq = &self._seq
+            w.seq0 = seq0
             w.ts = self._ts
             w.ks = self._keys
             w.vs = self._vals

@@ -39,13 +39,13 @@ static inline int key_in(int64_t k, const int64_t *keys, ptrdiff_t nkeys) {
 ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const double *vs,
                                 ptrdiff_t n, double t0, double t1, const int64_t *keys,
                                 ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out,
-                                ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above) {
+                                ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above,
+                                int timed) {
     ptrdiff_t i, mm = *m;
     int64_t b = 0, a = 0, k0 = mode == 1 ? keys[0] : 0;
     int match, lt, gt, rc = 0;
     double t, v;
     for (i = 0; i < n; i++) {
-        t = ts[i];
         v = vs[i];
         if (mode == 0)
             match = 1;
@@ -53,7 +53,10 @@ ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const doubl
             match = ks[i] == k0;
         else
             match = key_in(ks[i], keys, nkeys);
-        match &= (t >= t0) & (t <= t1);
+        if (timed) {
+            t = ts[i];
+            match &= (t >= t0) & (t <= t1);
+        }
         lt = v < vlo;
         gt = v > vhi;
         b += match & lt;
@@ -75,22 +78,29 @@ ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const doubl
     return rc;
 }
 
+#define SCALAR_CASE(MODE, NK)                                                                  \
+    (ts ? (out ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, \
+                                  below, above, 1)                                             \
+               : scan_scalar_body(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, NULL, cap,  \
+                                  m, below, above, 1))                                         \
+        : (out ? scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, \
+                                  m, below, above, 0)                                          \
+               : scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, NULL, cap, \
+                                  m, below, above, 0)))
+
+/* ts == NULL: no time tests (the caller knows no writer ran) */
 static int scan_scalar(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n,
                        double t0, double t1, const int64_t *keys, ptrdiff_t nkeys,
                        int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
                        ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
-        return out ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 0, 0, vlo, vhi, out, cap, m,
-                                      below, above)
-                   : scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 0, 0, vlo, vhi, NULL, cap,
-                                      m, below, above);
+        return SCALAR_CASE(0, 0);
     if (nkeys == 1)
-        return out ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 1, 1, vlo, vhi, out, cap, m,
-                                      below, above)
-                   : scan_scalar_body(ts, ks, vs, n, t0, t1, keys, 1, 1, vlo, vhi, NULL, cap,
-                                      m, below, above);
-    return scan_scalar_body(ts, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m, below,
-                            above);
+        return SCALAR_CASE(1, 1);
+    return ts ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m,
+                                 below, above, 1)
+              : scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m,
+                                 below, above, 0);
 }
 
 /* Partition src[0:n] into dst: values < p (<= p when le) fill dst from the
@@ -152,7 +162,7 @@ __attribute__((target("avx2,popcnt"))) ARB_INLINE int
 scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
                double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
                double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-               int64_t *above) {
+               int64_t *above, int timed) {
     const __m256d vl = _mm256_set1_pd(vlo), vh = _mm256_set1_pd(vhi);
     const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
     __m256i kv[ARB_SIMD_MAXKEYS];
@@ -166,9 +176,11 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
         kv[j] = _mm256_set1_epi64x(keys[j]);
     for (i = 0; i + 4 <= n; i += 4) {
         __m256d match, t, v, lt, gt, in;
-        t = _mm256_loadu_pd(ts + i); /* time: extremes only, as in the AVX-512 scan */
-        tmin = _mm256_min_pd(tmin, t);
-        tmax = _mm256_max_pd(tmax, t);
+        if (timed) {
+            t = _mm256_loadu_pd(ts + i); /* time: extremes only, as in the AVX-512 scan */
+            tmin = _mm256_min_pd(tmin, t);
+            tmax = _mm256_max_pd(tmax, t);
+        }
         match = all;
         if (mode != 0) {
             __m256i k = _mm256_loadu_si256((const __m256i *)(ks + i));
@@ -198,7 +210,7 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
     }
     _mm256_store_pd(tlo, tmin);
     _mm256_store_pd(thi, tmax);
-    for (j = 0; j < 4; j++) {
+    for (j = 0; j < 4 && timed; j++) {
         if (tlo[j] < t0 || thi[j] > t1) {
             *m = m0; /* a sample outside the window was read: per-sample tests */
             return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out,
@@ -212,25 +224,26 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
     *m = mm;
     if (rc)
         return rc;
-    return scan_scalar(ts + i, ks + i, vs + i, n - i, t0, t1, keys, nkeys, mode == 0, vlo, vhi,
-                       out, cap, m, below, above);
+    return scan_scalar(timed ? ts + i : NULL, ks + i, vs + i, n - i, t0, t1, keys, nkeys,
+                       mode == 0, vlo, vhi, out, cap, m, below, above);
 }
+
+#define AVX_CASE(BODY, NK, MODE)                                                               \
+    (ts ? BODY(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, below, above, 1)    \
+        : BODY(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, below, above, 0))
 
 __attribute__((target("avx2,popcnt"))) static int
 scan_avx2(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
           double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys, double vlo, double vhi,
           double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
-        return scan_avx2_body(ts, ks, vs, n, t0, t1, keys, 0, 0, vlo, vhi, out, cap, m, below,
-                              above);
+        return AVX_CASE(scan_avx2_body, 0, 0);
     if (nkeys == 1)
-        return scan_avx2_body(ts, ks, vs, n, t0, t1, keys, 1, 1, vlo, vhi, out, cap, m, below,
-                              above);
+        return AVX_CASE(scan_avx2_body, 1, 1);
     if (nkeys == 0 || nkeys > ARB_SIMD_MAXKEYS)
         return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, 0, vlo, vhi, out, cap, m, below,
                            above);
-    return scan_avx2_body(ts, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m, below,
-                          above);
+    return AVX_CASE(scan_avx2_body, nkeys, 2);
 }
 
 __attribute__((target("avx2,popcnt"))) ARB_INLINE ptrdiff_t
@@ -277,7 +290,7 @@ part_avx2(const double *src, ptrdiff_t n, double p, int le, double *dst, double 
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE __mmask8
 scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512i *kv,
              ptrdiff_t nkeys, int mode, __m512d vl, __m512d vh, __m512i one, __m512d *tmin,
-             __m512d *tmax, __m512i *macc, __m512i *gacc) {
+             __m512d *tmax, __m512i *macc, __m512i *gacc, int timed) {
     __mmask8 match = 0xFF, ge;
     __m512d t, v;
     ptrdiff_t j;
@@ -292,9 +305,11 @@ scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512
     /* the window's samples are in [t0, t1] unless a writer raced the scan:
      * keep the extremes (cheap) instead of testing every sample (two
      * compares on the busiest port), and check them at the end */
-    t = _mm512_loadu_pd(ts);
-    *tmin = _mm512_min_pd(*tmin, t);
-    *tmax = _mm512_max_pd(*tmax, t);
+    if (timed) {
+        t = _mm512_loadu_pd(ts);
+        *tmin = _mm512_min_pd(*tmin, t);
+        *tmax = _mm512_max_pd(*tmax, t);
+    }
     v = _mm512_loadu_pd(vs);
     ge = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_GE_OQ);
     *gacc = _mm512_mask_add_epi64(*gacc, ge, *gacc, one);
@@ -305,7 +320,7 @@ __attribute__((target("avx512f,popcnt"))) ARB_INLINE int
 scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
                  double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
                  double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-                 int64_t *above) {
+                 int64_t *above, int timed) {
     const __m512d vl = _mm512_set1_pd(vlo), vh = _mm512_set1_pd(vhi);
     const __m512i one = _mm512_set1_epi64(1);
     __m512i kv[ARB_SIMD_MAXKEYS];
@@ -320,10 +335,10 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
      * wait for each other's counts */
     for (i = 0; i + 16 <= n; i += 16) {
         __mmask8 in0, in1;
-        in0 = scan8_avx512(ts + i, ks + i, vs + i, kv, nkeys, mode, vl, vh, one, &tmin, &tmax,
-                           &macc, &gacc);
-        in1 = scan8_avx512(ts + i + 8, ks + i + 8, vs + i + 8, kv, nkeys, mode, vl, vh, one,
-                           &tmin, &tmax, &macc, &gacc);
+        in0 = scan8_avx512(timed ? ts + i : ts, ks + i, vs + i, kv, nkeys, mode, vl, vh, one,
+                           &tmin, &tmax, &macc, &gacc, timed);
+        in1 = scan8_avx512(timed ? ts + i + 8 : ts, ks + i + 8, vs + i + 8, kv, nkeys, mode, vl,
+                           vh, one, &tmin, &tmax, &macc, &gacc, timed);
         if (out) {
             /* compress in a register and store whole: the memory form of
              * vcompresspd is slow on several cores; out has slack for it */
@@ -340,7 +355,7 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
             mm += __builtin_popcount((unsigned)in0) + __builtin_popcount((unsigned)in1);
         }
     }
-    if (_mm512_reduce_min_pd(tmin) < t0 || _mm512_reduce_max_pd(tmax) > t1) {
+    if (timed && (_mm512_reduce_min_pd(tmin) < t0 || _mm512_reduce_max_pd(tmax) > t1)) {
         /* a sample outside the window was read: redo with per-sample tests */
         *m = m0;
         return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out, cap,
@@ -353,8 +368,8 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
     *m = mm;
     if (rc)
         return rc;
-    return scan_scalar(ts + i, ks + i, vs + i, n - i, t0, t1, keys, nkeys, mode == 0, vlo, vhi,
-                       out, cap, m, below, above);
+    return scan_scalar(timed ? ts + i : NULL, ks + i, vs + i, n - i, t0, t1, keys, nkeys,
+                       mode == 0, vlo, vhi, out, cap, m, below, above);
 }
 
 __attribute__((target("avx512f,popcnt"))) static int
@@ -363,16 +378,13 @@ scan_avx512(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, 
             double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
             int64_t *above) {
     if (all_keys)
-        return scan_avx512_body(ts, ks, vs, n, t0, t1, keys, 0, 0, vlo, vhi, out, cap, m, below,
-                                above);
+        return AVX_CASE(scan_avx512_body, 0, 0);
     if (nkeys == 1)
-        return scan_avx512_body(ts, ks, vs, n, t0, t1, keys, 1, 1, vlo, vhi, out, cap, m, below,
-                                above);
+        return AVX_CASE(scan_avx512_body, 1, 1);
     if (nkeys == 0 || nkeys > ARB_SIMD_MAXKEYS)
         return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, 0, vlo, vhi, out, cap, m, below,
                            above);
-    return scan_avx512_body(ts, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m,
-                            below, above);
+    return AVX_CASE(scan_avx512_body, nkeys, 2);
 }
 
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE ptrdiff_t

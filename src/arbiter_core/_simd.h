@@ -29,7 +29,9 @@ int arb_simd_level(void);
 int arb_simd_set_level(int level);
 
 /* One pass over n samples (ts, ks, vs: parallel arrays).  A sample *matches*
- * when t0 <= t <= t1 and its key is in keys[0:nkeys] (every key if all_keys).
+ * when t0 <= t <= t1 and its key is in keys[0:nkeys] (every key if all_keys);
+ * with ts == NULL the time is not tested (for a caller that knows, by the
+ * ring's write sequence, that every sample is in the window).
  * Matching values below vlo are counted in *below, above vhi in *above, and
  * the rest are appended to out[*m:] (any order), incrementing *m.
  *
@@ -55,5 +57,24 @@ ptrdiff_t arb_sample(const double *ts, const int64_t *ks, const double *vs, ptrd
  * disjoint) are clobbered.  When next is not NULL and k + 1 < n, *next is set
  * to the (k+1)-th smallest.  Values must not be NaN. */
 double arb_select(double *a, double *scratch, ptrdiff_t n, ptrdiff_t k, double *next);
+
+/* A ring's write sequence (a seqlock): a writer makes it odd while it changes
+ * samples; a reader that saw the same even value before and after a nogil
+ * scan knows no sample changed meanwhile, so it need not test timestamps. */
+static inline void arb_seq_write_begin(uint64_t *seq) {
+    __atomic_store_n(seq, *seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+static inline void arb_seq_write_end(uint64_t *seq) {
+    __atomic_store_n(seq, *seq + 1, __ATOMIC_RELEASE);
+}
+static inline uint64_t arb_seq_read_begin(const uint64_t *seq) {
+    return __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+}
+/* true when no writer was active at s0 and none has run since */
+static inline int arb_seq_read_ok(const uint64_t *seq, uint64_t s0) {
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return !(s0 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s0;
+}
 
 #endif
