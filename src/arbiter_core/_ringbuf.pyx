@@ -600,8 +600,13 @@ cdef class MetricRing:
 
     cdef inline void _put(self, int64_t key, double value, double ts) noexcept nogil:
         """Store one validated sample, keeping time order (the only writer)."""
-        cdef Py_ssize_t cap = self._cap, n = self._count, pos, prev
         arb_seq_write_begin(&self._seq)
+        self._put_unsync(key, value, ts)
+        arb_seq_write_end(&self._seq)
+
+    cdef inline void _put_unsync(self, int64_t key, double value, double ts) noexcept nogil:
+        """_put without the write sequence (a batch bumps it once around its loop)."""
+        cdef Py_ssize_t cap = self._cap, n = self._count, pos, prev
         self.total_recorded += 1
         if n and ts < self._ts[self._phys(n - 1)]:
             self._put_late(key, value, ts)
@@ -617,7 +622,6 @@ cdef class MetricRing:
             else:
                 prev = self._start + 1
                 self._start = 0 if prev == cap else prev
-        arb_seq_write_end(&self._seq)
 
     cdef void _put_late(self, int64_t key, double value, double ts) noexcept nogil:
         cdef Py_ssize_t cap = self._cap, n = self._count, i, src, dst
@@ -752,9 +756,11 @@ cdef class MetricRing:
             return
         vv = varr
         with nogil:
+            arb_seq_write_begin(&self._seq)
             for i in range(n):
-                self._put(one_key if key_scalar else kv[i], vv[i],
-                          one_ts if ts_scalar else tv[i])
+                self._put_unsync(one_key if key_scalar else kv[i], vv[i],
+                                 one_ts if ts_scalar else tv[i])
+            arb_seq_write_end(&self._seq)
 
     def clear_before(self, double timestamp):
         """Drop every sample with ``timestamp`` strictly older than ``timestamp``.
