@@ -591,9 +591,11 @@ def test_large_window_quantile_concurrent_with_writer(simd_level):
             t += 300.0
 
     th = threading.Thread(target=writer)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)      # hand the GIL over often: more overlap, less waiting
     th.start()
     try:
-        for _ in range(300):
+        for _ in range(200):
             q = ring.quantile(1, 1.0, 0.0, 8191.5)
             assert math.isnan(q) or q == 5.0
             q = ring.quantile(1, 0.999, None, 8191.5)
@@ -603,3 +605,4 @@ def test_large_window_quantile_concurrent_with_writer(simd_level):
     finally:
         stop.set()
         th.join()
+        sys.setswitchinterval(switch)
