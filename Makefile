@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 EXTRAS ?= test,bench,dev,prometheus,plot
 WHEEL_STAMP := $(VENV)/.wheel-installed
-SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' \)) \
+SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' -o -name '*.c' -o -name '*.h' \)) \
            pyproject.toml CMakeLists.txt
 
 .PHONY: help venv wheel install demo test test-debug lint bench bench-report clean

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from arbiter_core import MetricRing, SeriesHandle, WindowStats
+from arbiter_core import MetricRing, SeriesHandle, WindowStats, _ringbuf
 from ring_model import RingModel
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -447,6 +447,35 @@ def test_quantile_property(vals, q):
 
 
 # -- large windows take the sampled one-pass quantile: it must stay exact ----------
+#
+# The quantile kernels dispatch at run time to AVX-512, AVX2 or scalar code; every
+# level this CPU supports must give numpy's answer to the last bit.
+
+LEVELS = list(range(_ringbuf._simd_best() + 1))
+
+
+@pytest.fixture(params=LEVELS, ids=["scalar", "avx2", "avx512"][: len(LEVELS)])
+def simd_level(request):
+    before = _ringbuf._simd_level()
+    assert _ringbuf._set_simd_level(request.param) == request.param
+    yield request.param
+    _ringbuf._set_simd_level(before)
+
+
+def test_simd_level_hook_clamps():
+    before = _ringbuf._simd_level()
+    try:
+        assert _ringbuf._set_simd_level(99) == _ringbuf._simd_best()
+        assert _ringbuf._set_simd_level(-5) == 0
+        assert _ringbuf._simd_level() == 0
+    finally:
+        _ringbuf._set_simd_level(before)
+
+
+def _organ_pipe(rng, n):
+    half = np.sort(rng.normal(size=n // 2))
+    return np.concatenate([half, half[::-1], rng.normal(size=n - 2 * (n // 2))])
+
 
 DISTRIBUTIONS = {
     "uniform": lambda rng, n: rng.random(n),
@@ -456,12 +485,18 @@ DISTRIBUTIONS = {
     "constant": lambda rng, n: np.full(n, 7.0),
     "heavy_tail": lambda rng, n: rng.pareto(1.1, n) * 1e3,
     "trend": lambda rng, n: np.arange(n) * 0.01 + rng.normal(size=n),
+    "organ_pipe": _organ_pipe,
+    "one_outlier_mass": lambda rng, n: np.where(rng.random(n) < 0.97, 1.0, rng.normal(size=n)),
+    "sawtooth": lambda rng, n: (np.arange(n) % 97).astype(float),
+    "signed_zeros": lambda rng, n: rng.choice([-0.0, 0.0, 1e-300, -1e-300], n),
+    "huge": lambda rng, n: rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-300, 300, n),
+    "grid": lambda rng, n: np.round(rng.normal(size=n), 1),
 }
 
 
 @pytest.mark.parametrize("dist", sorted(DISTRIBUTIONS))
 @pytest.mark.parametrize("nkeys", [1, 3])
-def test_large_window_quantiles_are_exact(dist, nkeys):
+def test_large_window_quantiles_are_exact(dist, nkeys, simd_level):
     rng = np.random.default_rng(zlib.crc32(f"{dist}/{nkeys}".encode()))
     n = 20_000
     vals = DISTRIBUTIONS[dist](rng, n)
@@ -469,16 +504,133 @@ def test_large_window_quantiles_are_exact(dist, nkeys):
     ring = MetricRing(n)
     ring.record_many(keys, vals, np.arange(float(n)))
     mine = vals[keys == 0]
-    for q in (0.0, 0.001, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
+    idx = np.arange(n)[keys == 0]
+    qs = (0.0, 0.001, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+    for q in qs:
         assert ring.quantile(0, q) == np.quantile(mine, q), q
-        assert ring.quantile(0, q, 5000.0, 15000.0) == np.quantile(mine[
-            (np.arange(n)[keys == 0] >= 5000) & (np.arange(n)[keys == 0] <= 15000)], q)
+        assert ring.quantile(0, q, 5000.0, 15000.0) == np.quantile(
+            mine[(idx >= 5000) & (idx <= 15000)], q), q
+    # several quantiles at once, all keys, a key set
+    np.testing.assert_array_equal(ring.quantile(0, list(qs)), np.quantile(mine, qs))
+    assert ring.quantile(None, 0.9) == np.quantile(vals, 0.9)
+    assert ring.quantile([0, 2], 0.75) == np.quantile(vals[(keys == 0) | (keys == 2)], 0.75)
 
 
-@given(st.integers(4096, 12_000), st.floats(0, 1), st.integers(0, 2**32 - 1))
-def test_sampled_quantile_property(n, q, seed):
+def _wrapped_ring(vals, keys, cap):
+    """A ring whose window spans the wrap-around (two physical segments)."""
+    ring = MetricRing(cap)
+    n = len(vals)
+    ring.record_many(keys, vals, np.arange(float(n)))
+    return ring, vals[n - cap:], keys[n - cap:]
+
+
+@given(n=st.integers(4096, 12_000), q=st.floats(0, 1), seed=st.integers(0, 2**32 - 1),
+       nkeys=st.integers(1, 4), shape=st.sampled_from(sorted(DISTRIBUTIONS)),
+       extra=st.integers(0, 5000))
+def test_sampled_quantile_property(n, q, seed, nkeys, shape, extra):
     rng = np.random.default_rng(seed)
-    vals = np.round(rng.normal(size=n) * rng.integers(1, 50), rng.integers(0, 3))
+    vals = DISTRIBUTIONS[shape](rng, n + extra)
+    if rng.random() < 0.5:
+        vals = np.round(vals * rng.integers(1, 50), rng.integers(0, 3))
+    keys = rng.integers(0, nkeys, n + extra)
+    ring, v, k = _wrapped_ring(vals, keys, n)
+    key = int(rng.integers(0, nkeys))
+    want = float(np.quantile(v[k == key], q)) if (k == key).any() else math.nan
+    for level in LEVELS:
+        _ringbuf._set_simd_level(level)
+        try:
+            got = ring.quantile(key, q)
+        finally:
+            _ringbuf._set_simd_level(LEVELS[-1])
+        assert got == want or (math.isnan(got) and math.isnan(want)), (level, got, want)
+
+
+@given(n=st.integers(4096, 9000), seed=st.integers(0, 2**32 - 1),
+       since=st.floats(-100, 9000), span=st.floats(0, 9000),
+       qs=st.lists(st.floats(0, 1), min_size=1, max_size=4))
+def test_sampled_quantile_windows_and_key_sets(n, seed, since, span, qs):
+    rng = np.random.default_rng(seed)
+    vals = rng.normal(size=n) * rng.integers(1, 1000)
+    keys = rng.integers(0, 20, n)          # 17-key sets exceed the SIMD key compare
+    ts = np.sort(rng.uniform(0, 9000, n))
+    ring = MetricRing(n)
+    ring.record_many(keys, vals, ts)
+    in_time = (ts >= since) & (ts <= since + span)
+    for key in (3, [1, 4, 7], list(range(17)), None):
+        sel = in_time & (np.isin(keys, key) if key is not None else True)
+        for level in LEVELS:
+            _ringbuf._set_simd_level(level)
+            try:
+                for q in qs:
+                    got = ring.quantile(key, q, since, since + span)
+                    want = float(np.quantile(vals[sel], q)) if sel.any() else math.nan
+                    assert got == want or (math.isnan(got) and math.isnan(want)), (key, q)
+                got_v = ring.quantile(key, qs, since, since + span)
+                want_v = np.quantile(vals[sel], qs) if sel.any() else np.full(len(qs), np.nan)
+                np.testing.assert_array_equal(got_v, want_v)
+            finally:
+                _ringbuf._set_simd_level(LEVELS[-1])
+
+
+@pytest.mark.parametrize("dist", sorted(DISTRIBUTIONS))
+def test_sampled_quantile_bracket_misses_fall_back_exactly(dist, simd_level):
+    rng = np.random.default_rng(zlib.crc32(dist.encode()))
+    n = 6000
+    vals = DISTRIBUTIONS[dist](rng, n)
     ring = MetricRing(n)
     ring.record_many(0, vals, np.arange(float(n)))
-    assert _close(ring.quantile(0, q), float(np.quantile(vals, q)))
+    old = _ringbuf._set_quantile_margin(0.0, 0.0)   # a bracket this narrow misses often
+    try:
+        for q in np.linspace(0.0, 1.0, 41):
+            assert ring.quantile(0, q) == np.quantile(vals, q), q
+    finally:
+        _ringbuf._set_quantile_margin(*old)
+    with pytest.raises(ValueError):
+        _ringbuf._set_quantile_margin(-1.0, 0.0)
+
+
+def test_sampled_quantile_rare_key_and_empty_window(simd_level):
+    n = 10_000
+    keys = np.zeros(n, dtype=np.int64)
+    keys[::500] = 1                        # too rare for the sample: the full path
+    vals = np.arange(float(n))
+    ring = MetricRing(n)
+    ring.record_many(keys, vals, vals)
+    assert ring.quantile(1, 0.5) == np.quantile(vals[keys == 1], 0.5)
+    assert math.isnan(ring.quantile(2, 0.5))
+    assert math.isnan(ring.quantile(0, 0.5, 20_000.0))
+
+
+def test_large_window_quantile_concurrent_with_writer(simd_level):
+    # old samples (5.0) are being overwritten by new ones (1000.0, later times):
+    # a quantile of the old time range must never see a new value, whether or
+    # not its scan overlapped a write (the write sequence makes it re-test times)
+    ring = MetricRing(8192)
+    ring.record_many(1, np.full(8192, 5.0), np.arange(8192.0))
+    stop = threading.Event()
+
+    def writer() -> None:
+        t = 8192.0
+        while not stop.is_set():
+            for _ in range(500):
+                t += 1.0
+                ring.record(1, 1000.0, t)
+            ring.record_many(1, np.full(300, 1000.0), t + np.arange(1.0, 301.0))
+            t += 300.0
+
+    th = threading.Thread(target=writer)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)      # hand the GIL over often: more overlap, less waiting
+    th.start()
+    try:
+        for _ in range(200):
+            q = ring.quantile(1, 1.0, 0.0, 8191.5)
+            assert math.isnan(q) or q == 5.0
+            q = ring.quantile(1, 0.999, None, 8191.5)
+            assert math.isnan(q) or q == 5.0
+            q = ring.quantile(1, 0.5)
+            assert 5.0 <= q <= 1000.0
+    finally:
+        stop.set()
+        th.join()
+        sys.setswitchinterval(switch)

@@ -10,14 +10,18 @@
 # threads.  Query kernels compute their index range under the GIL and release
 # it for the scan; a scan that overlaps a writer re-checks each sample's
 # timestamp and key, so it only ever reports samples that really are in the
-# window (a sample evicted at that very moment may be missed).
+# window (a sample evicted at that very moment may be missed).  quantile()
+# learns whether a writer overlapped from the ring's write sequence (a seqlock
+# bumped by every change): when none did, its scan skips the timestamps, and
+# when one did, it scans again testing them.
 
 cimport cython
 from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX
-from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor
+from libc.math cimport isfinite, sqrt, NAN, INFINITY, floor, ceil
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -27,6 +31,49 @@ from collections import namedtuple
 import numpy as np
 
 __all__ = ["MetricRing", "SeriesHandle", "WindowStats", "monotonic_now"]
+
+# The quantile scan and selection kernels are C with runtime SIMD dispatch
+# (_simd.c: scalar, AVX2, AVX-512; the best the CPU supports is used).
+cdef extern from "_simd.h" nogil:
+    enum: ARB_SCAN_SLACK
+    int arb_simd_best() noexcept
+    int arb_simd_level() noexcept
+    int arb_simd_set_level(int level) noexcept
+    int arb_scan(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t n,
+                 double t0, double t1, const int64_t* keys, ptrdiff_t nkeys, int all_keys,
+                 double vlo, double vhi, double* out, ptrdiff_t cap, ptrdiff_t* m,
+                 int64_t* below, int64_t* above) noexcept
+    ptrdiff_t arb_sample(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t a0,
+                         ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size, ptrdiff_t count,
+                         uint64_t seed, double t0, double t1, const int64_t* keys,
+                         ptrdiff_t nkeys, int all_keys, double* out) noexcept
+    double arb_select(double* a, double* scratch, ptrdiff_t n, ptrdiff_t k,
+                      double* next) noexcept
+    void arb_seq_write_begin(uint64_t* seq) noexcept
+    void arb_seq_write_end(uint64_t* seq) noexcept
+    uint64_t arb_seq_read_begin(const uint64_t* seq) noexcept
+    bint arb_seq_read_ok(const uint64_t* seq, uint64_t s0) noexcept
+
+arb_simd_set_level(arb_simd_best())
+
+
+def _simd_level():
+    """The SIMD level the quantile kernels use: 0 scalar, 1 AVX2, 2 AVX-512."""
+    return arb_simd_level()
+
+
+def _simd_best():
+    """The best SIMD level this CPU supports (capped by ``ARBITER_SIMD=0|1|2``)."""
+    return arb_simd_best()
+
+
+def _set_simd_level(int level):
+    """Use SIMD ``level`` (clamped to what the CPU supports); returns the level in use.
+
+    A test hook: every level gives bit-identical results, so switching while
+    another thread computes a quantile is harmless.
+    """
+    return arb_simd_set_level(level)
 
 WindowStats = namedtuple("WindowStats", "count mean min max std first last")
 WindowStats.__doc__ = """Statistics of one series over a time window.
@@ -243,6 +290,202 @@ cdef inline double _lerp(double a, double b, double t) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
+# MetricRing.quantile: the window scan and the sampled one-pass selection
+#
+# A scalar q on a large window takes one pass: a random sample of the window
+# (only matching samples count) gives two values bracketing the wanted rank
+# with high probability; one SIMD pass then counts the matching values below
+# and above the bracket and compacts only those inside it, and the answer is
+# selected from that small buffer.  When the bracket misses the rank (rare, or
+# a value repeated so often that the bracket overflows its buffer) the exact
+# full path runs: compact every matching value, then select.
+
+cdef enum:
+    _SAMPLE_MIN_WINDOW = 4096   # smaller windows take the full path
+    _SAMPLE_MIN = 128           # positions sampled (matching or not), see below,
+    _SAMPLE_MAX = 2048          # within these bounds
+    _SAMPLE_MIN_MATCH = 24      # fewer matching samples: the full path
+
+
+# The bracket spans the wanted sample rank +- (_margin_sd standard deviations +
+# _margin_slack); a miss costs one more pass.  Tests narrow it to force misses.
+cdef double _margin_sd = 3.0
+cdef double _margin_slack = 2.0
+
+
+def _set_quantile_margin(double sd, double slack):
+    """Set the sampled quantile's bracket margin; returns the previous (sd, slack).
+
+    A test hook: a narrow margin makes the bracket miss often, which exercises
+    the fallback.  Results are exact with any margin.
+    """
+    global _margin_sd, _margin_slack
+    if not (sd >= 0.0 and slack >= 0.0):
+        raise ValueError("sd and slack must be >= 0")
+    old = (_margin_sd, _margin_slack)
+    _margin_sd = sd
+    _margin_slack = slack
+    return old
+
+
+cdef struct _Window:
+    const double* ts
+    const int64_t* ks
+    const double* vs
+    Py_ssize_t seg[4]           # two physical segments, as MetricRing._segments
+    double t0
+    double t1
+    KeySpec spec
+    const uint64_t* seq         # the ring's write sequence, and its value read
+    uint64_t seq0               # (under the GIL) before the window was located
+
+
+cdef int _scan_window(const _Window* w, double vlo, double vhi, double* out, Py_ssize_t cap,
+                      ptrdiff_t* m, int64_t* below, int64_t* above) noexcept nogil:
+    """arb_scan over both segments; -1 when more than cap values are in [vlo, vhi]."""
+    cdef Py_ssize_t h, a
+    cdef const int64_t* keys = &w.spec.one if w.spec.mode == 1 else w.spec.keys
+    cdef Py_ssize_t nkeys = 1 if w.spec.mode == 1 else w.spec.nkeys
+    cdef bint timed = (w.seq0 & 1) != 0
+    while True:
+        m[0] = 0
+        below[0] = 0
+        above[0] = 0
+        for h in range(0, 4, 2):
+            a = w.seg[h]
+            # Without a writer since the window was located, every sample of
+            # the segments is in it: the scan skips the timestamps (a third
+            # of the bytes).  Otherwise (timed) it tests each sample's time.
+            if arb_scan(w.ts + a if timed else NULL, w.ks + a, w.vs + a, w.seg[h + 1] - a,
+                        w.t0, w.t1, keys, nkeys, w.spec.mode == 0, vlo, vhi, out, cap, m,
+                        below, above) < 0:
+                if timed or arb_seq_read_ok(w.seq, w.seq0):
+                    return -1
+                break               # a writer ran: the overflow may be spurious
+        else:
+            if timed or arb_seq_read_ok(w.seq, w.seq0):
+                return 0
+        timed = True                # a writer raced the scan: again, testing times
+
+
+cdef inline double _pick(double* a, double* scratch, Py_ssize_t m, Py_ssize_t k,
+                         double frac, bint need_next) noexcept nogil:
+    """Order statistic k of a[0:m], interpolated towards k + 1 by frac (numpy's lerp)."""
+    cdef double nxt = 0.0
+    cdef double v = arb_select(a, scratch, m, k, &nxt if need_next else NULL)
+    return _lerp(v, nxt, frac) if need_next else v
+
+
+cdef int _quantile_full(const _Window* w, Py_ssize_t size, const double* qs, Py_ssize_t nq,
+                        double* out, Py_ssize_t* count) noexcept nogil:
+    """Compact every matching value, then select each quantile; -1 if out of memory."""
+    cdef Py_ssize_t n, i, k
+    cdef ptrdiff_t m
+    cdef int64_t b, a
+    cdef double h, frac
+    cdef double* work
+    cdef double* scratch
+    cdef double* buf = <double*>PyMem_RawMalloc(
+        ((3 if nq > 1 else 2) * size + ARB_SCAN_SLACK) * sizeof(double))
+    if buf == NULL:
+        return -1
+    scratch = buf + size + ARB_SCAN_SLACK
+    _scan_window(w, -INFINITY, INFINITY, buf, size, &m, &b, &a)
+    n = m
+    count[0] = n
+    if n:
+        for i in range(nq):
+            h = (n - 1) * qs[i]
+            k = <Py_ssize_t>floor(h)
+            frac = h - k
+            if nq > 1:
+                work = scratch + size
+                memcpy(work, buf, n * sizeof(double))
+            else:
+                work = buf
+            out[i] = _pick(work, scratch, n, k, frac, frac != 0.0 and k + 1 < n)
+    PyMem_RawFree(buf)
+    return 0
+
+
+cdef int _quantile_sampled(const _Window* w, Py_ssize_t size, double q, double* result,
+                           Py_ssize_t* count) noexcept nogil:
+    """The one-pass sampled quantile: 1 done, 0 missed (take the full path), -1 no memory."""
+    cdef double samp[_SAMPLE_MAX]
+    cdef double work[_SAMPLE_MAX]
+    cdef double scr[_SAMPLE_MAX]
+    cdef Py_ssize_t ns, ms, rlo, rhi, cap, n, k
+    cdef ptrdiff_t m
+    cdef int64_t b, a
+    cdef double r, d, vlo = -INFINITY, vhi = INFINITY, h, frac
+    cdef double* buf
+    cdef bint need_next
+    cdef int rc = 0
+    # stratified: one random position in each of ns equal slices of the window
+    # (no worse than a simple random sample for the bracket, much better on
+    # trends, and the ascending addresses are cache friendly)
+    # A sample of s matching values leaves a bracket of ~ 6 sqrt(q(1-q)/s) of
+    # the window to select from; sampling costs ~ s, selecting ~ window *
+    # sqrt(q(1-q)/s).  Their sum is least near s ~ (window sqrt(q(1-q)))^(2/3);
+    # the factor is measured (sampling a position costs ~10x scanning one).
+    ns = <Py_ssize_t>(1.4 * (size * sqrt(q * (1.0 - q))) ** (2.0 / 3.0))
+    ns = _SAMPLE_MIN if ns < _SAMPLE_MIN else (_SAMPLE_MAX if ns > _SAMPLE_MAX else ns)
+    ms = arb_sample(w.ts, w.ks, w.vs, w.seg[0], w.seg[1] - w.seg[0], w.seg[2], size, ns, 0x2545F4914F6CDD1DULL ^ <uint64_t>size, w.t0, w.t1,
+                    &w.spec.one if w.spec.mode == 1 else w.spec.keys,
+                    1 if w.spec.mode == 1 else w.spec.nkeys, w.spec.mode == 0, samp)
+    if ms < _SAMPLE_MIN_MATCH:
+        return 0
+    # sample ranks ~3 standard deviations either side of the wanted one (the
+    # sample rank of the wanted quantile is about binomial(ms, q))
+    r = q * (ms - 1)
+    d = _margin_sd * sqrt(ms * q * (1.0 - q)) + _margin_slack
+    rlo = <Py_ssize_t>floor(r - d)
+    rhi = <Py_ssize_t>ceil(r + d)
+    if rlo >= 0:
+        memcpy(work, samp, ms * sizeof(double))
+        vlo = arb_select(work, scr, ms, rlo, NULL)
+    else:
+        rlo = 0
+    if rhi < ms:
+        memcpy(work, samp, ms * sizeof(double))
+        vhi = arb_select(work, scr, ms, rhi, NULL)
+    else:
+        rhi = ms - 1
+    if vlo == vhi:
+        # every value in the bracket is vlo: count them, store nothing
+        _scan_window(w, vlo, vhi, NULL, 0, &m, &b, &a)
+        buf = NULL
+    else:
+        # twice the expected number of values in the bracket
+        cap = 2 * size * (rhi - rlo + 1) // ns + 64
+        if cap > size:
+            cap = size
+        buf = <double*>PyMem_RawMalloc((2 * cap + ARB_SCAN_SLACK) * sizeof(double))
+        if buf == NULL:
+            return -1
+        if _scan_window(w, vlo, vhi, buf, cap, &m, &b, &a) < 0:
+            PyMem_RawFree(buf)
+            return 0
+    n = b + m + a
+    count[0] = n
+    if n == 0:
+        rc = 1
+    else:
+        h = (n - 1) * q
+        k = <Py_ssize_t>floor(h)
+        frac = h - k
+        need_next = frac != 0.0 and k + 1 < n
+        if b <= k and k + need_next < b + m:
+            rc = 1
+            if buf == NULL:
+                result[0] = _lerp(vlo, vlo, frac) if need_next else vlo
+            else:
+                result[0] = _pick(buf, buf + cap + ARB_SCAN_SLACK, m, k - b, frac, need_next)
+    PyMem_RawFree(buf)
+    return rc
+
+
+# ---------------------------------------------------------------------------
 # Per-key accumulator of MetricRing.group_window (grouped kernels section)
 
 ctypedef struct _GroupAcc:
@@ -307,6 +550,7 @@ cdef class MetricRing:
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _start      # physical index of the oldest sample
     cdef Py_ssize_t _count
+    cdef uint64_t _seq          # write sequence (seqlock): odd while a writer runs
     cdef readonly uint64_t total_recorded
     cdef readonly uint64_t late_inserts
     cdef readonly uint64_t dropped_late
@@ -356,22 +600,28 @@ cdef class MetricRing:
 
     cdef inline void _put(self, int64_t key, double value, double ts) noexcept nogil:
         """Store one validated sample, keeping time order (the only writer)."""
+        arb_seq_write_begin(&self._seq)
+        self._put_unsync(key, value, ts)
+        arb_seq_write_end(&self._seq)
+
+    cdef inline void _put_unsync(self, int64_t key, double value, double ts) noexcept nogil:
+        """_put without the write sequence (a batch bumps it once around its loop)."""
         cdef Py_ssize_t cap = self._cap, n = self._count, pos, prev
         self.total_recorded += 1
         if n and ts < self._ts[self._phys(n - 1)]:
             self._put_late(key, value, ts)
-            return
-        pos = self._start + n
-        if pos >= cap:
-            pos -= cap
-        self._ts[pos] = ts
-        self._keys[pos] = key
-        self._vals[pos] = value
-        if n < cap:
-            self._count = n + 1
         else:
-            prev = self._start + 1
-            self._start = 0 if prev == cap else prev
+            pos = self._start + n
+            if pos >= cap:
+                pos -= cap
+            self._ts[pos] = ts
+            self._keys[pos] = key
+            self._vals[pos] = value
+            if n < cap:
+                self._count = n + 1
+            else:
+                prev = self._start + 1
+                self._start = 0 if prev == cap else prev
 
     cdef void _put_late(self, int64_t key, double value, double ts) noexcept nogil:
         cdef Py_ssize_t cap = self._cap, n = self._count, i, src, dst
@@ -512,9 +762,12 @@ cdef class MetricRing:
         # One C loop that keeps the GIL on purpose: every writer holds it, so
         # a batch is atomic with respect to record() and other batches from
         # other threads (releasing it let concurrent writers corrupt the ring).
+        # Readers scanning without the GIL see one write-sequence bump.
+        arb_seq_write_begin(&self._seq)
         for i in range(n):
-            self._put(one_key if key_scalar else kv[i], vv[i],
-                      one_ts if ts_scalar else tv[i])
+            self._put_unsync(one_key if key_scalar else kv[i], vv[i],
+                             one_ts if ts_scalar else tv[i])
+        arb_seq_write_end(&self._seq)
 
     def clear_before(self, double timestamp):
         """Drop every sample with ``timestamp`` strictly older than ``timestamp``.
@@ -528,17 +781,21 @@ cdef class MetricRing:
         if timestamp != timestamp:
             raise ValueError("timestamp must not be NaN")
         k = self._lower(timestamp)
+        arb_seq_write_begin(&self._seq)
         if k == self._count:
             self._start = 0
         else:
             self._start = self._phys(k)
         self._count -= k
+        arb_seq_write_end(&self._seq)
         return k
 
     def clear(self):
         """Drop every sample (``total_recorded`` is kept)."""
+        arb_seq_write_begin(&self._seq)
         self._start = 0
         self._count = 0
+        arb_seq_write_end(&self._seq)
 
     # -- searching ----------------------------------------------------------
 
@@ -737,19 +994,27 @@ cdef class MetricRing:
         -------
         float or ndarray
             NaN for an empty window.
+
+        Notes
+        -----
+        A single ``q`` on a window of 4096 samples or more takes one pass: a
+        stratified random sample brackets the wanted rank, one SIMD scan counts
+        the values below and above the bracket and keeps those inside, and the
+        answer is selected from those (an exact full pass follows in the rare
+        case the bracket misses).  Otherwise every matching value is gathered
+        and each quantile selected.  The result is exact either way.
         """
-        cdef Py_ssize_t lo, hi, j, h, n = 0, i, nq
-        cdef Py_ssize_t seg[4]
-        cdef double t0, t1, t
-        cdef double* buf
+        cdef Py_ssize_t lo, hi, n = 0, nq
+        cdef double t0, t1
+        cdef uint64_t seq0
         cdef double one_q = 0.0
+        cdef int rc = 0
         cdef bint scalar_q = isinstance(q, float) or (
             isinstance(q, int) and not isinstance(q, bool))
         cdef _KeyFilter kf = _KeyFilter(key)
-        cdef KeySpec spec = kf.spec
-        cdef const double* ts = self._ts
-        cdef const double* vs = self._vals
-        cdef const int64_t* ks = self._keys
+        cdef _Window w
+        cdef const double* qp = &one_q
+        cdef double* op = &one_q
         cdef const double[::1] qv
         cdef double[::1] ov
         if scalar_q:
@@ -766,25 +1031,28 @@ cdef class MetricRing:
             nq = qv.shape[0]
             out = np.full(nq, np.nan)
             ov = out
+            if nq:
+                qp = &qv[0]
+                op = &ov[0]
+        seq0 = arb_seq_read_begin(&self._seq)   # before the window is located
         self._range(since, until, &lo, &hi, &t0, &t1)
-        if hi > lo:
-            buf = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
-            if buf == NULL:
-                raise MemoryError()
+        if hi > lo and nq:
+            w.seq = &self._seq
+            w.seq0 = seq0
+            w.ts = self._ts
+            w.ks = self._keys
+            w.vs = self._vals
+            w.t0 = t0
+            w.t1 = t1
+            w.spec = kf.spec
+            self._segments(lo, hi, w.seg)
             with nogil:
-                self._segments(lo, hi, seg)
-                for h in range(0, 4, 2):
-                    for j in range(seg[h], seg[h + 1]):
-                        t = ts[j]
-                        buf[n] = vs[j]      # branch-free compaction
-                        n += _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
-                if n:
-                    if scalar_q:
-                        one_q = _quantile_inplace(buf, n, one_q)
-                    else:
-                        for i in range(nq):
-                            ov[i] = _quantile_inplace(buf, n, qv[i])
-            PyMem_RawFree(buf)
+                if scalar_q and hi - lo >= _SAMPLE_MIN_WINDOW:
+                    rc = _quantile_sampled(&w, hi - lo, one_q, &one_q, &n)
+                if rc == 0:
+                    rc = _quantile_full(&w, hi - lo, qp, nq, op, &n)
+            if rc < 0:
+                raise MemoryError()
         if scalar_q:
             return one_q if n else NAN
         return out
