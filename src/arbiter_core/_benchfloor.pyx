@@ -18,6 +18,23 @@ cdef inline double _now() noexcept nogil:
     return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
+cdef inline double _sum(const double* a, Py_ssize_t n) noexcept nogil:
+    # four independent accumulators: the loop is bound by loads, not by the
+    # latency of one long chain of dependent additions
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        s0 += a[i]
+        s1 += a[i + 1]
+        s2 += a[i + 2]
+        s3 += a[i + 3]
+        i += 4
+    while i < n:
+        s0 += a[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef class RecordFloor:
     """RecordFloor(capacity)
     --
@@ -89,18 +106,20 @@ cdef class RecordFloor:
     def window_sum(self, Py_ssize_t n):
         """window_sum(n)
 
-        Sum the values of the newest ``n`` slots: one nogil pass, the floor of
-        every window kernel (stats, quantile, count_beyond, slope).
+        Sum the values of the newest ``n`` slots: one nogil pass over at most
+        two contiguous segments, the floor of every window kernel (stats,
+        quantile, count_beyond, slope).
         """
-        cdef Py_ssize_t i, p
-        cdef double s = 0.0
+        cdef Py_ssize_t start
+        cdef double s
         if n < 0 or n > self._cap:
             raise ValueError(f"n must be within [0, {self._cap}], got {n}")
         with nogil:
-            p = self._pos
-            for i in range(n):
-                p = self._cap - 1 if p == 0 else p - 1
-                s += self._vals[p]
+            start = self._pos - n
+            if start >= 0:
+                s = _sum(self._vals + start, n)
+            else:
+                s = _sum(self._vals + self._cap + start, -start) + _sum(self._vals, self._pos)
         return s
 
     def value_at(self, Py_ssize_t i):
