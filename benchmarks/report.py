@@ -124,8 +124,10 @@ def render(results: list[Result], skipped: list[str], seconds: float, repeat: in
         "*ours / op* divides the medians (below 1: ours is faster) and *paired* is the "
         "median of the per-repeat ratios, the figure the targets are checked against. "
         "Absolute times on a shared machine drift by tens of percent; the ratios are the "
-        "claim. The **floor** is compiled Cython built with the same flags "
-        "(`arbiter_core._benchfloor`): the least the operation can cost.",
+        "claim. The **floor** is the bare work in minimal compiled Cython built with the same "
+        "flags (`arbiter_core._benchfloor`: a clock read and three stores for a record, "
+        "one pass over the window for a query, a method call for an O(1) selection), "
+        "with no validation and no bookkeeping.",
         "",
         *machine_section(),
         *targets_section(results),
