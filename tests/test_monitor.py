@@ -394,3 +394,20 @@ def test_clear_metrics_accepts_infinite_cutoffs(mon):
     mon.record_metric("cpu", 1.0)
     assert mon.clear_metrics(-math.inf) == 0
     assert mon.clear_metrics(math.inf) == 1
+
+
+def test_record_metric_fast_path_follows_resize_and_new_series(clock):
+    mon = PerformanceMonitor(max_metrics=8, clock=clock)
+    mon.record_metric(MetricType.CPU, 1.0, "a")          # interns (slow path)
+    mon.record_metric(MetricType.CPU, 2.0, "a")          # fast path (C)
+    mon.record_metric("cpu", 3.0, "a")                   # fast path, str name
+    mon.resize(4)
+    mon.record_metric(MetricType.CPU, 4.0, "a")          # into the new ring
+    mon.record_metric(MetricType.MEMORY, 5.0, "b")       # new series after resize
+    assert [m.value for m in mon.get_latest_metrics(10)] == [1.0, 2.0, 3.0, 4.0, 5.0][-4:]
+    assert mon.ring.total_recorded == 5  # 3 copied by resize + 2 new
+    with pytest.raises(ValueError, match="value"):
+        mon.record_metric(MetricType.CPU, math.inf, "a")
+    with pytest.raises(ValueError, match="timestamp"):
+        mon.record_metric(MetricType.CPU, 1.0, "a", math.nan)
+    assert mon.metric_count == 4

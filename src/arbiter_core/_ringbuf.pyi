@@ -1,12 +1,12 @@
 # Stub for the compiled module arbiter_core._ringbuf (see _ringbuf.pyx).
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, final, overload
 
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self, disjoint_base
 
-__all__ = ["MetricRing", "SeriesHandle", "WindowStats", "monotonic_now"]
+__all__ = ["MetricRing", "NamedRecorder", "SeriesHandle", "WindowStats", "monotonic_now"]
 
 class _HasNow(Protocol):
     def now(self) -> float: ...
@@ -106,3 +106,19 @@ class SeriesHandle:
     @property
     def clock(self) -> _HasNow | None: ...
     def record(self, value: float, timestamp: float | None = None) -> None: ...
+
+@disjoint_base
+class NamedRecorder:
+    def __new__(
+        cls,
+        ring: MetricRing,
+        keys: dict[tuple[str, str], int],
+        slow: Callable[[Any, Any, Any, Any], None],
+        clock: _HasNow | None = None,
+        enum_cls: type | None = None,
+    ) -> Self: ...
+    @property
+    def ring(self) -> MetricRing: ...
+    def record(
+        self, metric_type: Any, value: Any, source: Any = "system", timestamp: Any = None
+    ) -> None: ...

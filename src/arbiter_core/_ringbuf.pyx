@@ -30,7 +30,7 @@ from collections import namedtuple
 
 import numpy as np
 
-__all__ = ["MetricRing", "SeriesHandle", "WindowStats", "monotonic_now"]
+__all__ = ["MetricRing", "NamedRecorder", "SeriesHandle", "WindowStats", "monotonic_now"]
 
 # The quantile scan and selection kernels are C with runtime SIMD dispatch
 # (_simd.c: scalar, AVX2, AVX-512; the best the CPU supports is used).
@@ -1534,3 +1534,73 @@ cdef class SeriesHandle:
 
     def __repr__(self):
         return f"SeriesHandle(key={self.key})"
+
+
+cdef class NamedRecorder:
+    """NamedRecorder(ring, keys, slow, clock=None, enum_cls=None)
+    --
+
+    The hot path of ``PerformanceMonitor.record_metric`` in C: one lookup of
+    ``(metric type value, source)`` in the monitor's interning dict and one
+    store.  Everything unusual -- a series not interned yet, a value or
+    timestamp that is not a plain float, an unhashable argument -- is handed
+    to ``slow`` (the monitor's full Python path), so validation and error
+    messages stay in one place.
+
+    Parameters
+    ----------
+    ring : MetricRing
+    keys : dict
+        ``{(metric type value, source): ring key}``, shared with the monitor
+        (new series it interns are seen at once).
+    slow : callable
+        ``slow(metric_type, value, source, timestamp)``.
+    clock : object with ``now()``, optional
+        ``None`` reads CLOCK_MONOTONIC in C.
+    enum_cls : type, optional
+        Members of this enum are looked up by their ``_value_``.
+    """
+    cdef readonly MetricRing ring
+    cdef dict _keys
+    cdef object _slow
+    cdef object _now_fn
+    cdef object _enum_cls
+
+    def __cinit__(self, MetricRing ring not None, dict keys not None, slow, clock=None,
+                  enum_cls=None):
+        self.ring = ring
+        self._keys = keys
+        self._slow = slow
+        self._now_fn = None if clock is None else clock.now
+        self._enum_cls = enum_cls
+
+    def record(self, metric_type, value, source="system", timestamp=None):
+        """record(metric_type, value, source="system", timestamp=None)
+
+        Store one sample; see ``PerformanceMonitor.record_metric``.
+        """
+        cdef object name = metric_type
+        cdef object key
+        cdef double v, ts
+        if type(value) is not float or (timestamp is not None and type(timestamp) is not float):
+            return self._slow(metric_type, value, source, timestamp)
+        if type(metric_type) is self._enum_cls:
+            # an enum member's own hash goes through a Python-level slot;
+            # its str value hashes in C and is the interning key anyway
+            name = metric_type._value_
+        try:
+            key = self._keys.get((name, source))
+        except TypeError:           # unhashable: the slow path names the argument
+            key = None
+        if key is None:
+            return self._slow(metric_type, value, source, timestamp)
+        v = value
+        if not isfinite(v):
+            raise ValueError(f"value must be finite, got {value!r}")
+        if timestamp is None:
+            ts = _now() if self._now_fn is None else self._now_fn()
+        else:
+            ts = timestamp
+            if not isfinite(ts):
+                raise ValueError(f"timestamp must be finite, got {timestamp!r}")
+        self.ring._put(key, v, ts)

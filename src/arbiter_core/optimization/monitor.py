@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .._ringbuf import MetricRing, SeriesHandle, WindowStats
+from .._ringbuf import MetricRing, NamedRecorder, SeriesHandle, WindowStats
 from ..clock import Clock, default_clock, is_monotonic_default
 from ..types import METRIC_UNITS, MetricType, PerformanceMetric, coerce_enum
 
@@ -187,11 +187,13 @@ class PerformanceMonitor:
             raise TypeError("clock must have a now() method")
         self._c_clock = is_monotonic_default(self.clock)
         self._ring = MetricRing(max_metrics)
+        # never rebound: the C recorder below shares this dict
         self._keys: dict[tuple[str, str], int] = {}
         self._names: list[tuple[MetricType, str]] = []
         self._handles: dict[int, SeriesHandle] = {}
         self._intern_lock = threading.Lock()
         self._handed_out = False     # series() handles exist (resize detaches them)
+        self._bind_recorder()
 
     # -- configuration -------------------------------------------------------
 
@@ -214,6 +216,14 @@ class PerformanceMonitor:
         """``(metric_type, source)`` of every interned key, indexed by key."""
         return tuple(self._names)
 
+    def _bind_recorder(self) -> None:
+        # record_metric's hot path runs in C (NamedRecorder) and falls back to
+        # _record_slow for anything unusual; the instance attribute shadows the
+        # documented method below, which keeps the same contract.
+        recorder = NamedRecorder(self._ring, self._keys, self._record_slow,
+                                 None if self._c_clock else self.clock, MetricType)
+        self.record_metric = recorder.record  # type: ignore[method-assign]
+
     def resize(self, max_metrics: int) -> None:
         """Change the capacity, keeping the newest samples that fit.
 
@@ -230,6 +240,7 @@ class PerformanceMonitor:
         ring.record_many(keys[keep], vals[keep], ts[keep])
         self._ring = ring
         self._handles = {}
+        self._bind_recorder()
         if self._handed_out:
             logger.warning("PerformanceMonitor resized to %d: series handles handed out "
                            "before are detached from it; call series() again", max_metrics)
@@ -293,6 +304,11 @@ class PerformanceMonitor:
             A value or timestamp that is not a real number (bools included),
             a source that is not a str.
         """
+        self._record_slow(metric_type, value, source, timestamp)
+
+    def _record_slow(self, metric_type: MetricType | str, value: float,
+                     source: str = "system", timestamp: float | None = None) -> None:
+        # the full path: validation with named errors, interning, then the ring
         # Hashing an enum member goes through a Python-level slot (~0.3 µs);
         # its plain str value hashes in C and is the interning key anyway.
         name = metric_type._value_ if metric_type.__class__ is MetricType else metric_type
