@@ -1491,6 +1491,22 @@ cdef void _group_row(const _GroupAcc* a, double[:, ::1] out, Py_ssize_t k) noexc
             out[k, 8] = (a.stv - a.st * mv) / cxx
 
 
+cdef inline int _store_checked(MetricRing ring, int64_t key, double value, object timestamp,
+                               object now_fn) except -1:
+    """Validate a sample, resolve its time (C clock or ``now_fn()``) and store it."""
+    cdef double ts
+    if not isfinite(value):
+        raise ValueError(f"value must be finite, got {value!r}")
+    if timestamp is None:
+        ts = _now() if now_fn is None else now_fn()
+    else:
+        ts = timestamp
+    if not isfinite(ts):
+        raise ValueError(f"timestamp must be finite, got {timestamp!r}")
+    ring._put(key, value, ts)
+    return 0
+
+
 cdef class SeriesHandle:
     """SeriesHandle(ring, key, clock=None)
     --
@@ -1521,16 +1537,7 @@ cdef class SeriesHandle:
 
         Store ``value`` now (or at ``timestamp``) in this series.
         """
-        cdef double ts
-        if not isfinite(value):
-            raise ValueError(f"value must be finite, got {value!r}")
-        if timestamp is None:
-            ts = _now() if self._now_fn is None else self._now_fn()
-        else:
-            ts = timestamp
-        if not isfinite(ts):
-            raise ValueError(f"timestamp must be finite, got {timestamp!r}")
-        self.ring._put(self.key, value, ts)
+        _store_checked(self.ring, self.key, value, timestamp, self._now_fn)
 
     def __repr__(self):
         return f"SeriesHandle(key={self.key})"
@@ -1581,7 +1588,6 @@ cdef class NamedRecorder:
         """
         cdef object name = metric_type
         cdef object key
-        cdef double v, ts
         if type(value) is not float or (timestamp is not None and type(timestamp) is not float):
             return self._slow(metric_type, value, source, timestamp)
         if type(metric_type) is self._enum_cls:
@@ -1594,13 +1600,4 @@ cdef class NamedRecorder:
             key = None
         if key is None:
             return self._slow(metric_type, value, source, timestamp)
-        v = value
-        if not isfinite(v):
-            raise ValueError(f"value must be finite, got {value!r}")
-        if timestamp is None:
-            ts = _now() if self._now_fn is None else self._now_fn()
-        else:
-            ts = timestamp
-            if not isfinite(ts):
-                raise ValueError(f"timestamp must be finite, got {timestamp!r}")
-        self.ring._put(key, v, ts)
+        _store_checked(self.ring, key, value, timestamp, self._now_fn)
