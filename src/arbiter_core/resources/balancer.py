@@ -23,6 +23,8 @@ __all__ = ["LoadBalancer", "NoAgentAvailableError", "request_needs"]
 _HIGH = int(TaskPriority.HIGH)
 _MEDIUM = int(TaskPriority.MEDIUM)
 
+_tuple_new = tuple.__new__
+
 
 class NoAgentAvailableError(RuntimeError):
     """No registered agent can take the request now.
@@ -158,17 +160,11 @@ class LoadBalancer:
         if r is None:
             raise self.no_agent_error(now)
         agent_id, score, load, alternatives = r
-        return LoadBalancingDecision(
-            agent_id,  # type: ignore[arg-type]  # ids are registered as str
-            strategy,
-            load,
-            alternatives,  # type: ignore[arg-type]
-            time.perf_counter() - t0,
-            now,
-            score,
-            priority,
-            reserve,
-        )
+        # tuple.__new__ directly, as the allocator does for its results: the
+        # named tuple's generated __new__ costs ~0.4 us, a third of a selection
+        return _tuple_new(LoadBalancingDecision, (
+            agent_id, strategy, load, alternatives, time.perf_counter() - t0, now, score,
+            priority, reserve))
 
     def select_agent(self, request: Any = None) -> LoadBalancingDecision:
         """Choose an agent for ``request`` without reserving anything.
