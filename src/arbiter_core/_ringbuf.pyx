@@ -178,107 +178,7 @@ cdef inline double _bound(object x, double default, str name) except? -1.0:
 
 
 # ---------------------------------------------------------------------------
-# Quickselect (for exact quantiles without a full sort)
-
-cdef inline void _swap(double* a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
-    cdef double t = a[i]
-    a[i] = a[j]
-    a[j] = t
-
-
-cdef inline Py_ssize_t _partition_lt(double* a, Py_ssize_t lo, Py_ssize_t hi,
-                                      double pivot) noexcept nogil:
-    """Branch-free Lomuto: move a[lo:hi] < pivot to the front; return the split.
-
-    Every step swaps unconditionally and advances the split by the comparison,
-    so random data costs no branch mispredictions (Hoare's partition loses
-    ~10 ns a sample to them).
-    """
-    cdef Py_ssize_t i = lo, j
-    cdef double x
-    for j in range(lo, hi):
-        x = a[j]
-        a[j] = a[i]
-        a[i] = x
-        i += x < pivot
-    return i
-
-
-cdef inline Py_ssize_t _partition_le(double* a, Py_ssize_t lo, Py_ssize_t hi,
-                                      double pivot) noexcept nogil:
-    cdef Py_ssize_t i = lo, j
-    cdef double x
-    for j in range(lo, hi):
-        x = a[j]
-        a[j] = a[i]
-        a[i] = x
-        i += x <= pivot
-    return i
-
-
-cdef inline double _median3(double x, double y, double z) noexcept nogil:
-    if x > y:
-        x, y = y, x
-    if y > z:
-        y = z
-    return x if x > y else y
-
-
-cdef void _select_kth(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Partially order a[0:n] so that a[:k] <= a[k] <= a[k+1:] (quickselect).
-
-    The pivot is the median of three pseudo-random samples, so sorted,
-    reversed and organ-pipe inputs stay linear in expectation.
-    """
-    cdef Py_ssize_t lo = 0, hi = n, i, j, span
-    cdef uint64_t rng = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
-    cdef double pivot, x
-    while hi - lo > 24:
-        span = hi - lo
-        rng ^= rng << 13
-        rng ^= rng >> 7
-        rng ^= rng << 17
-        pivot = _median3(a[lo + <Py_ssize_t>(rng % <uint64_t>span)],
-                         a[lo + <Py_ssize_t>((rng >> 21) % <uint64_t>span)],
-                         a[lo + <Py_ssize_t>((rng >> 42) % <uint64_t>span)])
-        i = _partition_lt(a, lo, hi, pivot)
-        if k < i:
-            hi = i
-            continue
-        # [i, hi) >= pivot: split off the run equal to the pivot, which is
-        # never empty, so every round makes progress even on duplicates
-        j = _partition_le(a, i, hi, pivot)
-        if k < j:
-            return
-        lo = j
-    # insertion sort of the small remainder
-    for i in range(lo + 1, hi):
-        x = a[i]
-        j = i - 1
-        while j >= lo and a[j] > x:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = x
-
-
-cdef double _quantile_inplace(double* a, Py_ssize_t n, double q) noexcept nogil:
-    """Linear-interpolated quantile (numpy's default method) of a[0:n]; reorders a."""
-    cdef double h = (n - 1) * q
-    cdef Py_ssize_t lo = <Py_ssize_t>floor(h)
-    cdef double frac = h - lo
-    cdef double below, above
-    cdef Py_ssize_t i
-    _select_kth(a, n, lo)
-    below = a[lo]
-    if frac == 0.0 or lo + 1 >= n:
-        return below
-    # the next order statistic is the minimum of the upper part
-    above = a[lo + 1]
-    for i in range(lo + 2, n):
-        if a[i] < above:
-            above = a[i]
-    return _lerp(below, above, frac)
-
+# Quantile interpolation (selection itself is arb_select in _simd.c)
 
 cdef inline double _lerp(double a, double b, double t) noexcept nogil:
     # numpy's formulation (numpy/lib/_function_base_impl.py::_lerp), so that
@@ -376,13 +276,21 @@ cdef inline double _pick(double* a, double* scratch, Py_ssize_t m, Py_ssize_t k,
     return _lerp(v, nxt, frac) if need_next else v
 
 
+cdef inline double _quantile_of(double* a, double* scratch, Py_ssize_t n,
+                                double q) noexcept nogil:
+    """Quantile ``q`` of a[0:n] (n > 0) by numpy's linear method; reorders a."""
+    cdef double h = (n - 1) * q
+    cdef Py_ssize_t k = <Py_ssize_t>floor(h)
+    cdef double frac = h - k
+    return _pick(a, scratch, n, k, frac, frac != 0.0 and k + 1 < n)
+
+
 cdef int _quantile_full(const _Window* w, Py_ssize_t size, const double* qs, Py_ssize_t nq,
                         double* out, Py_ssize_t* count) noexcept nogil:
     """Compact every matching value, then select each quantile; -1 if out of memory."""
-    cdef Py_ssize_t n, i, k
+    cdef Py_ssize_t n, i
     cdef ptrdiff_t m
     cdef int64_t b, a
-    cdef double h, frac
     cdef double* work
     cdef double* scratch
     cdef double* buf = <double*>PyMem_RawMalloc(
@@ -395,15 +303,12 @@ cdef int _quantile_full(const _Window* w, Py_ssize_t size, const double* qs, Py_
     count[0] = n
     if n:
         for i in range(nq):
-            h = (n - 1) * qs[i]
-            k = <Py_ssize_t>floor(h)
-            frac = h - k
             if nq > 1:
                 work = scratch + size
                 memcpy(work, buf, n * sizeof(double))
             else:
                 work = buf
-            out[i] = _pick(work, scratch, n, k, frac, frac != 0.0 and k + 1 < n)
+            out[i] = _quantile_of(work, scratch, n, qs[i])
     PyMem_RawFree(buf)
     return 0
 
@@ -1379,7 +1284,8 @@ cdef class MetricRing:
                     if mk[k]:
                         _group_row(&acc[k], out, k)
             if tk != NULL and m > 0:
-                buf = <double*>PyMem_RawMalloc(m * sizeof(double))
+                # the values sorted by key, then a scratch region for arb_select
+                buf = <double*>PyMem_RawMalloc(2 * m * sizeof(double))
                 if buf == NULL:
                     raise MemoryError()
                 with nogil:
@@ -1394,7 +1300,8 @@ cdef class MetricRing:
                         acc[k].n += 1
                     for k in range(nkeys):
                         if off[k + 1] > off[k]:
-                            out[k, 10] = _quantile_inplace(buf + off[k], off[k + 1] - off[k], q)
+                            out[k, 10] = _quantile_of(buf + off[k], buf + m,
+                                                      off[k + 1] - off[k], q)
         finally:
             PyMem_Free(acc)
             PyMem_RawFree(tk)
