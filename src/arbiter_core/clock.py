@@ -8,11 +8,11 @@ with a ``now() -> float`` method returning seconds.  Production code uses
 
 from __future__ import annotations
 
-import math
-import numbers
 import threading
 import time
 from typing import Protocol, runtime_checkable
+
+from ._validate import check_number as _finite
 
 __all__ = ["Clock", "ManualClock", "MonotonicClock", "default_clock", "is_monotonic_default"]
 
@@ -99,13 +99,3 @@ def default_clock() -> MonotonicClock:
 def is_monotonic_default(clock: Clock) -> bool:
     """True when ``clock`` reads CLOCK_MONOTONIC, so C code may read it directly."""
     return type(clock) is MonotonicClock
-
-
-def _finite(x: object, name: str) -> float:
-    # numbers.Real takes numpy's ints and floats (not numpy's bool_); bool is not a time
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    v = float(x)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    return v

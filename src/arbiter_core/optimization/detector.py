@@ -33,9 +33,9 @@ from typing import TypeVar
 
 import numpy as np
 
+from .._validate import check_int, check_non_negative, check_positive
 from ..clock import Clock, default_clock
 from ..types import BottleneckSeverity, MetricType, PerformanceMetric
-from .monitor import _check_positive_float as check_positive
 from .monitor import coerce_metric_type
 from .results import Bottleneck, BottleneckEvent, BottleneckEventKind
 
@@ -136,16 +136,6 @@ def impact_text(metric_type: MetricType, component: str, severity: BottleneckSev
     prefix = "URGENT: " if _RANK[severity] >= 2 else ""
     sentence = _IMPACT.get(metric_type, "Performance degradation detected")
     return f"{prefix}{sentence} in {component}"
-
-
-def check_threshold(value: object, name: str) -> float:
-    """A threshold as a float: finite and >= 0, else ValueError/TypeError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0.0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +336,7 @@ class BottleneckDetector:
         parsed: dict[MetricType, float] = {}
         for mt, value in thresholds.items():
             t = coerce_metric_type(mt, "thresholds key")
-            parsed[t] = check_threshold(value, f"thresholds[{t.value!r}]")
+            parsed[t] = check_non_negative(value, f"thresholds[{t.value!r}]")
         return parsed
 
     @property
@@ -609,17 +599,8 @@ def subscribe(registry: list[T], item: T, lock: threading.RLock, name: str) -> C
     return remove
 
 
-def check_int(x: object, name: str, minimum: int) -> int:
-    """An int >= ``minimum`` (bools refused), else TypeError/ValueError naming it."""
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
-    if x < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {x}")
-    return int(x)
-
-
 def _check_pct(x: object, name: str) -> float:
-    v = check_threshold(x, name)
+    v = check_non_negative(x, name)
     if v >= 100.0:
         raise ValueError(f"{name} must be < 100, got {x!r}")
     return v

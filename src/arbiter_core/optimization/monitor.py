@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ringbuf import MetricRing, NamedRecorder, SeriesHandle, WindowStats
+from .._validate import check_int, check_positive
 from ..clock import Clock, default_clock, is_monotonic_default
 from ..types import METRIC_UNITS, MetricType, PerformanceMetric, coerce_enum
 
@@ -178,9 +179,9 @@ class PerformanceMonitor:
         max_series: int = 10_000,
         clock: Clock | None = None,
     ) -> None:
-        _check_positive_int(max_metrics, "max_metrics")
-        _check_positive_int(max_series, "max_series")
-        self.retention_s = _check_positive_float(retention_s, "retention_s")
+        check_int(max_metrics, "max_metrics", 1)
+        check_int(max_series, "max_series", 1)
+        self.retention_s = check_positive(retention_s, "retention_s")
         self.max_series = max_series
         self.clock: Clock = default_clock() if clock is None else clock
         if not callable(getattr(self.clock, "now", None)):
@@ -233,7 +234,7 @@ class PerformanceMonitor:
         warning is logged when handles were handed out).  Timers from
         :meth:`time` and :meth:`record_metric` are unaffected.
         """
-        _check_positive_int(max_metrics, "max_metrics")
+        check_int(max_metrics, "max_metrics", 1)
         ts, keys, vals = self._ring.snapshot()
         ring = MetricRing(max_metrics)
         keep = slice(max(0, len(vals) - max_metrics), None)
@@ -452,20 +453,3 @@ def _check_bound(x: object, name: str, *, allow_none: bool) -> None:
                         f"got {type(x).__name__}")
     if x != x:
         raise ValueError(f"{name} must not be NaN")
-
-
-def _check_positive_int(x: object, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
-    if x < 1:
-        raise ValueError(f"{name} must be >= 1, got {x}")
-    return int(x)
-
-
-def _check_positive_float(x: object, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    v = float(x)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {x!r}")
-    return v

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ringbuf import MetricRing
+from .._validate import check_int, check_non_negative, check_positive
 from ..clock import Clock, default_clock, is_monotonic_default
 from ..types import BottleneckSeverity, MetricType, RecommendationType
 from .detector import (
@@ -43,13 +44,10 @@ from .detector import (
     BottleneckListener,
     Observation,
     ThresholdMap,
-    check_int,
-    check_threshold,
     higher_is_bad,
     subscribe,
 )
 from .monitor import PerformanceMonitor, coerce_metric_type
-from .monitor import _check_positive_float as check_positive
 from .results import (
     Bottleneck,
     CacheStatistics,
@@ -195,9 +193,9 @@ class OptimizerConfig:
         check_int(self.history_size, "history_size", 1)
         check_int(self.resolve_after, "resolve_after", 1)
         check_int(self.max_series, "max_series", 1)
-        if check_threshold(self.hysteresis_pct, "hysteresis_pct") >= 100.0:
+        if check_non_negative(self.hysteresis_pct, "hysteresis_pct") >= 100.0:
             raise ValueError(f"hysteresis_pct must be < 100, got {self.hysteresis_pct!r}")
-        check_threshold(self.trend_stable_pct, "trend_stable_pct")
+        check_non_negative(self.trend_stable_pct, "trend_stable_pct")
         if self.retention_s is not None:
             r = check_positive(self.retention_s, "retention_s")
             if r < self.analysis_window_s:
@@ -208,7 +206,8 @@ class OptimizerConfig:
                 raise TypeError("thresholds must be a mapping of MetricType to float, got "
                                 f"{type(self.thresholds).__name__}")
             parsed = {coerce_metric_type(k, "thresholds key"):
-                      check_threshold(v, f"thresholds[{k!r}]") for k, v in self.thresholds.items()}
+                      check_non_negative(v, f"thresholds[{k!r}]")
+                      for k, v in self.thresholds.items()}
             # a private copy: the caller's dict can change, this config cannot
             object.__setattr__(self, "thresholds", MappingProxyType(parsed))
 
@@ -506,7 +505,7 @@ class RuntimeOptimizer:
         """
         if not isinstance(hit, (bool, np.bool_)):
             raise TypeError(f"hit must be a bool, got {type(hit).__name__}")
-        value = 0.0 if latency_ms is None else check_threshold(latency_ms, "latency_ms")
+        value = 0.0 if latency_ms is None else check_non_negative(latency_ms, "latency_ms")
         if timestamp is not None:
             _check_timestamp(timestamp)
         cid = self._cache_ids.get(cache_id) if isinstance(cache_id, str) else None

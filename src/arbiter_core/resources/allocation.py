@@ -26,16 +26,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._select import STRATEGY_CODES
+from .._validate import check_int, check_non_negative, check_number, check_positive
 from ..clock import is_monotonic_default
 from ..types import AllocationStatus, TaskPriority
 from .balancer import LoadBalancer
 from .ratelimit import AdaptiveTokenBucket, RateLimitConfig
 from .records import (
     ResourceRequirements,
-    check_int,
-    check_non_negative,
-    check_number,
-    check_positive,
 )
 
 __all__ = [

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import check_int, check_non_negative, check_positive, check_range
 from ..clock import Clock, default_clock
 from ..types import HealthStatus, LoadBalancingStrategy, ScalingAction
 from .allocation import (
@@ -33,10 +34,6 @@ from .records import (
     AgentResourceProfile,
     HealthThresholds,
     ResourcePoolStats,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_range,
 )
 
 __all__ = [

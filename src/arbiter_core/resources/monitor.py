@@ -14,17 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._select import HEALTH_NAMES, AgentTable
+from .._validate import check_int, check_non_negative, check_number, check_positive, check_range
 from ..clock import Clock, default_clock
 from ..types import HealthStatus
 from .records import (
     AgentResourceProfile,
     HealthThresholds,
     ResourcePoolStats,
-    check_int,
-    check_non_negative,
-    check_number,
-    check_positive,
-    check_range,
 )
 
 __all__ = ["ResourceMonitor"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .records import check_non_negative, check_number, check_positive, check_range
+from .._validate import check_non_negative, check_number, check_positive, check_range
 
 __all__ = ["AdaptiveTokenBucket", "RateLimitConfig"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..clock import _finite
+from .._validate import check_non_negative, check_range
 from ..types import HealthStatus, LoadBalancingStrategy
 
 __all__ = [
@@ -20,42 +20,6 @@ __all__ = [
     "ResourcePoolStats",
     "ResourceRequirements",
 ]
-
-
-#: ``value`` as a finite float; TypeError/ValueError naming ``name`` otherwise
-#: (the clock's validator: one wording for every number in the package).
-check_number = _finite
-
-
-def check_non_negative(value: object, name: str) -> float:
-    v = check_number(value, name)
-    if v < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
-
-
-def check_positive(value: object, name: str) -> float:
-    v = check_number(value, name)
-    if v <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def check_range(value: object, name: str, lo: float = 0.0, hi: float = 100.0) -> float:
-    """A finite number within [lo, hi] (default: a percentage)."""
-    v = check_number(value, name)
-    if not lo <= v <= hi:
-        raise ValueError(f"{name} must be within [{lo:g}, {hi:g}], got {value!r}")
-    return v
-
-
-def check_int(value: object, name: str, minimum: int, maximum: int = 2**31 - 1) -> int:
-    """``value`` as an int in [minimum, maximum]; TypeError/ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be within [{minimum}, {maximum}], got {value}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)

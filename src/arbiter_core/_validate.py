@@ -1,0 +1,58 @@
+"""Argument validation shared by the whole package.
+
+One wording for every number: a bad argument raises ``TypeError`` (wrong type;
+bools are never numbers here) or ``ValueError`` (wrong value), and both name
+the argument.  numpy scalars are accepted (``numbers.Real``/``Integral``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = ["check_int", "check_non_negative", "check_number", "check_positive", "check_range"]
+
+
+def check_number(value: object, name: str) -> float:
+    """``value`` as a finite float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def check_non_negative(value: object, name: str) -> float:
+    """A finite number >= 0."""
+    v = check_number(value, name)
+    if v < 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def check_positive(value: object, name: str) -> float:
+    """A finite number > 0."""
+    v = check_number(value, name)
+    if v <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def check_range(value: object, name: str, lo: float = 0.0, hi: float = 100.0) -> float:
+    """A finite number within [lo, hi] (default: a percentage)."""
+    v = check_number(value, name)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be within [{lo:g}, {hi:g}], got {value!r}")
+    return v
+
+
+def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int >= ``minimum`` (and <= ``maximum`` when given)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    v = int(value)
+    if v < minimum or (maximum is not None and v > maximum):
+        bound = f">= {minimum}" if maximum is None else f"within [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {bound}, got {v}")
+    return v
