@@ -12,6 +12,7 @@
 # would let another thread reserve a slot between our scan and our
 # reservation.  A scan over 10,000 agents takes about 20 microseconds.
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.math cimport exp, isfinite, INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
@@ -21,17 +22,10 @@ import os
 
 __all__ = ["AgentTable", "HEALTH_NAMES", "STRATEGY_CODES"]
 
-# Strategy codes, indexed by LoadBalancingStrategy value.
-cdef enum:
-    S_ROUND_ROBIN = 0
-    S_LEAST_LOADED = 1
-    S_WEIGHTED = 2
-    S_RANDOM = 3
-    S_PRIORITY_BASED = 4
-    S_POWER_OF_TWO = 5
-    S_PEAK_EWMA = 6
-    N_STRATEGIES = 7
+# The strategy, health and flag codes, the PRNG state and the table's layout
+# are declared in _select.pxd (shared with the allocation core).
 
+# Strategy codes, indexed by LoadBalancingStrategy value.
 STRATEGY_CODES = {
     "round_robin": S_ROUND_ROBIN,
     "least_loaded": S_LEAST_LOADED,
@@ -42,42 +36,14 @@ STRATEGY_CODES = {
     "peak_ewma": S_PEAK_EWMA,
 }
 
-# Health codes; FREE marks an unused slot.
-cdef enum:
-    H_FREE = -1
-    H_HEALTHY = 0
-    H_DEGRADED = 1
-    H_UNHEALTHY = 2
-    H_OFFLINE = 3
-
+# Health codes 0..3 (H_FREE = -1 marks an unused slot).
 HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "offline")
-
-# Bits of `_flags`.
-cdef enum:
-    F_CPU = 1          # cpu % reported at least once
-    F_MEM = 2
-    F_NET = 4
-    F_REPORTED = 8     # any usage report ever: staleness applies
-    F_LAT = 16         # latency EWMA has a sample
-    F_STALE = 32       # OFFLINE because silent past the stale limit
-    F_DOWN = 64        # OFFLINE because failed over (until a report/restore)
-
-# Rejection sampling budget of the O(1) strategies before they fall back to an
-# exact scan (a pool where fewer than about 1 in 10 agents is eligible).
-cdef enum:
-    SAMPLE_TRIES = 32
-    MAX_ALT = 3
 
 
 # ---------------------------------------------------------------------------
 # PRNG: xoshiro256** seeded through splitmix64 (Blackman & Vigna).  Fast, good
 # statistical quality, and reproducible from one 64-bit seed.
 
-cdef struct Rng:
-    uint64_t s0
-    uint64_t s1
-    uint64_t s2
-    uint64_t s3
 
 
 cdef inline uint64_t _splitmix(uint64_t* x) noexcept nogil:
@@ -234,6 +200,7 @@ cdef inline void _scan_offer(Scan* st, double k1, double k2, Py_ssize_t i) noexc
 # ---------------------------------------------------------------------------
 # AgentTable
 
+@cython.final
 cdef class AgentTable:
     """AgentTable(capacity)
     --
@@ -286,58 +253,6 @@ cdef class AgentTable:
     True
     """
 
-    # per-slot arrays
-    cdef int8_t* _health
-    cdef uint8_t* _flags
-    cdef int32_t* _max
-    cdef int32_t* _active
-    cdef int32_t* _streak        # consecutive failures
-    cdef int32_t* _ejections
-    cdef double* _inv_cap        # 100 / max_tasks
-    cdef double* _weight
-    cdef double* _inv_weight
-    cdef double* _cpu
-    cdef double* _mem
-    cdef double* _net
-    cdef double* _base_ll        # (cpu + mem) / 2
-    cdef double* _base_w         # 0.3 cpu + 0.2 mem
-    cdef double* _key_ll         # least-loaded score, kept current by _rekey
-    cdef double* _key_w          # weighted score, kept current by _rekey
-    cdef double* _ejected_until
-    cdef double* _lat            # peak EWMA latency, seconds
-    cdef double* _lat_t          # time of the last latency sample
-    cdef double* _last_report
-    cdef double* _cap_cpu        # percent of the agent a request may take
-    cdef double* _cap_mem        # MB, 0 = not declared
-    cdef double* _cap_net        # Mbps, 0 = not declared
-    cdef double* _res_cpu        # reserved by active allocations
-    cdef double* _res_mem
-    cdef double* _res_net
-    cdef int64_t* _selected      # selections made (load distribution)
-    cdef int64_t* _completed
-    cdef int64_t* _failed
-    cdef Py_ssize_t* _pos        # slot -> index in _dense
-    cdef Py_ssize_t* _dense      # the live slots, packed, for O(1) sampling
-    cdef Py_ssize_t* _free       # stack of free slots below the high-water mark
-
-    cdef Py_ssize_t _cap         # hard maximum
-    cdef Py_ssize_t _alloc       # allocated slots
-    cdef Py_ssize_t _grow_to
-    cdef Py_ssize_t _hw          # high-water mark: slots [0, _hw) were used
-    cdef Py_ssize_t _n           # live agents
-    cdef Py_ssize_t _nfree
-    cdef Py_ssize_t _rr          # round-robin cursor (last slot picked)
-    cdef Py_ssize_t _n_ej        # agents with an ejection set (expired or not)
-    cdef Rng _rng
-    cdef double _lat_mean        # pool latency EWMA, for unmeasured agents
-    cdef bint _lat_any
-    cdef double _cpu_warn, _cpu_crit, _mem_warn, _mem_crit
-    cdef readonly double ewma_decay_s
-    cdef Py_ssize_t _alt[MAX_ALT]
-    cdef int _nalt
-    cdef double _last_score
-    cdef list _ids
-    cdef dict _index
 
     def __cinit__(self, capacity):
         if isinstance(capacity, bool) or not isinstance(capacity, int):
@@ -738,6 +653,43 @@ cdef class AgentTable:
         self._inv_weight[slot] = 1.0 / weight
         self._rekey(slot)
 
+    cdef int32_t _complete(self, Py_ssize_t s, double duration_s, bint success,
+                           double now) noexcept nogil:
+        """One finished task: peak EWMA latency (``duration_s >= 0``) and the
+        failure streak, which it returns.  Arguments already checked."""
+        cdef double w, lat
+        if duration_s >= 0.0:
+            if self._flags[s] & F_LAT:
+                lat = self._lat[s]
+                if duration_s > lat:
+                    # peak sensitivity: a slow response is believed at once
+                    lat = duration_s
+                else:
+                    w = exp(-(now - self._lat_t[s]) / self.ewma_decay_s) \
+                        if now > self._lat_t[s] else 1.0
+                    # w = 1 (no time passed) would ignore the sample forever;
+                    # give every sample at least a small say
+                    if w > 0.9:
+                        w = 0.9
+                    lat = lat * w + duration_s * (1.0 - w)
+                self._lat[s] = lat
+            else:
+                self._lat[s] = duration_s
+                self._flags[s] |= F_LAT
+            self._lat_t[s] = now
+            if self._lat_any:
+                self._lat_mean += 0.1 * (duration_s - self._lat_mean)
+            else:
+                self._lat_mean = duration_s
+                self._lat_any = True
+        if success:
+            self._streak[s] = 0
+            self._completed[s] += 1
+        else:
+            self._streak[s] += 1
+            self._failed[s] += 1
+        return self._streak[s]
+
     def record_completion(self, Py_ssize_t slot, double duration_s, bint success,
                           double now):
         """record_completion(slot, duration_s, success, now)
@@ -750,42 +702,11 @@ cdef class AgentTable:
         int
             The consecutive failure count after this outcome.
         """
-        cdef double w, lat
         self._check(slot)
         _check_finite(now, "now")
         if not isfinite(duration_s):
             raise ValueError(f"duration_s must be finite, got {duration_s!r}")
-        if duration_s >= 0.0:
-            if self._flags[slot] & F_LAT:
-                lat = self._lat[slot]
-                if duration_s > lat:
-                    # peak sensitivity: a slow response is believed at once
-                    lat = duration_s
-                else:
-                    w = exp(-(now - self._lat_t[slot]) / self.ewma_decay_s) \
-                        if now > self._lat_t[slot] else 1.0
-                    # w = 1 (no time passed) would ignore the sample forever;
-                    # give every sample at least a small say
-                    if w > 0.9:
-                        w = 0.9
-                    lat = lat * w + duration_s * (1.0 - w)
-                self._lat[slot] = lat
-            else:
-                self._lat[slot] = duration_s
-                self._flags[slot] |= F_LAT
-            self._lat_t[slot] = now
-            if self._lat_any:
-                self._lat_mean += 0.1 * (duration_s - self._lat_mean)
-            else:
-                self._lat_mean = duration_s
-                self._lat_any = True
-        if success:
-            self._streak[slot] = 0
-            self._completed[slot] += 1
-        else:
-            self._streak[slot] += 1
-            self._failed[slot] += 1
-        return self._streak[slot]
+        return self._complete(slot, duration_s, success, now)
 
     def eject(self, Py_ssize_t slot, double until):
         """eject(slot, until)
@@ -932,6 +853,18 @@ cdef class AgentTable:
         self._reserve(slot, cpu, memory_mb, network_mbps)
         return True
 
+    cdef int _unreserve(self, Py_ssize_t s, double rc, double rm, double rn) noexcept nogil:
+        """Give back one task slot and its resources; -1 if none is held."""
+        if self._active[s] <= 0:
+            return -1
+        self._active[s] -= 1
+        self._rekey(s)
+        # clamp: float round-off must never leave a tiny negative reservation
+        self._res_cpu[s] = max(0.0, self._res_cpu[s] - rc)
+        self._res_mem[s] = max(0.0, self._res_mem[s] - rm)
+        self._res_net[s] = max(0.0, self._res_net[s] - rn)
+        return 0
+
     def release(self, Py_ssize_t slot, double cpu=0.0, double memory_mb=0.0,
                 double network_mbps=0.0):
         """release(slot, cpu=0.0, memory_mb=0.0, network_mbps=0.0)
@@ -940,14 +873,8 @@ cdef class AgentTable:
         """
         self._check(slot)
         _check_request(cpu, memory_mb, network_mbps)
-        if self._active[slot] <= 0:
+        if self._unreserve(slot, cpu, memory_mb, network_mbps) < 0:
             raise ValueError(f"slot {slot} has no active task to release")
-        self._active[slot] -= 1
-        self._rekey(slot)
-        # clamp: float round-off must never leave a tiny negative reservation
-        self._res_cpu[slot] = max(0.0, self._res_cpu[slot] - cpu)
-        self._res_mem[slot] = max(0.0, self._res_mem[slot] - memory_mb)
-        self._res_net[slot] = max(0.0, self._res_net[slot] - network_mbps)
 
     # -- selection ------------------------------------------------------------
 

@@ -211,7 +211,7 @@ class _Simulation:
                 self.running[aid] = set()
                 self.busy_s[aid] = 0.0
         self.arm.on_failover(self._on_failover)
-        self.arm.allocator.transition_listener = self._on_transition
+        self.arm.allocator.on_transition(self._on_transition)
         self.opt.on_bottleneck(self._on_bottleneck)
         for f in self.sc.faults:
             self._push(f.at_s, _FAULT, f)

@@ -10,9 +10,10 @@ decision record.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._listeners import Listeners
 from .._select import STRATEGY_CODES
 from ..types import LoadBalancingStrategy, TaskPriority, coerce_enum
 from .monitor import ResourceMonitor
@@ -125,6 +126,7 @@ class LoadBalancer:
         self._monitor = monitor
         self._table = monitor.table
         self._clock = monitor.clock
+        self._strategy_listeners = Listeners("strategy listener")
         self.set_strategy(strategy)
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int):
@@ -139,11 +141,26 @@ class LoadBalancer:
     def strategy(self) -> LoadBalancingStrategy:
         return self._current[0]
 
+    @property
+    def strategy_code(self) -> int:
+        """The strategy's code for the table's kernels (``STRATEGY_CODES``)."""
+        return self._current[1]
+
     def set_strategy(self, strategy: LoadBalancingStrategy | str) -> None:
-        """Switch strategy at runtime (thread-safe: one attribute store)."""
+        """Switch strategy at runtime (thread-safe: one attribute store);
+        subscribers of :meth:`on_strategy_change` follow at once."""
         s = coerce_strategy(strategy)
         # one attribute holds both, so a concurrent switch is never half-seen
-        self._current = (s, STRATEGY_CODES[s.value])
+        self._current = current = (s, STRATEGY_CODES[s.value])
+        self._strategy_listeners.emit(*current)
+
+    def on_strategy_change(
+        self, callback: Callable[[LoadBalancingStrategy, int], None]
+    ) -> Callable[[], None]:
+        """Call ``callback(strategy, code)`` after every :meth:`set_strategy`
+        (the allocator keeps the code in C this way).  Returns a function
+        that unsubscribes."""
+        return self._strategy_listeners.subscribe(callback)
 
     def get_strategy(self) -> LoadBalancingStrategy:
         return self._current[0]
