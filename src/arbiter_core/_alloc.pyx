@@ -32,31 +32,16 @@
 
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
-from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.math cimport isfinite, INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t
 from libc.string cimport memset
 
+from ._chelpers cimport monotonic as _mono, new_record, put_field as _put
 from ._select cimport AgentTable, S_ROUND_ROBIN
 
 import numpy as np
 
 __all__ = ["AllocCore", "STATUS_NAMES"]
-
-
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec* tp)
-    int CLOCK_MONOTONIC
-
-cdef extern from "Python.h":
-    # tp_alloc of a tuple subclass (what tuple.__new__(cls, ...) does inside):
-    # a named tuple built without the intermediate tuple and the Python frame
-    object PyType_GenericAlloc(type tp, Py_ssize_t nitems)
 
 
 # Request states (the order of AllocationStatus), plus two internal ones.
@@ -85,12 +70,6 @@ cdef enum:
     MAX_SKIP = 64         # queued requests skipped per dispatch for resources
     N_REASONS = 64        # distinct failure reasons tallied before "other"
     HIGH_PRIORITY = 75
-
-
-cdef inline double _mono() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
 cdef class AllocCore:
@@ -724,7 +703,7 @@ cdef class AllocCore:
             wait = now - self._req_at[i]
         else:
             wait = fin_at - self._req_at[i]
-        res = PyType_GenericAlloc(self._result_type, 12)
+        res = new_record(self._result_type, 12)
         _put(res, 0, self._rid[i])
         _put(res, 1, req.task_id)
         _put(res, 2, self._statuses[st])
@@ -1258,11 +1237,6 @@ cdef class AllocCore:
         if n_hist != live + self._hn:
             raise AssertionError("records by state do not add up")
         return True
-
-
-cdef inline void _put(object t, Py_ssize_t k, object v):
-    Py_INCREF(v)
-    PyTuple_SET_ITEM(t, k, v)
 
 
 cdef void* _re(void* p, Py_ssize_t n, size_t size) except NULL:

@@ -18,6 +18,8 @@ from libc.math cimport exp, isfinite, INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
+from ._chelpers cimport monotonic as _mono, new_record, put_field
+
 import os
 
 __all__ = ["AgentTable", "HEALTH_NAMES", "STRATEGY_CODES"]
@@ -1152,6 +1154,45 @@ cdef class AgentTable:
         else:
             alts = (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
         return (ids[s], self._last_score, load, alts)
+
+    def decision(self, type record, strategy, int code, bint high, double cpu,
+                 double memory_mb, double network_mbps, double now, bint reserve,
+                 int priority):
+        """decision(record, strategy, code, high, cpu, memory_mb, network_mbps, now, reserve, priority)
+
+        :meth:`decide`, returning the decision record itself: an instance of
+        the named tuple ``record`` with the fields ``(selected_agent_id,
+        strategy, agent_load, alternatives, decision_duration_s, timestamp,
+        score, priority, reserved)`` built in C, or ``None`` when no agent is
+        eligible.  ``decision_duration_s`` is the time spent in this call.
+        """
+        cdef double t0 = _mono()
+        cdef Py_ssize_t s = self.select(code, high, cpu, memory_mb, network_mbps, now, reserve)
+        cdef int k = self._nalt
+        cdef double load
+        if s < 0:
+            return None
+        load = (self._active[s] - (1 if reserve else 0)) * self._inv_cap[s]
+        ids = self._ids
+        if k == 0:
+            alts = ()
+        elif k == 1:
+            alts = (ids[self._alt[0]],)
+        elif k == 2:
+            alts = (ids[self._alt[0]], ids[self._alt[1]])
+        else:
+            alts = (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
+        d = new_record(record, 9)
+        put_field(d, 0, ids[s])
+        put_field(d, 1, strategy)
+        put_field(d, 2, load)
+        put_field(d, 3, alts)
+        put_field(d, 5, now)
+        put_field(d, 6, self._last_score)
+        put_field(d, 7, priority)
+        put_field(d, 8, reserve)
+        put_field(d, 4, _mono() - t0)
+        return d
 
     def any_eligible(self, double now):
         """any_eligible(now)

@@ -189,6 +189,7 @@ class LoadBalancingDecision(NamedTuple):
         Up to three other agents the strategy considered (next best, or the
         losing random choice).
     decision_duration_s : float
+        Time spent choosing (in the selection kernel).
     timestamp : float
         The balancer's clock at the decision.
     score : float
