@@ -2,7 +2,7 @@
 from collections.abc import Hashable
 from typing import Any, TypeVar, final
 
-from typing_extensions import Self, disjoint_base
+from typing_extensions import Self
 
 __all__ = ["HEALTH_NAMES", "STRATEGY_CODES", "AgentTable"]
 
@@ -13,7 +13,6 @@ _R = TypeVar("_R", bound=tuple[Any, ...])
 _Decision = tuple[Hashable, float, float, tuple[Hashable, ...]]
 
 @final
-@disjoint_base
 class AgentTable:
     def __new__(cls, capacity: int) -> Self: ...
     @property
