@@ -97,6 +97,7 @@ cdef class AllocCore:
     cdef object _wake_cb
     cdef object _leaving_cb
     cdef list _events
+    cdef list _limbo                # finished records to forget (history 0)
 
     # configuration
     cdef int _code                  # strategy code of the balancer
@@ -185,6 +186,7 @@ cdef class AllocCore:
         self._waiters = {}
         self._reasons = {}
         self._events = []
+        self._limbo = []
         self._waits = <double*>PyMem_Realloc(NULL, N_SAMPLES * sizeof(double))
         self._decs = <double*>PyMem_Realloc(NULL, N_SAMPLES * sizeof(double))
         if self._waits == NULL or self._decs == NULL:
@@ -403,7 +405,8 @@ cdef class AllocCore:
         """A finished record enters the history (the oldest leaves: O(1))."""
         cdef Py_ssize_t j
         if self._hist_cap == 0:
-            self._forget(i)
+            # forgotten once the operation has built its result (_flush)
+            self._limbo.append(i)
             return
         if self._hn == self._hist_cap:
             self._evict_oldest()
@@ -633,8 +636,11 @@ cdef class AllocCore:
         return 0
 
     cdef int _flush(self) except -1:
-        """Deliver queued events (state is consistent; they may call back in)."""
+        """Deliver queued events (state is consistent; they may call back in)
+        and forget finished records when no history is kept."""
         cdef list ev
+        while self._limbo:
+            self._forget(self._limbo.pop())
         while self._events:
             ev = self._events
             self._events = []
@@ -844,7 +850,7 @@ cdef class AllocCore:
         self._acquire()
         try:
             res = self._submit(request, t0, False)
-            if self._events:
+            if self._events or self._limbo:
                 self._flush()
             return res
         finally:
@@ -859,8 +865,7 @@ cdef class AllocCore:
         self._acquire()
         try:
             res = self._submit(request, t0, True)
-            if self._events:
-                self._flush()
+            self._flush()
             return res
         finally:
             self._release()
@@ -907,7 +912,7 @@ cdef class AllocCore:
                 self._events.append((self._outcome_cb, (agent, False, streak)))
             if self._limiter is not None:
                 self._limiter.record_outcome(success, None if d < 0.0 else d, now)
-            if self._events:
+            if self._events or self._limbo:
                 # outcomes first: an ejection takes the agent out before the
                 # queue is served
                 self._flush()
@@ -915,8 +920,7 @@ cdef class AllocCore:
                 if self._deadline[self._dl[0]] <= now:
                     self._expire(now)
                 self._dispatch(now)
-                if self._events:
-                    self._flush()
+                self._flush()
             return res
         finally:
             self._release()
