@@ -116,19 +116,6 @@ cdef class AgentTable:
     cdef void _rekey(self, Py_ssize_t s) noexcept nogil
     cdef void _set_health(self, Py_ssize_t s, int8_t h) noexcept nogil
     cdef void _reserve(self, Py_ssize_t s, double rc, double rm, double rn) noexcept nogil
-    cdef Py_ssize_t _scan(self, int strategy, int min_tier, double now, bint need_fit,
-                          double rc, double rm, double rn) noexcept nogil
-    cdef Py_ssize_t _round_robin(self, int min_tier, double now, bint need_fit,
-                                 double rc, double rm, double rn) noexcept nogil
-    cdef Py_ssize_t _sample(self, int min_tier, double now, bint need_fit, double rc,
-                            double rm, double rn, Py_ssize_t avoid) noexcept nogil
-    cdef double _p2c_cost(self, int strategy, Py_ssize_t s) noexcept nogil
-    cdef Py_ssize_t _two_choices(self, int strategy, int min_tier, double now, bint need_fit,
-                                 double rc, double rm, double rn) noexcept nogil
-    cdef Py_ssize_t _random(self, int min_tier, double now, bint need_fit,
-                            double rc, double rm, double rn) noexcept nogil
-    cdef Py_ssize_t _select1(self, int strategy, int min_tier, double now, bint need_fit,
-                             double rc, double rm, double rn) noexcept nogil
     cdef Py_ssize_t _select(self, int strategy, bint high, double rc, double rm,
                             double rn, double now, bint reserve) noexcept nogil
     cpdef Py_ssize_t select(self, int strategy, bint high=*, double cpu=*,
