@@ -840,7 +840,23 @@ cdef class AllocCore:
     def allocate(self, request):
         """allocate(request)
 
-        Submit a request; never blocks (see :class:`ResourceAllocator`).
+        Submit a request; never blocks.
+
+        Returns
+        -------
+        AllocationResult
+            ALLOCATED when an eligible agent has room now; QUEUED when it must
+            wait (others are waiting, or no agent has room); REJECTED by the
+            rate limit or a full queue; FAILED when the pool is empty;
+            TIMED_OUT when its deadline had already passed.
+
+        Raises
+        ------
+        ValueError
+            ``request_id`` is still queued or active (nothing changes, nothing
+            is counted).
+        TypeError
+            ``request`` is not an :class:`AllocationRequest`.
         """
         cdef double t0 = _mono()
         if type(request) is not self._request_type and \
@@ -873,7 +889,20 @@ cdef class AllocCore:
     def release(self, request_id, success=True, duration_s=None):
         """release(request_id, success=True, duration_s=None)
 
-        Finish an allocated request (see :class:`ResourceAllocator`).
+        Finish an allocated request: free its slot, feed the agent's latency
+        and failure tracking and the adaptive limit, then serve the queue
+        (outcome listeners run first, so an ejection takes effect before).
+
+        A QUEUED request is withdrawn instead (FAILED, "cancelled").  An
+        unknown or already finished id is harmless: it is counted in
+        ``unknown_releases`` and ``None`` is returned.
+
+        Raises
+        ------
+        TypeError
+            ``success`` is not a bool or ``duration_s`` not a number.
+        ValueError
+            ``duration_s`` is negative, NaN or infinite.
         """
         cdef double d = -1.0, now
         cdef Py_ssize_t i, slot
@@ -1064,9 +1093,24 @@ cdef class AllocCore:
     def move(self, request_id, to_agent=None):
         """move(request_id, to_agent=None)
 
-        Move an ALLOCATED request off its agent (see
-        :meth:`ResourceAllocator.move`).  Returns the new agent id, or None
-        when the request went back to the queue.
+        Move an ALLOCATED request off its agent (failover).
+
+        With ``to_agent`` the slot is taken there if it can be; with ``None``
+        the balancer's strategy picks the best eligible agent.  A request
+        that cannot be placed goes back to the queue with a fresh deadline
+        (``timeout_s`` from now), its priority and its place ahead of newer
+        requests (its original submission time); it spends no token.
+
+        Returns
+        -------
+        str or None
+            The new agent, or ``None`` when it was queued.
+
+        Raises
+        ------
+        KeyError
+            The request is not ALLOCATED, or ``to_agent`` is unknown (nothing
+            changes).
         """
         cdef double now
         cdef Py_ssize_t i, to_slot = -1, s
