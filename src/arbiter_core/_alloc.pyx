@@ -131,7 +131,8 @@ cdef class AllocCore:
     cdef double* _fin_at
     cdef double* _dec
     cdef list _rid                  # per record: request id
-    cdef list _req                  # the AllocationRequest
+    cdef list _task                 # task id
+    cdef list _res                  # required resources (or None)
     cdef list _agent                # agent id (kept after release, for status)
     cdef list _reason
     cdef dict _ids                  # request id -> newest record
@@ -179,7 +180,8 @@ cdef class AllocCore:
         self._nw = self._nd = 0
         self._iw = self._id = 0
         self._rid = []
-        self._req = []
+        self._task = []
+        self._res = []
         self._agent = []
         self._reason = []
         self._ids = {}
@@ -321,7 +323,8 @@ cdef class AllocCore:
         self._dec = <double*>_re(self._dec, n, sizeof(double))
         extra = [None] * (n - self._rcap)
         self._rid.extend(extra)
-        self._req.extend(extra)
+        self._task.extend(extra)
+        self._res.extend(extra)
         self._agent.extend(extra)
         self._reason.extend(extra)
         self._rcap = n
@@ -371,7 +374,8 @@ cdef class AllocCore:
         """Return a record to the free stack (its Python slots cleared)."""
         self._st[i] = ST_FREE
         self._rid[i] = None
-        self._req[i] = None
+        self._task[i] = None
+        self._res[i] = None
         self._agent[i] = None
         self._reason[i] = None
         self._free[self._nfree] = <int32_t>i
@@ -702,7 +706,6 @@ cdef class AllocCore:
         cdef int8_t st = self._st[i]
         cdef double wait, alloc_at = self._alloc_at[i], fin_at = self._fin_at[i]
         cdef bint allocated = self._fl[i] & R_ALLOCATED
-        req = self._req[i]
         if allocated:
             wait = alloc_at - self._req_at[i]
         elif st == ST_QUEUED:
@@ -711,7 +714,7 @@ cdef class AllocCore:
             wait = fin_at - self._req_at[i]
         res = new_record(self._result_type, 12)
         _put(res, 0, self._rid[i])
-        _put(res, 1, req.task_id)
+        _put(res, 1, self._task[i])
         _put(res, 2, self._statuses[st])
         _put(res, 3, self._agent[i])
         _put(res, 4, self._reason[i])
@@ -720,7 +723,7 @@ cdef class AllocCore:
         _put(res, 7, alloc_at if allocated else None)
         _put(res, 8, fin_at if fin_at != INFINITY else None)
         _put(res, 9, self._prio[i])
-        _put(res, 10, req.required_resources if allocated else None)
+        _put(res, 10, self._res[i] if allocated else None)
         _put(res, 11, self._dec[i])
         return res
 
@@ -754,15 +757,18 @@ cdef class AllocCore:
         timeout = request.timeout_s
         ra = request.requested_at
         req_at = now if ra is None else <double>ra
-        if not fallback:
-            res = request.required_resources
-            if res is not None:
-                cpu = res.cpu_percent
-                mem = res.memory_mb
-                net = res.network_mbps
+        task = request.task_id
+        res = request.required_resources
+        if res is not None and not fallback:
+            cpu = res.cpu_percent
+            mem = res.memory_mb
+            net = res.network_mbps
         i = self._new_record()
+        # the fields, not the request: the history then holds no object the
+        # garbage collector must traverse, and no caller's metadata
         self._rid[i] = rid
-        self._req[i] = request
+        self._task[i] = task
+        self._res[i] = res
         self._prio[i] = prio
         self._cpu[i] = cpu
         self._mem[i] = mem
