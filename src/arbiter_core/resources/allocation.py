@@ -52,6 +52,7 @@ TIMED_OUT = AllocationStatus.TIMED_OUT
 FAILED = AllocationStatus.FAILED
 _STATUSES = tuple(AllocationStatus(name) for name in STATUS_NAMES)
 _PRIORITIES = {int(p): p for p in TaskPriority}
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,15 @@ class AllocationRequest:
     requested_at: float | None = None
 
     def __post_init__(self) -> None:
+        t = self.timeout_s
+        if (type(self.request_id) is str and self.request_id and type(self.task_id) is str
+                and self.task_id and self.priority.__class__ is TaskPriority
+                and type(t) is float and 0.0 < t < _INF and self.required_resources is None
+                and self.metadata is None and self.requested_at is None):
+            return      # the common request: nothing to convert, every check passed
+        self._check()
+
+    def _check(self) -> None:
         for name in ("request_id", "task_id"):
             v = getattr(self, name)
             if not isinstance(v, str):
