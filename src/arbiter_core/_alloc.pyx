@@ -64,6 +64,8 @@ cdef enum:
     R_DETACHED = 2    # a newer record holds this request id
     R_ALLOCATED = 4   # was allocated at some point (allocated_at is set)
     R_FIT = 8         # needs resources (cpu / memory / network)
+    R_PINNED = 16     # not movable: failover detaches it instead
+    R_EXCL = 32       # has agents it must not get
 
 cdef enum:
     N_SAMPLES = 10000     # wait and decision samples kept for percentiles
@@ -135,6 +137,7 @@ cdef class AllocCore:
     cdef list _res                  # required resources (or None)
     cdef list _agent                # agent id (kept after release, for status)
     cdef list _reason
+    cdef list _excl                 # frozenset of excluded agent ids, or None
     cdef dict _ids                  # request id -> newest record
     cdef dict _waiters              # record -> [asyncio futures]
 
@@ -184,6 +187,7 @@ cdef class AllocCore:
         self._res = []
         self._agent = []
         self._reason = []
+        self._excl = []
         self._ids = {}
         self._waiters = {}
         self._reasons = {}
@@ -327,6 +331,7 @@ cdef class AllocCore:
         self._res.extend(extra)
         self._agent.extend(extra)
         self._reason.extend(extra)
+        self._excl.extend(extra)
         self._rcap = n
         return 0
 
@@ -378,6 +383,7 @@ cdef class AllocCore:
         self._res[i] = None
         self._agent[i] = None
         self._reason[i] = None
+        self._excl[i] = None
         self._free[self._nfree] = <int32_t>i
         self._nfree += 1
 
@@ -670,6 +676,28 @@ cdef class AllocCore:
                 return True
         return False
 
+    cdef Py_ssize_t _pick(self, Py_ssize_t i, double now) except -2:
+        """Select and reserve an agent for record ``i`` by the strategy, or -1.
+
+        Excluded agents are hidden from the kernels for this one selection
+        (their keys read +inf, exactly like a full agent) and rekeyed after.
+        """
+        cdef AgentTable t = self._table
+        cdef Py_ssize_t s, h
+        cdef list hidden
+        if not (self._fl[i] & R_EXCL):
+            return t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
+                             self._net[i], now, True)
+        index = t._index
+        hidden = [index[a] for a in self._excl[i] if a in index]
+        for h in hidden:
+            t._hide(h)
+        s = t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
+                      self._net[i], now, True)
+        for h in hidden:
+            t._rekey(h)
+        return s
+
     cdef Py_ssize_t _dispatch(self, double now) except -1:
         """Serve the queue in order while agents have room; returns the count."""
         cdef Py_ssize_t served = 0, nskip = 0, s, k
@@ -680,12 +708,12 @@ cdef class AllocCore:
             return 0
         while self._nq:
             i = self._q[0]
-            s = t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
-                          self._net[i], now, True)
+            s = self._pick(i, now)
             if s < 0:
-                if not (self._fl[i] & R_FIT) or not self._any_free(now):
+                if not (self._fl[i] & (R_FIT | R_EXCL)) or not self._any_free(now):
                     break           # no free slot anywhere: later ones cannot go either
-                # this one needs resources nobody has now; let smaller ones past
+                # this one needs resources (or agents) nobody else has now:
+                # let the others past
                 # (taken off the heaps, put back below with their keys unchanged)
                 self._heap_remove(i)
                 skipped[nskip] = i
@@ -758,6 +786,8 @@ cdef class AllocCore:
         ra = request.requested_at
         req_at = now if ra is None else <double>ra
         task = request.task_id
+        excl = request.exclude
+        pinned = request.movable is False
         res = request.required_resources
         if res is not None and not fallback:
             cpu = res.cpu_percent
@@ -769,6 +799,11 @@ cdef class AllocCore:
         self._rid[i] = rid
         self._task[i] = task
         self._res[i] = res
+        if excl is not None:
+            self._excl[i] = excl
+            self._fl[i] |= R_EXCL
+        if pinned:
+            self._fl[i] |= R_PINNED
         self._prio[i] = prio
         self._cpu[i] = cpu
         self._mem[i] = mem
@@ -812,7 +847,7 @@ cdef class AllocCore:
                     self._enqueue(i, req_at)
                     self._dispatch(now)
             else:
-                s = t._select(self._code, self._fl[i] & R_HIGH, cpu, mem, net, now, True)
+                s = self._pick(i, now)
                 if s >= 0:
                     reserved = True
                     if limiter is not None:
@@ -1140,8 +1175,7 @@ cdef class AllocCore:
                     t._reserve(to_slot, self._cpu[i], self._mem[i], self._net[i])
                     s = to_slot
             elif to_agent is None:
-                s = t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
-                              self._net[i], now, True)
+                s = self._pick(i, now)
             if s >= 0:
                 self._grant(i, s, now)
                 new = self._agent[i]
@@ -1153,6 +1187,42 @@ cdef class AllocCore:
                 new = None
             self._flush()
             return new
+        finally:
+            self._release()
+
+    def is_movable(self, request_id):
+        """is_movable(request_id)
+
+        False for a live request submitted with ``movable=False``; KeyError
+        for an unknown id.
+        """
+        cdef Py_ssize_t i = self._find(request_id)
+        if i < 0:
+            raise KeyError(f"unknown request_id {request_id!r}")
+        return not (self._fl[i] & R_PINNED)
+
+    def detach(self, request_id):
+        """detach(request_id)
+
+        Free an ALLOCATED request's slot on its (failed) agent without moving
+        it: it stays ALLOCATED, bound to no agent, until released, and its
+        outcome is then charged to no agent.  Returns the agent it left.
+
+        Raises
+        ------
+        KeyError
+            The request is not ALLOCATED on an agent.
+        """
+        cdef Py_ssize_t i
+        self._acquire()
+        try:
+            i = self._find(request_id)
+            if i < 0 or self._st[i] != ST_ALLOCATED or self._slot[i] < 0:
+                raise KeyError(f"request_id {request_id!r} is not allocated on an agent")
+            self._unbind(i)
+            self._dispatch(self._now())
+            self._flush()
+            return self._agent[i]
         finally:
             self._release()
 
