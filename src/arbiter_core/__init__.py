@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._ringbuf import MetricRing, SeriesHandle, WindowStats, monotonic_now
 from ._select import AgentTable
+from ._version import __version__
 from .clock import Clock, ManualClock, MonotonicClock
 from .optimization import (
     Bottleneck,
@@ -67,7 +68,6 @@ from .types import (
     TaskPriority,
 )
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveResourceManager",
