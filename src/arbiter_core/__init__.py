@@ -8,6 +8,8 @@ limiting, failover, capacity planning).
 
 from __future__ import annotations
 
+import logging
+
 from ._ringbuf import MetricRing, SeriesHandle, WindowStats, monotonic_now
 from ._select import AgentTable
 from ._version import __version__
@@ -68,6 +70,9 @@ from .types import (
     TaskPriority,
 )
 
+# A library does not configure logging: applications decide what is shown.  Logger
+# names: arbiter_core.optimization, arbiter_core.resources (see docs/operations.md).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AdaptiveResourceManager",
