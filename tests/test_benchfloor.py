@@ -1,4 +1,4 @@
-"""The private benchmark floor module ships in the wheel and does what it says."""
+"""The private benchmark floor module (built with ARBITER_BENCHFLOOR=ON, as `make test` does; release wheels leave it out) does what it says."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import importlib.metadata
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import arbiter_core
 
@@ -38,3 +39,12 @@ def test_long_description_has_no_repo_relative_image() -> None:
 def test_package_logger_has_a_null_handler() -> None:
     handlers = logging.getLogger("arbiter_core").handlers
     assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+def test_smoke_script_passes_on_this_install() -> None:
+    # the same script make dist-smoke and cibuildwheel run on release builds
+    script = Path(__file__).with_name("smoke.py")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("smoke OK")
