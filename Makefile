@@ -110,7 +110,7 @@ dist-smoke:
 
 # The documentation site (MkDocs + mkdocstrings); any warning fails the build.
 docs: $(WHEEL_STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf build dist dist-debug site $(VENV) .asv asv_benchmarks/.asv

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import sys
@@ -95,10 +96,8 @@ class Service:
                 self.manager.record_usage(a.name, cpu=0.6 * busy, memory=30.0 + 0.3 * busy)
             self.manager.tick()
             self.optimizer.tick()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):   # the interval elapsed
                 await asyncio.wait_for(stop.wait(), interval_s)
-            except asyncio.TimeoutError:
-                pass
 
 
 async def main(tasks: int, seed: int) -> int:
