@@ -634,7 +634,7 @@ class AdaptiveResourceManager:
         pool = table.pool_stats(now)
         allowed = max(1, math.floor(pool["total_agents"] * ej.max_ejection_percent / 100.0))
         if pool["ejected_agents"] >= allowed:
-            log.info("agent %r failed %d times in a row but %d of %d agents are already "
+            log.warning("agent %r failed %d times in a row but %d of %d agents are already "
                         "ejected (cap)", agent_id, streak, pool["ejected_agents"],
                         pool["total_agents"])
             return
@@ -642,7 +642,7 @@ class AdaptiveResourceManager:
         times = table.row(slot)["ejections"] + 1
         duration = min(ej.base_ejection_s * times, ej.max_ejection_s)
         table.eject(slot, now + duration)
-        log.info("agent %r ejected for %.0f s after %d consecutive failures",
+        log.warning("agent %r ejected for %.0f s after %d consecutive failures",
                     agent_id, duration, streak)
         if self.allocator.active_on(agent_id):
             self._failover(agent_id, None, f"ejected after {streak} consecutive failures",
