@@ -461,12 +461,12 @@ class BottleneckDetector:
             if old is None or _RANK[level] > _RANK[ep.severity]:
                 ep.severity = level
             if old is None:
-                logger.warning("bottleneck detected: %s %s %s (value %g, threshold %g)",
+                logger.info("bottleneck detected: %s %s %s (value %g, threshold %g)",
                                ep.severity.value, mt.value, ob.component,
                                ep.current_value, ep.threshold)
                 events.append(BottleneckEvent(BottleneckEventKind.DETECTED, ep.snapshot(), now))
             elif ep.severity is not old:
-                logger.warning("bottleneck escalated: %s %s from %s to %s", mt.value,
+                logger.info("bottleneck escalated: %s %s from %s to %s", mt.value,
                                ob.component, old.value, ep.severity.value)
                 events.append(BottleneckEvent(BottleneckEventKind.ESCALATED, ep.snapshot(),
                                               now, old))
