@@ -77,4 +77,45 @@ static inline int arb_seq_read_ok(const uint64_t *seq, uint64_t s0) {
     return !(s0 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s0;
 }
 
+/* ---- Window kernels of MetricRing.stats, count_beyond and slope ----------
+ *
+ * Each takes one contiguous segment of a window whose samples are all in it
+ * (the ring locates the window and validates the scan with its write
+ * sequence), so only the key is tested.  Results accumulate across calls, so
+ * a window of two segments is two calls.  Floating-point sums are kept in
+ * eight lanes (sample i of a segment goes to lane i % 8) and reduced in a
+ * fixed order, so every SIMD level gives bit-identical results. */
+
+/* The series a query selects: every key, one key or a sorted set. */
+typedef struct {
+    int mode;              /* 0: every key, 1: `one`, 2: keys[0:nkeys] (sorted) */
+    int64_t one;
+    const int64_t *keys;
+    ptrdiff_t nkeys;
+} arb_keys;
+
+typedef struct {
+    int64_t n;             /* matching samples */
+    double sum, mn, mx;    /* their sum, minimum and maximum (mn = +inf, mx = -inf if none) */
+} arb_moments;
+
+/* Adds the matching samples of vs[0:n] to acc (initialise with n = 0, sum = 0,
+ * mn = +inf, mx = -inf). */
+void arb_moments_add(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel,
+                     arb_moments *acc);
+/* Sum of (v - mean)^2 over the matching samples. */
+double arb_sq_dev(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel,
+                  double mean);
+/* Matching samples strictly above thr (above != 0) or strictly below it. */
+int64_t arb_count_beyond(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel,
+                         double thr, int above);
+/* Count, sum of xs and sum of vs over the matching samples (accumulated). */
+void arb_sums2(const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+               const arb_keys *sel, int64_t *count, double *sx, double *sv);
+/* Sums of (x - mx)(v - mv) and (x - mx)^2 over the matching samples (accumulated). */
+void arb_comoments(const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+                   const arb_keys *sel, double mx, double mv, double *cxv, double *cxx);
+/* Index of the first (last != 0: the last) matching sample of ks[0:n], or -1. */
+ptrdiff_t arb_find(const int64_t *ks, ptrdiff_t n, const arb_keys *sel, int last);
+
 #endif
