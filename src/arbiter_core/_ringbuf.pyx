@@ -236,7 +236,8 @@ cdef int _window_mode = 0       # 0: validate with the write sequence, 1: copy o
 def _set_window_mode(int mode):
     """Use window mode 0 (validate and retry) or 1 (copy out); returns the previous mode.
 
-    A test and benchmark hook: both modes give identical results.
+    A test and benchmark hook: both modes give the same results (sums may
+    differ in the last bit: their eight lanes follow the physical segments).
     """
     global _window_mode
     if mode not in (0, 1):
