@@ -159,10 +159,10 @@ class PerformanceMonitor:
 
     Notes
     -----
-    Differences from the original prototype: the buffer is a real ring (O(1)
-    insert), window queries return samples in time order, values are
-    validated, and ``get_latest_metrics(0)`` returns nothing (the original
-    returned everything through JavaScript's ``slice(-0)``).
+    Unlike the TypeScript prototype this package reimplements, the buffer is
+    a real ring (O(1) insert), window queries return samples in time order,
+    values are validated, and ``get_latest_metrics(0)`` returns nothing (the
+    prototype returned everything through JavaScript's ``slice(-0)``).
 
     Examples
     --------
