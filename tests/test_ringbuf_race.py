@@ -57,13 +57,9 @@ def _writers(ring: MetricRing, keys: tuple[int, ...] = KEYS,
 
     def write_batches(k: int) -> None:
         while not stop.is_set():
-            s = next(counter)
-            n = 16
-            for _ in range(n - 1):
-                next(counter)       # reserve s .. s + n - 1
-            t = np.arange(s, s + n, dtype=np.float64)
+            t = np.array([next(counter) for _ in range(16)], dtype=np.float64)
             ring.record_many(k, k * SCALE + t, t)
-            last[0] = s + n - 1
+            last[0] = int(t[-1])
 
     # prefill so that the ring is full before any query
     s0 = next(counter)
@@ -73,7 +69,10 @@ def _writers(ring: MetricRing, keys: tuple[int, ...] = KEYS,
     last[0] = s0
     threads = [threading.Thread(target=write, args=(k,)) for k in keys]
     if batch:
-        threads.append(threading.Thread(target=write_batches, args=(keys[0],)))
+        # a key of its own: the numbers a batch reserves are not contiguous
+        # (other writers draw from the counter meanwhile), so sharing a key
+        # could store one value twice
+        threads.append(threading.Thread(target=write_batches, args=(max(keys) + 1,)))
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     for th in threads:
@@ -182,7 +181,7 @@ def test_stats_under_writers(window_mode: int) -> None:
             ok = ok and 0.0 < s.std <= s.max - s.min
         return None if ok else f"stats({k}, {since}, {until}) = {s}"
 
-    _run(check)
+    _run(check, 2 * ROUNDS)
 
 
 def test_count_beyond_under_writers(window_mode: int) -> None:
@@ -195,7 +194,7 @@ def test_count_beyond_under_writers(window_mode: int) -> None:
             return f"count_beyond({k}, {since}, {until}): {above}, {below}, {other}"
         return None
 
-    _run(check)
+    _run(check, 2 * ROUNDS)
 
 
 def test_quantile_under_writers(window_mode: int) -> None:
@@ -221,7 +220,7 @@ def test_slope_under_writers(window_mode: int) -> None:
             return None
         return f"slope({k}, {since}, {until}) = {got}"
 
-    _run(check)
+    _run(check, 2 * ROUNDS)
 
 
 def test_group_window_under_writers(window_mode: int) -> None:

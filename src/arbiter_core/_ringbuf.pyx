@@ -47,10 +47,9 @@ cdef extern from "_simd.h" nogil:
     int arb_simd_best() noexcept
     int arb_simd_level() noexcept
     int arb_simd_set_level(int level) noexcept
-    int arb_scan(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t n,
-                 double t0, double t1, const int64_t* keys, ptrdiff_t nkeys, int all_keys,
-                 double vlo, double vhi, double* out, ptrdiff_t cap, ptrdiff_t* m,
-                 int64_t* below, int64_t* above) noexcept
+    int arb_scan(const int64_t* ks, const double* vs, ptrdiff_t n, const int64_t* keys,
+                 ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double* out,
+                 ptrdiff_t cap, ptrdiff_t* m, int64_t* below, int64_t* above) noexcept
     ptrdiff_t arb_sample(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t a0,
                          ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size, ptrdiff_t count,
                          uint64_t seed, double t0, double t1, const int64_t* keys,
@@ -345,9 +344,8 @@ cdef int _scan_window(const _Window* w, double vlo, double vhi, double* out, Py_
     above[0] = 0
     for h in range(0, 4, 2):
         a = w.seg[h]
-        # every sample of the window's segments is in [t0, t1]: no time tests (ts NULL)
-        if arb_scan(NULL, w.ks + a, w.vs + a, w.seg[h + 1] - a, w.t0, w.t1, keys, nkeys,
-                    w.spec.mode == 0, vlo, vhi, out, cap, m, below, above) < 0:
+        if arb_scan(w.ks + a, w.vs + a, w.seg[h + 1] - a, keys, nkeys, w.spec.mode == 0,
+                    vlo, vhi, out, cap, m, below, above) < 0:
             return -1
     return 0
 
@@ -976,15 +974,6 @@ cdef class MetricRing:
                 hi = mid
         return lo
 
-    cdef inline void _range(self, since, until, Py_ssize_t* lo, Py_ssize_t* hi,
-                            double* t0, double* t1) except *:
-        t0[0] = _bound(since, -INFINITY, "since")
-        t1[0] = _bound(until, INFINITY, "until")
-        lo[0] = 0 if since is None else self._lower(t0[0])
-        hi[0] = self._count if until is None else self._upper(t1[0])
-        if hi[0] < lo[0]:
-            hi[0] = lo[0]
-
     # -- queries ------------------------------------------------------------
 
     def snapshot(self, since=None, until=None, key=None):
@@ -1004,25 +993,26 @@ cdef class MetricRing:
         (timestamps, keys, values) : tuple of ndarray
             float64, int64 and float64 copies.  O(log n + k).
         """
-        cdef Py_ssize_t lo, hi, i, p, m = 0
-        cdef double t0, t1
+        cdef Py_ssize_t h, j, m = 0
         cdef _KeyFilter kf = _KeyFilter(key)
-        self._range(since, until, &lo, &hi, &t0, &t1)
-        out_t = np.empty(hi - lo, dtype=np.float64)
-        out_k = np.empty(hi - lo, dtype=np.int64)
-        out_v = np.empty(hi - lo, dtype=np.float64)
+        cdef _Window w
+        self._query(&w, kf, since, until)
+        # located and copied holding the GIL: no writer can run meanwhile
+        self._locate(&w, False)
+        out_t = np.empty(w.size, dtype=np.float64)
+        out_k = np.empty(w.size, dtype=np.int64)
+        out_v = np.empty(w.size, dtype=np.float64)
         cdef double[::1] ot = out_t
         cdef int64_t[::1] ok = out_k
         cdef double[::1] ov = out_v
-        # holds the GIL: a copy is short and this keeps the snapshot consistent
-        for i in range(lo, hi):
-            p = self._phys(i)
-            if kf.match(self._keys[p]):
-                ot[m] = self._ts[p]
-                ok[m] = self._keys[p]
-                ov[m] = self._vals[p]
-                m += 1
-        if m != hi - lo:
+        for h in range(0, 4, 2):
+            for j in range(w.seg[h], w.seg[h + 1]):
+                if _match(&w.spec, w.ks[j]):
+                    ot[m] = w.ts[j]
+                    ok[m] = w.ks[j]
+                    ov[m] = w.vs[j]
+                    m += 1
+        if m != w.size:
             return out_t[:m].copy(), out_k[:m].copy(), out_v[:m].copy()
         return out_t, out_k, out_v
 
@@ -1077,8 +1067,12 @@ cdef class MetricRing:
             seg[2] = 0
             seg[3] = p0 + n - self._cap
 
-    cdef int _locate(self, _Window* w) except -1:
-        """Locate w in the ring as it is now (GIL held): [start, t1], two segments."""
+    cdef int _locate(self, _Window* w, bint copy=True) except -1:
+        """Locate w in the ring as it is now (GIL held): [start, t1], two segments.
+
+        In window mode 1 (and with ``copy``) the window's samples are copied
+        out, and w points at the copy.
+        """
         cdef Py_ssize_t lo, hi, n0
         cdef char* buf
         _window_release(w)
@@ -1093,7 +1087,7 @@ cdef class MetricRing:
         w.ks = self._keys
         w.vs = self._vals
         self._segments(lo, hi, w.seg)
-        if _window_mode == 1 and w.size:
+        if copy and _window_mode == 1 and w.size:
             # copy the window out while writers are held off, scan the copy
             buf = <char*>PyMem_RawMalloc(w.size * (2 * sizeof(double) + sizeof(int64_t)))
             if buf == NULL:

@@ -36,15 +36,14 @@ static inline int key_in(int64_t k, const int64_t *keys, ptrdiff_t nkeys) {
     return lo < nkeys && keys[lo] == k;
 }
 
-ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const double *vs,
-                                ptrdiff_t n, double t0, double t1, const int64_t *keys,
-                                ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out,
-                                ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above,
-                                int timed) {
+ARB_INLINE int scan_scalar_body(const int64_t *ks, const double *vs, ptrdiff_t n,
+                                const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
+                                double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m,
+                                int64_t *below, int64_t *above) {
     ptrdiff_t i, mm = *m;
     int64_t b = 0, a = 0, k0 = mode == 1 ? keys[0] : 0;
     int match, lt, gt, rc = 0;
-    double t, v;
+    double v;
     for (i = 0; i < n; i++) {
         v = vs[i];
         if (mode == 0)
@@ -53,10 +52,6 @@ ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const doubl
             match = ks[i] == k0;
         else
             match = key_in(ks[i], keys, nkeys);
-        if (timed) {
-            t = ts[i];
-            match &= (t >= t0) & (t <= t1);
-        }
         lt = v < vlo;
         gt = v > vhi;
         b += match & lt;
@@ -79,28 +74,17 @@ ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const doubl
 }
 
 #define SCALAR_CASE(MODE, NK)                                                                  \
-    (ts ? (out ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, \
-                                  below, above, 1)                                             \
-               : scan_scalar_body(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, NULL, cap,  \
-                                  m, below, above, 1))                                         \
-        : (out ? scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, \
-                                  m, below, above, 0)                                          \
-               : scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, NULL, cap, \
-                                  m, below, above, 0)))
+    (out ? scan_scalar_body(ks, vs, n, keys, NK, MODE, vlo, vhi, out, cap, m, below, above)    \
+         : scan_scalar_body(ks, vs, n, keys, NK, MODE, vlo, vhi, NULL, cap, m, below, above))
 
-/* ts == NULL: no time tests (the caller knows no writer ran) */
-static int scan_scalar(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n,
-                       double t0, double t1, const int64_t *keys, ptrdiff_t nkeys,
-                       int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
-                       ptrdiff_t *m, int64_t *below, int64_t *above) {
+static int scan_scalar(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+                       ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out,
+                       ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
         return SCALAR_CASE(0, 0);
     if (nkeys == 1)
         return SCALAR_CASE(1, 1);
-    return ts ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m,
-                                 below, above, 1)
-              : scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m,
-                                 below, above, 0);
+    return scan_scalar_body(ks, vs, n, keys, nkeys, 2, vlo, vhi, out, cap, m, below, above);
 }
 
 /* Partition src[0:n] into dst: values < p (<= p when le) fill dst from the
@@ -159,28 +143,20 @@ compress4(__m256d v, int mask) {
 
 /* mode: 0 every key, 1 one key, 2 a set of at most ARB_SIMD_MAXKEYS */
 __attribute__((target("avx2,popcnt"))) ARB_INLINE int
-scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-               double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
-               double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-               int64_t *above, int timed) {
+scan_avx2_body(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+               ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out, ptrdiff_t cap,
+               ptrdiff_t *m, int64_t *below, int64_t *above) {
     const __m256d vl = _mm256_set1_pd(vlo), vh = _mm256_set1_pd(vhi);
     const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
     __m256i kv[ARB_SIMD_MAXKEYS];
     __m256i bacc = _mm256_setzero_si256(), aacc = _mm256_setzero_si256();
-    __m256d tmin = _mm256_set1_pd(INFINITY), tmax = _mm256_set1_pd(-INFINITY);
-    ptrdiff_t i, j, mm = *m, m0 = *m;
+    ptrdiff_t i, j, mm = *m;
     int rc = 0, im;
     int64_t tmp[4] __attribute__((aligned(32)));
-    double tlo[4] __attribute__((aligned(32))), thi[4] __attribute__((aligned(32)));
     for (j = 0; j < nkeys && j < ARB_SIMD_MAXKEYS; j++)
         kv[j] = _mm256_set1_epi64x(keys[j]);
     for (i = 0; i + 4 <= n; i += 4) {
-        __m256d match, t, v, lt, gt, in;
-        if (timed) {
-            t = _mm256_loadu_pd(ts + i); /* time: extremes only, as in the AVX-512 scan */
-            tmin = _mm256_min_pd(tmin, t);
-            tmax = _mm256_max_pd(tmax, t);
-        }
+        __m256d match, v, lt, gt, in;
         match = all;
         if (mode != 0) {
             __m256i k = _mm256_loadu_si256((const __m256i *)(ks + i));
@@ -208,15 +184,6 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
             mm += __builtin_popcount((unsigned)im);
         }
     }
-    _mm256_store_pd(tlo, tmin);
-    _mm256_store_pd(thi, tmax);
-    for (j = 0; j < 4 && timed; j++) {
-        if (tlo[j] < t0 || thi[j] > t1) {
-            *m = m0; /* a sample outside the window was read: per-sample tests */
-            return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out,
-                               cap, m, below, above);
-        }
-    }
     _mm256_store_si256((__m256i *)tmp, bacc);
     *below += tmp[0] + tmp[1] + tmp[2] + tmp[3];
     _mm256_store_si256((__m256i *)tmp, aacc);
@@ -224,25 +191,23 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
     *m = mm;
     if (rc)
         return rc;
-    return scan_scalar(timed ? ts + i : NULL, ks + i, vs + i, n - i, t0, t1, keys, nkeys,
-                       mode == 0, vlo, vhi, out, cap, m, below, above);
+    return scan_scalar(ks + i, vs + i, n - i, keys, nkeys, mode == 0, vlo, vhi, out, cap, m,
+                       below, above);
 }
 
 #define AVX_CASE(BODY, NK, MODE)                                                               \
-    (ts ? BODY(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, below, above, 1)    \
-        : BODY(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, below, above, 0))
+    BODY(ks, vs, n, keys, NK, MODE, vlo, vhi, out, cap, m, below, above)
 
 __attribute__((target("avx2,popcnt"))) static int
-scan_avx2(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-          double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys, double vlo, double vhi,
-          double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above) {
+scan_avx2(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+          ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
+          ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
         return AVX_CASE(scan_avx2_body, 0, 0);
     if (nkeys == 1)
         return AVX_CASE(scan_avx2_body, 1, 1);
     if (nkeys == 0 || nkeys > ARB_SIMD_MAXKEYS)
-        return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, 0, vlo, vhi, out, cap, m, below,
-                           above);
+        return scan_scalar(ks, vs, n, keys, nkeys, 0, vlo, vhi, out, cap, m, below, above);
     return AVX_CASE(scan_avx2_body, nkeys, 2);
 }
 
@@ -288,11 +253,10 @@ part_avx2(const double *src, ptrdiff_t n, double p, int le, double *dst, double 
  * those) and counts matching and >= vlo lanes with masked adds, leaving the
  * masks in mask registers: below and above follow from those counts. */
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE __mmask8
-scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512i *kv,
-             ptrdiff_t nkeys, int mode, __m512d vl, __m512d vh, __m512i one, __m512d *tmin,
-             __m512d *tmax, __m512i *macc, __m512i *gacc, int timed) {
+scan8_avx512(const int64_t *ks, const double *vs, const __m512i *kv, ptrdiff_t nkeys, int mode,
+             __m512d vl, __m512d vh, __m512i one, __m512i *macc, __m512i *gacc) {
     __mmask8 match = 0xFF, ge;
-    __m512d t, v;
+    __m512d v;
     ptrdiff_t j;
     if (mode != 0) {
         __m512i k = _mm512_loadu_si512((const void *)ks);
@@ -302,14 +266,6 @@ scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512
                 match |= _mm512_cmpeq_epi64_mask(k, kv[j]);
         *macc = _mm512_mask_add_epi64(*macc, match, *macc, one);
     }
-    /* the window's samples are in [t0, t1] unless a writer raced the scan:
-     * keep the extremes (cheap) instead of testing every sample (two
-     * compares on the busiest port), and check them at the end */
-    if (timed) {
-        t = _mm512_loadu_pd(ts);
-        *tmin = _mm512_min_pd(*tmin, t);
-        *tmax = _mm512_max_pd(*tmax, t);
-    }
     v = _mm512_loadu_pd(vs);
     ge = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_GE_OQ);
     *gacc = _mm512_mask_add_epi64(*gacc, ge, *gacc, one);
@@ -317,15 +273,13 @@ scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512
 }
 
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE int
-scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-                 double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
-                 double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-                 int64_t *above, int timed) {
+scan_avx512_body(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+                 ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out, ptrdiff_t cap,
+                 ptrdiff_t *m, int64_t *below, int64_t *above) {
     const __m512d vl = _mm512_set1_pd(vlo), vh = _mm512_set1_pd(vhi);
     const __m512i one = _mm512_set1_epi64(1);
     __m512i kv[ARB_SIMD_MAXKEYS];
     __m512i macc = _mm512_setzero_si512(), gacc = _mm512_setzero_si512();
-    __m512d tmin = _mm512_set1_pd(INFINITY), tmax = _mm512_set1_pd(-INFINITY);
     ptrdiff_t i, j, mm = *m, m0 = *m;
     int64_t matched, ge;
     int rc = 0;
@@ -335,10 +289,8 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
      * wait for each other's counts */
     for (i = 0; i + 16 <= n; i += 16) {
         __mmask8 in0, in1;
-        in0 = scan8_avx512(timed ? ts + i : ts, ks + i, vs + i, kv, nkeys, mode, vl, vh, one,
-                           &tmin, &tmax, &macc, &gacc, timed);
-        in1 = scan8_avx512(timed ? ts + i + 8 : ts, ks + i + 8, vs + i + 8, kv, nkeys, mode, vl,
-                           vh, one, &tmin, &tmax, &macc, &gacc, timed);
+        in0 = scan8_avx512(ks + i, vs + i, kv, nkeys, mode, vl, vh, one, &macc, &gacc);
+        in1 = scan8_avx512(ks + i + 8, vs + i + 8, kv, nkeys, mode, vl, vh, one, &macc, &gacc);
         if (out) {
             /* compress in a register and store whole: the memory form of
              * vcompresspd is slow on several cores; out has slack for it */
@@ -355,12 +307,6 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
             mm += __builtin_popcount((unsigned)in0) + __builtin_popcount((unsigned)in1);
         }
     }
-    if (timed && (_mm512_reduce_min_pd(tmin) < t0 || _mm512_reduce_max_pd(tmax) > t1)) {
-        /* a sample outside the window was read: redo with per-sample tests */
-        *m = m0;
-        return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out, cap,
-                           m, below, above);
-    }
     matched = mode == 0 ? (int64_t)i : _mm512_reduce_add_epi64(macc);
     ge = _mm512_reduce_add_epi64(gacc);
     *below += matched - ge;
@@ -368,22 +314,20 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
     *m = mm;
     if (rc)
         return rc;
-    return scan_scalar(timed ? ts + i : NULL, ks + i, vs + i, n - i, t0, t1, keys, nkeys,
-                       mode == 0, vlo, vhi, out, cap, m, below, above);
+    return scan_scalar(ks + i, vs + i, n - i, keys, nkeys, mode == 0, vlo, vhi, out, cap, m,
+                       below, above);
 }
 
 __attribute__((target("avx512f,popcnt"))) static int
-scan_avx512(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-            double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys, double vlo,
-            double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-            int64_t *above) {
+scan_avx512(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+            ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
+            ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
         return AVX_CASE(scan_avx512_body, 0, 0);
     if (nkeys == 1)
         return AVX_CASE(scan_avx512_body, 1, 1);
     if (nkeys == 0 || nkeys > ARB_SIMD_MAXKEYS)
-        return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, 0, vlo, vhi, out, cap, m, below,
-                           above);
+        return scan_scalar(ks, vs, n, keys, nkeys, 0, vlo, vhi, out, cap, m, below, above);
     return AVX_CASE(scan_avx512_body, nkeys, 2);
 }
 
@@ -439,9 +383,9 @@ part_avx512(const double *src, ptrdiff_t n, double p, int le, double *dst, doubl
 /* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 
-typedef int (*scan_fn)(const double *, const int64_t *, const double *, ptrdiff_t, double,
-                       double, const int64_t *, ptrdiff_t, int, double, double, double *,
-                       ptrdiff_t, ptrdiff_t *, int64_t *, int64_t *);
+typedef int (*scan_fn)(const int64_t *, const double *, ptrdiff_t, const int64_t *, ptrdiff_t,
+                       int, double, double, double *, ptrdiff_t, ptrdiff_t *, int64_t *,
+                       int64_t *);
 typedef ptrdiff_t (*part_fn)(const double *, ptrdiff_t, double, int, double *, double *);
 
 static int best_level = -1;
@@ -498,14 +442,12 @@ int arb_simd_level(void) {
     return cur_level;
 }
 
-int arb_scan(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-             double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys, double vlo,
-             double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-             int64_t *above) {
+int arb_scan(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+             ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
+             ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (n <= 0)
         return 0;
-    return cur_scan(ts, ks, vs, n, t0, t1, keys, nkeys, all_keys, vlo, vhi, out, cap, m, below,
-                    above);
+    return cur_scan(ks, vs, n, keys, nkeys, all_keys, vlo, vhi, out, cap, m, below, above);
 }
 
 /* ------------------------------------------------------------------------ */
