@@ -1133,7 +1133,10 @@ cdef class MetricRing:
         return rc
 
     cdef inline void _query(self, _Window* w, _KeyFilter kf, since, until) except *:
-        """Set up w for a query of kf's keys over [since, until] (None: unbounded)."""
+        """Set up w for a query of kf's keys over [since, until] (None: unbounded).
+
+        w points into kf (a key set's array): the caller keeps kf alive while w is used.
+        """
         cdef double t0 = _bound(since, -INFINITY, "since")
         cdef double t1 = _bound(until, INFINITY, "until")
         _window_init(w, t0, t0, t1, &kf.spec)
@@ -1149,7 +1152,8 @@ cdef class MetricRing:
         """
         cdef _Window w
         cdef _StatsCtx c
-        self._query(&w, _KeyFilter(key), since, until)
+        cdef _KeyFilter kf = _KeyFilter(key)   # owns the key set the window points to
+        self._query(&w, kf, since, until)
         self._run(&w, _stats_kernel, &c)
         if c.mom.n == 0:
             return WindowStats(0, NAN, NAN, NAN, NAN, NAN, NAN)
@@ -1232,7 +1236,8 @@ cdef class MetricRing:
             raise ValueError("threshold must not be NaN")
         c.threshold = threshold
         c.above = above
-        self._query(&w, _KeyFilter(key), since, until)
+        cdef _KeyFilter kf = _KeyFilter(key)   # owns the key set the window points to
+        self._query(&w, kf, since, until)
         self._run(&w, _beyond_kernel, &c)
         return c.n
 
@@ -1248,7 +1253,8 @@ cdef class MetricRing:
         """
         cdef _Window w
         cdef _SlopeCtx c
-        self._query(&w, _KeyFilter(key), since, until)
+        cdef _KeyFilter kf = _KeyFilter(key)   # owns the key set the window points to
+        self._query(&w, kf, since, until)
         self._run(&w, _slope_kernel, &c)
         if c.n < 2 or c.tlo == c.thi or c.cxx <= 0.0:
             return NAN      # one timestamp (or none): no slope is defined
