@@ -488,7 +488,7 @@ ctypedef struct _StatsCtx:
 
 cdef int _stats_kernel(const _Window* w, void* p) noexcept nogil:
     cdef _StatsCtx* c = <_StatsCtx*>p
-    cdef Py_ssize_t h, a
+    cdef Py_ssize_t h, a, i
     cdef double mean
     c.mom.n = 0
     c.mom.sum = 0.0
@@ -503,8 +503,11 @@ cdef int _stats_kernel(const _Window* w, void* p) noexcept nogil:
         for h in range(0, 4, 2):
             a = w.seg[h]
             c.m2 += arb_sq_dev(w.ks + a, w.vs + a, w.seg[h + 1] - a, &w.spec, mean)
-        c.first = w.vs[_window_find(w, False)]
-        c.last = w.vs[_window_find(w, True)]
+        # (-1 only in a run a writer raced, whose result is discarded)
+        i = _window_find(w, False)
+        c.first = w.vs[i] if i >= 0 else NAN
+        i = _window_find(w, True)
+        c.last = w.vs[i] if i >= 0 else NAN
     return 0
 
 
@@ -537,7 +540,7 @@ ctypedef struct _SlopeCtx:
 
 cdef int _slope_kernel(const _Window* w, void* p) noexcept nogil:
     cdef _SlopeCtx* c = <_SlopeCtx*>p
-    cdef Py_ssize_t h, a, n
+    cdef Py_ssize_t h, a, i
     cdef double mt, mv
     c.n = 0
     c.st = 0.0
@@ -549,8 +552,10 @@ cdef int _slope_kernel(const _Window* w, void* p) noexcept nogil:
         arb_sums2(w.ts + a, w.ks + a, w.vs + a, w.seg[h + 1] - a, &w.spec, &c.n, &c.st, &c.sv)
     if c.n >= 2:
         # the window is in time order: its time extremes are the first and last match
-        c.tlo = w.ts[_window_find(w, False)]
-        c.thi = w.ts[_window_find(w, True)]
+        i = _window_find(w, False)
+        c.tlo = w.ts[i] if i >= 0 else NAN
+        i = _window_find(w, True)
+        c.thi = w.ts[i] if i >= 0 else NAN
         # second pass about the means: exact co-moments, no cancellation
         mt = c.st / c.n
         mv = c.sv / c.n
