@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Moderate example counts keep the suite fast on a 2-core CI machine;
@@ -9,3 +10,15 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("ARBITER_HYPOTHESIS_PROFILE", "ci"))
+
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server (Debian package) on a free 127.0.0.1 port for the
+    whole session; the tests that use it skip when it is absent."""
+    from fleet_support import RedisServer
+
+    server = RedisServer()
+    yield server
+    server.stop()
