@@ -19,7 +19,8 @@ the caps:
 
 When the store cannot be reached, the member keeps serving inside its caps
 until its lease would have expired (``lease_ttl_s`` after the start of its
-last successful sync, by its own clock), then drains to zero; errors are
+last successful sync by its own clock, less one ``sync_interval_s`` of
+margin; :meth:`FleetMember.tick` checks), then drains to zero; errors are
 logged and counted, and the next successful sync restores everything.
 """
 
@@ -158,6 +159,7 @@ class FleetMember:
         self._specs: dict[str, AgentSpec] = {}
         self._incarnation: str | None = None
         self._valid_until = -math.inf
+        self._expired = False
         self._last_sync: float | None = None
         self._last_report: SyncReport | None = None
         self._closed = False
@@ -333,9 +335,10 @@ class FleetMember:
         with self._lock:
             self._last_sync = t0
             expired = t0 >= self._valid_until
-            if expired:
+            if expired and not self._expired:
                 # our lease may be gone in the store: use nothing new
                 self._drain_all()
+                self._expired = True
             rep = SyncReport(t0, False, {a: c for a, c in self._caps.items() if c > 0},
                              dict(self._targets), demand, None, 0, expired, repr(exc))
             self._last_report = rep
@@ -346,7 +349,10 @@ class FleetMember:
         mgr = self._manager
         with self._lock:
             self._incarnation = res.incarnation
-            self._valid_until = t0 + self._store.lease_ttl_s
+            # stop using the lease one sync interval before the store could
+            # call us dead: the thread notices expiry at most that late
+            self._valid_until = t0 + self._store.lease_ttl_s - self._interval
+            self._expired = False
             for a, spec in res.agents.items():
                 old = self._specs.get(a)
                 if a not in self._caps:
@@ -471,12 +477,28 @@ class FleetMember:
 
     # -- maintenance ----------------------------------------------------------
 
+    def check_lease(self) -> bool:
+        """Drain to zero if the lease ran out without a successful sync
+        (:meth:`tick` does this between syncs); returns whether it had."""
+        with self._lock:
+            if self._clock.now() < self._valid_until or self._expired:
+                return self._expired
+            log.warning("fleet member %r: lease expired without a sync; draining",
+                        self.member_id)
+            self._drain_all()
+            self._expired = True
+            return True
+
     def tick(self) -> TickReport:
-        """Sync when ``sync_interval_s`` has passed since the last one, then
-        one manager maintenance cycle."""
+        """Sync when ``sync_interval_s`` has passed since the last one (else
+        check that the lease still holds), then one manager maintenance
+        cycle.  Call it at least every ``sync_interval_s`` -- or
+        :meth:`start` the thread that does."""
         now = self._clock.now()
         if self._last_sync is None or now - self._last_sync >= self._interval:
             self.sync()
+        else:
+            self.check_lease()
         return self._manager.tick()
 
     @property
