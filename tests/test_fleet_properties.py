@@ -19,6 +19,7 @@ identically.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -259,10 +260,8 @@ def test_redis_store_answers_exactly_like_the_in_memory_store(redis_server):
                     assert dict(x.orphaned) == dict(y.orphaned)
                 elif op[0] == "report":
                     for s in (mem, red):
-                        try:
+                        with contextlib.suppress(KeyError):
                             s.report_agent(op[1], op[2])
-                        except KeyError:
-                            pass
                 elif op[0] == "advance":
                     clock.advance(op[1])
                 elif op[0] == "leave":
