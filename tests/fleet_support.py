@@ -63,3 +63,37 @@ class RedisServer:
         kw.setdefault("socket_timeout", 1.0)
         kw.setdefault("socket_connect_timeout", 1.0)
         return redis.Redis(port=self.port, **kw)
+
+
+def fleet_worker(port: int, pool: str, member_id: str, ttl: float, steps: int,
+                 ready: object, out: object) -> None:
+    """A replica in its own process: allocate and release against Redis,
+    checking its own tasks against its caps; ``steps < 0`` runs until killed."""
+    import redis
+
+    from arbiter_core import AllocationRequest, AllocationStatus
+    from arbiter_core.fleet import FleetMember, RedisLeaseStore
+
+    store = RedisLeaseStore(redis.Redis(port=port), pool=pool, lease_ttl_s=ttl)
+    m = FleetMember(member_id, store, sync_interval_s=ttl / 5)
+    m.sync()
+    m.start()
+    ready.put(member_id)  # type: ignore[attr-defined]
+    live: list[str] = []
+    violations = allocated = i = 0
+    while steps < 0 or i < steps:
+        res = m.allocate_resources(AllocationRequest(f"{member_id}-{i}", "t", timeout_s=60.0))
+        if res.status is AllocationStatus.ALLOCATED:
+            live.append(res.request_id)
+            allocated += 1
+        if len(live) > 3 or (live and i % 2):
+            m.release_resources(live.pop(0))
+        with m.manager.monitor.lock:
+            caps = m.leased_slots()
+            if any(n > caps.get(a, 0) for a, n in m.running().items()):
+                violations += 1
+        i += 1
+    for r in live:
+        m.release_resources(r)
+    m.close()
+    out.put((member_id, allocated, violations, m.syncs, m.sync_errors))  # type: ignore[attr-defined]
