@@ -22,6 +22,7 @@ from .manager import (
 )
 from .monitor import ResourceMonitor
 from .ratelimit import AdaptiveTokenBucket, RateLimitConfig
+from .tenants import TenantPolicy
 from .records import (
     AgentResourceProfile,
     HealthThresholds,
@@ -54,5 +55,6 @@ __all__ = [
     "ResourcePoolStats",
     "ResourceRequirements",
     "TaskMovedEvent",
+    "TenantPolicy",
     "TickReport",
 ]
