@@ -22,7 +22,6 @@ from .manager import (
 )
 from .monitor import ResourceMonitor
 from .ratelimit import AdaptiveTokenBucket, RateLimitConfig
-from .tenants import TenantPolicy
 from .records import (
     AgentResourceProfile,
     HealthThresholds,
@@ -30,6 +29,7 @@ from .records import (
     ResourcePoolStats,
     ResourceRequirements,
 )
+from .tenants import TenantPolicy
 
 __all__ = [
     "AdaptiveResourceManager",

@@ -32,12 +32,12 @@ from .balancer import LoadBalancer, coerce_strategy
 from .ejection import EjectionConfig, OutlierEjector
 from .monitor import ResourceMonitor
 from .ratelimit import RateLimitConfig
-from .tenants import TenantPolicy, check_tenant
 from .records import (
     AgentResourceProfile,
     HealthThresholds,
     ResourcePoolStats,
 )
+from .tenants import TenantPolicy, check_tenant
 
 __all__ = [
     "AdaptiveResourceManager",
