@@ -33,19 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from .clock import ManualClock
-from .optimization import OptimizerConfig, RuntimeOptimizer
-from .resources import (
+from ..clock import ManualClock
+from ..optimization import OptimizerConfig, RuntimeOptimizer
+from ..resources import (
     AdaptiveResourceManager,
     AllocationRequest,
     FailoverEvent,
     RateLimitConfig,
     ResourceManagerConfig,
 )
-from .scenario import Scenario
-from .types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
+from ..scenario import Scenario
+from ..types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
 
-__all__ = ["SimulationResult", "compare_strategies", "jain_index", "run_simulation"]
+__all__ = ["SimulationResult", "compare_strategies", "jain_index", "progress_printer", "run_simulation"]
 
 _PRIORITY = {
     "low": TaskPriority.LOW,
