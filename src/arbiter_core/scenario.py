@@ -216,42 +216,51 @@ class Scenario:
 
 
 def default_scenario() -> Scenario:
-    """The built-in scenario: 40 mixed agents, bursts, three faulty agents.
+    """The built-in scenario: a pool that serves like LLM inference.
 
-    About 2 minutes of arrivals at 45 requests/s with two bursts that push the
-    pool past its capacity, so queues form, low-priority work ages, deadlines
-    expire, the rate limiter engages, one agent slows down, one goes silent
-    (OFFLINE, then failover) and one fails its tasks (ejection).
+    28 shared-service agents of three kinds, like big, mid-size and small GPU
+    servers: each batches up to ``parallelism`` requests at full speed and
+    slows every request down beyond that (limited processor sharing), up to
+    ``max_tasks`` at once, with memory (the KV cache) growing per request.
+    Speeds differ 3x, so where a request lands matters.  One minute of
+    arrivals at 50 requests/s with lognormal work (a long tail of long
+    generations) and two bursts (x2.4 and x1.8) that push the pool to and
+    past its capacity, so queues form and short deadlines expire; one agent
+    slows down 5x, one goes silent (OFFLINE, then failover) and one fails
+    90 % of its tasks (ejection).
     """
     return Scenario(
         name="default",
-        duration_s=120.0,
+        duration_s=60.0,
         groups=(
-            AgentGroup("large", 8, max_tasks=8, speed=1.5),
-            AgentGroup("medium", 16, max_tasks=4, speed=1.0),
-            AgentGroup("small", 12, max_tasks=2, speed=0.8),
-            AgentGroup("legacy", 4, max_tasks=4, speed=0.5),
+            AgentGroup("large", 8, max_tasks=24, speed=2.0, service="shared", parallelism=8,
+                       base_memory=30.0, memory_per_task=2.5),
+            AgentGroup("medium", 12, max_tasks=12, speed=1.0, service="shared", parallelism=4,
+                       base_memory=30.0, memory_per_task=5.0),
+            AgentGroup("small", 8, max_tasks=6, speed=0.6, service="shared", parallelism=2,
+                       base_memory=30.0, memory_per_task=10.0),
         ),
         arrivals=Arrivals(
-            rate_per_s=45.0,
+            rate_per_s=50.0,
             mean_task_s=2.0,
-            task_sigma=0.6,
-            bursts=(Burst(30.0, 15.0, 2.5), Burst(80.0, 10.0, 3.0)),
+            task_sigma=0.8,
+            bursts=(Burst(20.0, 10.0, 2.4), Burst(45.0, 8.0, 1.8)),
             priorities=(
                 PriorityClass("critical", 0.05, 5.0),
                 PriorityClass("high", 0.20, 10.0),
                 PriorityClass("medium", 0.45, 20.0),
-                PriorityClass("low", 0.30, 8.0),
+                PriorityClass("low", 0.30, 4.0),
             ),
         ),
         faults=(
-            Fault("slow", "medium-3", at_s=20.0, factor=5.0),
-            Fault("silent", "large-1", at_s=50.0),
-            Fault("failing", "small-2", at_s=25.0, failure_rate=0.9),
+            Fault("slow", "medium-3", at_s=15.0, factor=5.0),
+            Fault("silent", "large-1", at_s=30.0),
+            Fault("failing", "small-2", at_s=10.0, failure_rate=0.9),
         ),
         rate_limit_per_s=110.0,
         rate_limit_burst=200,
-        throughput_threshold_per_s=30.0,
+        latency_threshold_ms=6000.0,
+        throughput_threshold_per_s=20.0,
     )
 
 
