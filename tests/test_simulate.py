@@ -340,3 +340,14 @@ def test_run_cases_is_identical_in_parallel():
             rb.pop("wall_s")
             assert ra == rb and a.seed == b.seed
             assert a.e2e_samples == b.e2e_samples
+
+
+def test_shared_with_parallelism_max_tasks_is_the_slot_model():
+    slots = scenario_from_dict(SMALL)
+    shared = scenario_from_dict({**SMALL, "pool": {"groups": [
+        {"name": "a", "count": 4, "max_tasks": 2, "service": "shared", "parallelism": 2}]}})
+    a = run_simulation(slots, "least_loaded", seed=7).table_row()
+    b = run_simulation(shared, "least_loaded", seed=7).table_row()
+    a.pop("wall_s")
+    b.pop("wall_s")
+    assert a == b
