@@ -173,12 +173,13 @@ def _simulate(args: argparse.Namespace) -> int:
                 return 1
     rows = {name: summarize(per_seed) for name, per_seed in runs.items()}
     best = best_strategy(runs)
-    means = {name: r["e2e_mean_s"] for name, r in rows.items() if r["e2e_mean_s"] is not None}
+    means = {name: row["e2e_mean_s"] for name, row in rows.items()
+             if row["e2e_mean_s"] is not None}
     if args.json:
-        for r in rows.values():
-            r.pop("wall_s", None)  # the only non-deterministic figure
-            if "ci95" in r:
-                r["ci95"].pop("wall_s", None)
+        for row in rows.values():
+            row.pop("wall_s", None)  # the only non-deterministic figure
+            if "ci95" in row:
+                row["ci95"].pop("wall_s", None)
         doc: dict[str, Any] = {"scenario": scenario.to_dict(), "seed": args.seed,
                                "seeds": seeds, "strategies": rows}
         if trace is not None:

@@ -208,8 +208,8 @@ def _number(v: object, where: str, col: str, *, lo: float | None = None,
 def _priority(v: object, where: str) -> int:
     if _empty(v):
         return PRIORITY_NAMES.index(DEFAULT_PRIORITY)
-    name = v.strip().lower() if isinstance(v, str) else v
+    name = v.strip().lower() if isinstance(v, str) else None
     if name not in PRIORITY_NAMES:
         raise TraceError(f"{where}, column priority: must be one of "
                          f"{', '.join(PRIORITY_NAMES)}, got {v!r}")
-    return PRIORITY_NAMES.index(name)  # type: ignore[arg-type]
+    return PRIORITY_NAMES.index(name)
