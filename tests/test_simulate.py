@@ -351,3 +351,17 @@ def test_shared_with_parallelism_max_tasks_is_the_slot_model():
     a.pop("wall_s")
     b.pop("wall_s")
     assert a == b
+
+
+def test_identical_single_slot_agents_make_every_strategy_equal():
+    # work-conserving routing onto identical single-slot agents is one M/M/c
+    # sample path whatever picks the agent: the results must be identical
+    sc = scenario_from_dict({"duration_s": 100.0, "pool": {"groups": [
+        {"name": "a", "count": 6, "max_tasks": 1}]}, "arrivals": {
+        "rate_per_s": 5.0, "mean_task_s": 1.0,
+        "priorities": [{"priority": "medium", "share": 1, "timeout_s": 1000.0}]}})
+    runs = run_cases(sc, ["round_robin", "least_loaded", "weighted", "random",
+                          "priority_based", "power_of_two", "peak_ewma"], [0])
+    seen = {(r[0].completed, r[0].wait_mean_s, r[0].e2e_mean_s, r[0].e2e_p99_s)
+            for r in runs.values()}
+    assert len(seen) == 1
