@@ -365,3 +365,31 @@ def test_identical_single_slot_agents_make_every_strategy_equal():
     seen = {(r[0].completed, r[0].wait_mean_s, r[0].e2e_mean_s, r[0].e2e_p99_s)
             for r in runs.values()}
     assert len(seen) == 1
+
+
+def test_trace_rows_are_sorted_defaulted_and_carry_tenants(tmp_path):
+    from arbiter_core.simulate import load_trace
+
+    f = tmp_path / "t.csv"
+    f.write_text("\ufeffarrival_s,work_s,priority,timeout_s,tenant\n"
+                 "2.0,1.0,high,,acme\n"
+                 "0.5,2.0,,7,\n"
+                 "0.5,3.0,LOW,,globex\n")
+    tr = load_trace(f)
+    assert tr.arrival_s.tolist() == [0.5, 0.5, 2.0]       # stable: file order on ties
+    assert tr.work_s.tolist() == [2.0, 3.0, 1.0]
+    sc = scenario_from_dict({**SMALL, "arrivals": {"rate_per_s": 1, "mean_task_s": 1,
+                                                   "priorities": [
+                                                       {"priority": "high", "share": 1,
+                                                        "timeout_s": 4.0},
+                                                       {"priority": "low", "share": 1,
+                                                        "timeout_s": 9.0}]}})
+    w = tr.to_workload(sc, np.random.default_rng(0))
+    # medium by default; timeouts: given 7, the scenario's low 9 and high 4
+    assert w.priority.tolist() == [1, 0, 2]
+    assert w.timeout_s.tolist() == [7.0, 9.0, 4.0]
+    assert w.tenant == ("", "globex", "acme")
+    assert w.duration_s == 2.0
+    r = run_simulation(sc, "least_loaded", seed=0, trace=tr)
+    assert r.submitted == 3 and r.completed == 3
+    assert_littles_law(r)

@@ -104,7 +104,7 @@ def load_trace(path: str | Path) -> Trace:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")   # a spreadsheet's BOM is no column
     except OSError as exc:
         raise TraceError(f"{p}: cannot read trace file: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
