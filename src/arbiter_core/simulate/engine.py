@@ -52,6 +52,7 @@ from ..resources import (
 from ..scenario import PRIORITY_NAMES, Scenario
 from ..types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
 from .service import AgentService
+from .trace import Trace
 from .workload import Workload, generate_workload
 
 __all__ = ["SimulationResult", "compare_strategies", "jain_index", "progress_printer",
@@ -159,7 +160,7 @@ class _Task:
 class _Simulation:
     def __init__(self, scenario: Scenario, strategy: LoadBalancingStrategy, seed: int,
                  progress: Callable[[float], None] | None,
-                 trace: Any | None = None) -> None:
+                 trace: Trace | None = None) -> None:
         self.sc = scenario
         self.strategy = strategy
         # independent streams: the workload (times, priorities, work, failure
@@ -525,7 +526,7 @@ class _Simulation:
 
 def run_simulation(scenario: Scenario, strategy: LoadBalancingStrategy | str, seed: int = 0,
                    progress: Callable[[float], None] | None = None,
-                   trace: Any | None = None) -> SimulationResult:
+                   trace: Trace | None = None) -> SimulationResult:
     """Run one strategy on ``scenario``; deterministic for a given seed.
 
     ``trace`` (a :class:`~arbiter_core.simulate.Trace`) replaces the scenario's
@@ -537,7 +538,7 @@ def run_simulation(scenario: Scenario, strategy: LoadBalancingStrategy | str, se
 
 def compare_strategies(scenario: Scenario, strategies: Iterable[LoadBalancingStrategy | str],
                        seed: int = 0, progress: Callable[[str, float], None] | None = None,
-                       trace: Any | None = None) -> dict[str, SimulationResult]:
+                       trace: Trace | None = None) -> dict[str, SimulationResult]:
     """Run every strategy on the same scenario and seed (one process)."""
     out: dict[str, SimulationResult] = {}
     for s in strategies:

@@ -11,11 +11,10 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any
-
 from ..scenario import Scenario
 from ..types import LoadBalancingStrategy
 from .engine import SimulationResult, run_simulation
+from .trace import Trace
 
 __all__ = ["default_jobs", "run_cases", "seed_list"]
 
@@ -47,12 +46,13 @@ def _worker_init(log_level: int) -> None:
     logging.getLogger().setLevel(log_level)
 
 
-def _run_case(scenario: Scenario, trace: Any, strategy: str, seed: int) -> SimulationResult:
+def _run_case(scenario: Scenario, trace: Trace | None, strategy: str,
+              seed: int) -> SimulationResult:
     return run_simulation(scenario, strategy, seed, trace=trace)
 
 
 def run_cases(scenario: Scenario, strategies: Sequence[LoadBalancingStrategy | str],
-              seeds: Sequence[int], *, jobs: int = 1, trace: Any | None = None,
+              seeds: Sequence[int], *, jobs: int = 1, trace: Trace | None = None,
               progress: Progress | None = None) -> dict[str, list[SimulationResult]]:
     """Run every strategy on every seed.
 
