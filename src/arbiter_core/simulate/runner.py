@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
 from ..scenario import Scenario
 from ..types import LoadBalancingStrategy
 from .engine import SimulationResult, run_simulation
