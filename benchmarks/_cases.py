@@ -8,8 +8,11 @@ them for ``BENCHMARKS.md``.
 
 from __future__ import annotations
 
+import collections
 import importlib
+import itertools
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -543,13 +546,109 @@ def allocation_case(n: int) -> Callable[[], Comparison]:
                note="manager.allocate_resources(req) then release_resources(id), least loaded"),
             peers=[Op("python", py.least_loaded, check=_equal(expected),
                       note="the least-loaded scan alone, over a list of dicts")],
+            targets={"python": 0.1 if n <= 100 else 0.01},
         )
 
     factory.__name__ = f"allocation_{n}"
     return factory
 
 
-ALLOCATION_CASES = [allocation_case(n) for n in ALLOCATION_SIZES]
+def _cycling_manager(strategy: str, n: int) -> Callable[[], Any]:
+    """An allocate+release cycle through a manager of ``n`` agents (10 slots each)."""
+    ManualClock, AdaptiveResourceManager, ResourceManagerConfig, AllocationRequest = need(
+        "ManualClock", "AdaptiveResourceManager", "ResourceManagerConfig", "AllocationRequest")
+    arm = AdaptiveResourceManager(ResourceManagerConfig(
+        load_balancing_strategy=strategy, max_agents=n, seed=7), clock=ManualClock())
+    usage = pool_usage(n)
+    for i, (c, m, t, w) in enumerate(zip(*usage, strict=True)):
+        arm.register_agent(f"agent-{i}", max_tasks=10, weight=w)
+        arm.record_usage(f"agent-{i}", cpu=c, memory=m)
+        arm.monitor.update_task_count(f"agent-{i}", t)
+    request = AllocationRequest("bench", "task")
+
+    def cycle() -> Any:
+        res = arm.allocate_resources(request)
+        arm.release_resources("bench", success=True, duration_s=0.01)
+        return res.agent_id
+
+    return cycle
+
+
+def p2c_flat() -> Comparison:
+    """POWER_OF_TWO allocate+release at 10,000 agents against 10 agents: O(1)."""
+    big, small = _cycling_manager("power_of_two", 10_000), _cycling_manager("power_of_two", 10)
+
+    def check(agent: Any) -> None:
+        assert isinstance(agent, str)
+
+    return Comparison(
+        "allocate+release power_of_two n=10,000 vs n=10",
+        Op("arbiter", big, check=check, note="power_of_two through the manager, 10,000 agents"),
+        peers=[Op("n=10", small, check=check, note="the same cycle on 10 agents")],
+        targets={"n=10": 1.3},
+    )
+
+
+class _DeepQueue:
+    """A pool of 100 single-slot agents, all busy, and ``depth`` requests waiting
+    (mixed priorities, so the heap is really exercised).
+
+    One operation releases the oldest running task (which dispatches the head
+    of the queue into its slot) and submits a new MEDIUM request, so the
+    queue keeps its depth.  The clock stands still, so nothing ages: LOW
+    requests stay at the back, and a new request is served within ``depth``
+    operations.  The new requests are built ahead (an AllocationRequest costs
+    more than what is measured) and reused in a cycle of ``depth + 200``:
+    each has been served and released before its id comes round again.
+    """
+
+    def __init__(self, depth: int, seed: int = 3) -> None:
+        (ManualClock, AdaptiveResourceManager, ResourceManagerConfig, AllocationRequest,
+         TaskPriority) = need("ManualClock", "AdaptiveResourceManager", "ResourceManagerConfig",
+                              "AllocationRequest", "TaskPriority")
+        rng = random.Random(seed)
+        self.arm = arm = AdaptiveResourceManager(
+            ResourceManagerConfig(max_queue=depth + 10, seed=seed), clock=ManualClock())
+        for i in range(100):
+            arm.register_agent(f"agent-{i}", max_tasks=1)
+        prios = list(TaskPriority)
+        self.running: collections.deque[str] = collections.deque()
+        arm.allocator.on_transition(self._moved)
+        for i in range(100 + depth):
+            res = arm.allocate_resources(AllocationRequest(f"s{i}", "t", timeout_s=1e9,
+                                                           priority=rng.choice(prios)))
+            if res.status.value == "allocated":
+                self.running.append(res.request_id)
+        self.depth = depth
+        self.fresh = itertools.cycle([AllocationRequest(f"n{i}", "t", timeout_s=1e9)
+                                      for i in range(depth + 200)])
+
+    def _moved(self, request_id: str, status: Any, agent: Any) -> None:
+        self.running.append(request_id)
+
+    def op(self) -> int:
+        self.arm.release_resources(self.running.popleft(), True, 0.01)
+        self.arm.allocate_resources(next(self.fresh))
+        return self.arm.allocator.queued_count
+
+    def check(self, queued: int) -> None:
+        assert queued == self.depth
+
+
+def deep_queue() -> Comparison:
+    """Release-with-dispatch + submit at a 100,000-deep queue against depth 100."""
+    deep, shallow = _DeepQueue(100_000), _DeepQueue(100)
+    return Comparison(
+        "release+dispatch+submit queue 100,000 vs 100",
+        Op("arbiter", deep.op, check=deep.check,
+           note="release (dispatches the queue head) + submit, 100,000 waiting, mixed priorities"),
+        peers=[Op("depth 100", shallow.op, check=shallow.check,
+                  note="the same at 100 waiting")],
+        targets={"depth 100": 3.0},
+    )
+
+
+ALLOCATION_CASES = [allocation_case(n) for n in ALLOCATION_SIZES] + [p2c_flat, deep_queue]
 
 # LiteLLM's Router (optional: only where litellm is installed, never in CI).
 # Each of its strategies against ours with the closest policy.

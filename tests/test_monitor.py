@@ -410,3 +410,14 @@ def test_record_metric_fast_path_follows_resize_and_new_series(clock):
     with pytest.raises(ValueError, match="timestamp"):
         mon.record_metric(MetricType.CPU, 1.0, "a", math.nan)
     assert mon.metric_count == 4
+
+
+def test_a_record_metric_bound_before_resize_keeps_storing_in_the_monitor(clock):
+    # issue 10 review: the bound method kept writing to the old ring
+    mon = PerformanceMonitor(max_metrics=10, clock=clock)
+    record = mon.record_metric
+    record(MetricType.CPU, 1.0, "a")
+    mon.resize(5)
+    record(MetricType.CPU, 2.0, "a")
+    assert mon.metric_count == 2
+    assert list(mon.get_latest_metrics(5).values) == [1.0, 2.0]

@@ -1488,6 +1488,14 @@ cdef class NamedRecorder:
         self._now_fn = None if clock is None else clock.now
         self._enum_cls = enum_cls
 
+    def retarget(self, MetricRing ring not None):
+        """retarget(ring)
+
+        Record into ``ring`` from now on (after its owner resized), so that a
+        ``record`` method bound before keeps storing where it should.
+        """
+        self.ring = ring
+
     def record(self, metric_type, value, source="system", timestamp=None):
         """record(metric_type, value, source="system", timestamp=None)
 

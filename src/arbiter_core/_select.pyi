@@ -1,17 +1,18 @@
 # Stub for the compiled module arbiter_core._select (see _select.pyx).
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, TypeVar, final
 
-from typing_extensions import Self, disjoint_base
+from typing_extensions import Self
 
 __all__ = ["HEALTH_NAMES", "STRATEGY_CODES", "AgentTable"]
 
 STRATEGY_CODES: dict[str, int]
 HEALTH_NAMES: tuple[str, str, str, str]
 
+_R = TypeVar("_R", bound=tuple[Any, ...])
 _Decision = tuple[Hashable, float, float, tuple[Hashable, ...]]
 
-@disjoint_base
+@final
 class AgentTable:
     def __new__(cls, capacity: int) -> Self: ...
     @property
@@ -80,6 +81,19 @@ class AgentTable:
         now: float = 0.0,
         reserve: bool = False,
     ) -> int: ...
+    def decision(
+        self,
+        record: type[_R],
+        strategy: Any,
+        code: int,
+        high: bool,
+        cpu: float,
+        memory_mb: float,
+        network_mbps: float,
+        now: float,
+        reserve: bool,
+        priority: int,
+    ) -> _R | None: ...
     def decide(
         self,
         strategy: int,

@@ -1,4 +1,10 @@
-# Agent state as a struct of arrays, and the selection kernels.
+# Agent state as a struct of arrays: the AgentTable.
+#
+# By concern: the C layout (arrays, codes, PRNG state) is declared in
+# _select.pxd, which the allocation core (_alloc.pyx) cimports; the strategy
+# kernels are in _select_kernels.pxi; this file holds the table itself --
+# registry, usage and health rules, reservations, the selection entry points
+# and reading.
 #
 # One slot per agent; a removed agent's slot goes on a free list and is reused
 # by the next registration, so the arrays never grow past the high-water mark
@@ -12,26 +18,22 @@
 # would let another thread reserve a slot between our scan and our
 # reservation.  A scan over 10,000 agents takes about 20 microseconds.
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.math cimport exp, isfinite, INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
+from ._chelpers cimport monotonic as _mono, new_record, put_field
+
 import os
 
 __all__ = ["AgentTable", "HEALTH_NAMES", "STRATEGY_CODES"]
 
-# Strategy codes, indexed by LoadBalancingStrategy value.
-cdef enum:
-    S_ROUND_ROBIN = 0
-    S_LEAST_LOADED = 1
-    S_WEIGHTED = 2
-    S_RANDOM = 3
-    S_PRIORITY_BASED = 4
-    S_POWER_OF_TWO = 5
-    S_PEAK_EWMA = 6
-    N_STRATEGIES = 7
+# The strategy, health and flag codes, the PRNG state and the table's layout
+# are declared in _select.pxd (shared with the allocation core).
 
+# Strategy codes, indexed by LoadBalancingStrategy value.
 STRATEGY_CODES = {
     "round_robin": S_ROUND_ROBIN,
     "least_loaded": S_LEAST_LOADED,
@@ -42,198 +44,20 @@ STRATEGY_CODES = {
     "peak_ewma": S_PEAK_EWMA,
 }
 
-# Health codes; FREE marks an unused slot.
-cdef enum:
-    H_FREE = -1
-    H_HEALTHY = 0
-    H_DEGRADED = 1
-    H_UNHEALTHY = 2
-    H_OFFLINE = 3
-
+# Health codes 0..3 (H_FREE = -1 marks an unused slot).
 HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "offline")
 
-# Bits of `_flags`.
-cdef enum:
-    F_CPU = 1          # cpu % reported at least once
-    F_MEM = 2
-    F_NET = 4
-    F_REPORTED = 8     # any usage report ever: staleness applies
-    F_LAT = 16         # latency EWMA has a sample
-    F_STALE = 32       # OFFLINE because silent past the stale limit
-    F_DOWN = 64        # OFFLINE because failed over (until a report/restore)
 
-# Rejection sampling budget of the O(1) strategies before they fall back to an
-# exact scan (a pool where fewer than about 1 in 10 agents is eligible).
-cdef enum:
-    SAMPLE_TRIES = 32
-    MAX_ALT = 3
+# ---------------------------------------------------------------------------
+# The selection kernels (one file: PRNG, best-of scans, the seven strategies)
+
+include "_select_kernels.pxi"
 
 
 # ---------------------------------------------------------------------------
-# PRNG: xoshiro256** seeded through splitmix64 (Blackman & Vigna).  Fast, good
-# statistical quality, and reproducible from one 64-bit seed.
+# The table
 
-cdef struct Rng:
-    uint64_t s0
-    uint64_t s1
-    uint64_t s2
-    uint64_t s3
-
-
-cdef inline uint64_t _splitmix(uint64_t* x) noexcept nogil:
-    cdef uint64_t z
-    x[0] += <uint64_t>0x9E3779B97F4A7C15
-    z = x[0]
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
-    return z ^ (z >> 31)
-
-
-cdef inline void _rng_seed(Rng* r, uint64_t seed) noexcept nogil:
-    cdef uint64_t x = seed
-    r.s0 = _splitmix(&x)
-    r.s1 = _splitmix(&x)
-    r.s2 = _splitmix(&x)
-    r.s3 = _splitmix(&x)
-
-
-cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
-    return (x << k) | (x >> (64 - k))
-
-
-cdef inline uint64_t _rng_next(Rng* r) noexcept nogil:
-    cdef uint64_t result = _rotl(r.s1 * 5, 7) * 9
-    cdef uint64_t t = r.s1 << 17
-    r.s2 ^= r.s0
-    r.s3 ^= r.s1
-    r.s1 ^= r.s2
-    r.s0 ^= r.s3
-    r.s2 ^= t
-    r.s3 = _rotl(r.s3, 45)
-    return result
-
-
-cdef inline uint64_t _rng_below(Rng* r, uint64_t n) noexcept nogil:
-    # Lemire's multiply-shift on the top 32 bits: unbiased enough for n < 2**32
-    # (bias < n / 2**32), and far cheaper than a modulo.
-    return ((_rng_next(r) >> 32) * n) >> 32
-
-
-# ---------------------------------------------------------------------------
-# Best-of scan state: the winner and the next MAX_ALT candidates in key
-# order (the alternatives).  Ties with the winner are resolved by the scan
-# loop itself (skip-ahead reservoir sampling, see _next_win).
-
-cdef struct Best:
-    double k1[4]
-    double k2[4]
-    Py_ssize_t slot[4]
-    int n
-
-
-cdef inline bint _less(double a1, double a2, double b1, double b2) noexcept nogil:
-    return a1 < b1 or (a1 == b1 and a2 < b2)
-
-
-cdef inline void _best_insert(Best* b, int pos, double k1, double k2,
-                              Py_ssize_t slot) noexcept nogil:
-    """Insert at ``pos``, shifting the rest down and dropping a fifth entry."""
-    cdef int j
-    if b.n < 4:
-        b.n += 1
-    j = b.n - 1
-    while j > pos:
-        b.k1[j] = b.k1[j - 1]
-        b.k2[j] = b.k2[j - 1]
-        b.slot[j] = b.slot[j - 1]
-        j -= 1
-    b.k1[pos] = k1
-    b.k2[pos] = k2
-    b.slot[pos] = slot
-
-
-cdef inline void _best_place(Best* b, double k1, double k2, Py_ssize_t slot) noexcept nogil:
-    """Insert a candidate that is worse than the winner where it belongs."""
-    cdef int pos = b.n if b.n < 4 else 3
-    while pos > 1 and _less(k1, k2, b.k1[pos - 1], b.k2[pos - 1]):
-        pos -= 1
-    _best_insert(b, pos, k1, k2, slot)
-
-
-cdef inline int64_t _next_win(int64_t ties, Rng* rng) noexcept nogil:
-    """Skip-ahead reservoir sampling (the idea of Li's Algorithm L, for k=1).
-
-    The plain reservoir lets the k-th tie win with probability 1/k, which
-    makes every tied agent equally likely.  With ``ties`` candidates seen, the
-    next one to win is at count j > ties with P(j > m) = ties / m, i.e.
-    j = floor(ties / u) + 1 for u uniform on (0, 1].  That is one draw per
-    replacement (O(log n) per scan) instead of one per tie, which matters when
-    a whole idle pool ties.
-    """
-    cdef double u = (<double>((_rng_next(rng) >> 11) + 1)) * (1.0 / 9007199254740992.0)
-    cdef double j = <double>ties / u + 1.0
-    if j >= 9.0e18:
-        return <int64_t>9000000000000000000
-    return <int64_t>j
-
-
-cdef struct Scan:
-    Best b
-    Rng rng
-    double win1        # the winner's key
-    double win2
-    double worst1      # the 4th best key (+inf while fewer are held)
-    double worst2
-    int64_t ties       # candidates seen with the winner's key
-    int64_t next_win   # the tie count at which the next tie takes over
-
-
-cdef inline void _scan_init(Scan* st, Rng rng) noexcept nogil:
-    st.b.n = 0
-    st.rng = rng
-    st.win1 = INFINITY
-    st.win2 = INFINITY
-    st.worst1 = INFINITY
-    st.worst2 = INFINITY
-    st.ties = 0
-    st.next_win = 0
-
-
-cdef inline void _scan_offer(Scan* st, double k1, double k2, Py_ssize_t i) noexcept nogil:
-    """Consider candidate ``i`` with key (k1, k2); lower is better."""
-    if k1 == INFINITY:
-        return
-    if k1 == st.win1 and k2 == st.win2:
-        # a tie with the winner: it takes over at the reservoir's chosen
-        # count, so every tied agent is equally likely (no first-in-list
-        # herding)
-        st.ties += 1
-        if st.ties == st.next_win:
-            _best_insert(&st.b, 0, k1, k2, i)
-            st.next_win = _next_win(st.ties, &st.rng)
-        elif st.b.n < 4 or _less(k1, k2, st.worst1, st.worst2):
-            # a tie outranks any worse alternative
-            _best_insert(&st.b, 1, k1, k2, i)
-        else:
-            return
-    elif not _less(k1, k2, st.worst1, st.worst2):
-        return
-    elif _less(k1, k2, st.win1, st.win2):
-        _best_insert(&st.b, 0, k1, k2, i)
-        st.win1 = k1
-        st.win2 = k2
-        st.ties = 1
-        st.next_win = _next_win(1, &st.rng)
-    else:
-        _best_place(&st.b, k1, k2, i)
-    if st.b.n == 4:
-        st.worst1 = st.b.k1[3]
-        st.worst2 = st.b.k2[3]
-
-
-# ---------------------------------------------------------------------------
-# AgentTable
-
+@cython.final
 cdef class AgentTable:
     """AgentTable(capacity)
     --
@@ -286,58 +110,6 @@ cdef class AgentTable:
     True
     """
 
-    # per-slot arrays
-    cdef int8_t* _health
-    cdef uint8_t* _flags
-    cdef int32_t* _max
-    cdef int32_t* _active
-    cdef int32_t* _streak        # consecutive failures
-    cdef int32_t* _ejections
-    cdef double* _inv_cap        # 100 / max_tasks
-    cdef double* _weight
-    cdef double* _inv_weight
-    cdef double* _cpu
-    cdef double* _mem
-    cdef double* _net
-    cdef double* _base_ll        # (cpu + mem) / 2
-    cdef double* _base_w         # 0.3 cpu + 0.2 mem
-    cdef double* _key_ll         # least-loaded score, kept current by _rekey
-    cdef double* _key_w          # weighted score, kept current by _rekey
-    cdef double* _ejected_until
-    cdef double* _lat            # peak EWMA latency, seconds
-    cdef double* _lat_t          # time of the last latency sample
-    cdef double* _last_report
-    cdef double* _cap_cpu        # percent of the agent a request may take
-    cdef double* _cap_mem        # MB, 0 = not declared
-    cdef double* _cap_net        # Mbps, 0 = not declared
-    cdef double* _res_cpu        # reserved by active allocations
-    cdef double* _res_mem
-    cdef double* _res_net
-    cdef int64_t* _selected      # selections made (load distribution)
-    cdef int64_t* _completed
-    cdef int64_t* _failed
-    cdef Py_ssize_t* _pos        # slot -> index in _dense
-    cdef Py_ssize_t* _dense      # the live slots, packed, for O(1) sampling
-    cdef Py_ssize_t* _free       # stack of free slots below the high-water mark
-
-    cdef Py_ssize_t _cap         # hard maximum
-    cdef Py_ssize_t _alloc       # allocated slots
-    cdef Py_ssize_t _grow_to
-    cdef Py_ssize_t _hw          # high-water mark: slots [0, _hw) were used
-    cdef Py_ssize_t _n           # live agents
-    cdef Py_ssize_t _nfree
-    cdef Py_ssize_t _rr          # round-robin cursor (last slot picked)
-    cdef Py_ssize_t _n_ej        # agents with an ejection set (expired or not)
-    cdef Rng _rng
-    cdef double _lat_mean        # pool latency EWMA, for unmeasured agents
-    cdef bint _lat_any
-    cdef double _cpu_warn, _cpu_crit, _mem_warn, _mem_crit
-    cdef readonly double ewma_decay_s
-    cdef Py_ssize_t _alt[MAX_ALT]
-    cdef int _nalt
-    cdef double _last_score
-    cdef list _ids
-    cdef dict _index
 
     def __cinit__(self, capacity):
         if isinstance(capacity, bool) or not isinstance(capacity, int):
@@ -738,6 +510,43 @@ cdef class AgentTable:
         self._inv_weight[slot] = 1.0 / weight
         self._rekey(slot)
 
+    cdef int32_t _complete(self, Py_ssize_t s, double duration_s, bint success,
+                           double now) noexcept nogil:
+        """One finished task: peak EWMA latency (``duration_s >= 0``) and the
+        failure streak, which it returns.  Arguments already checked."""
+        cdef double w, lat
+        if duration_s >= 0.0:
+            if self._flags[s] & F_LAT:
+                lat = self._lat[s]
+                if duration_s > lat:
+                    # peak sensitivity: a slow response is believed at once
+                    lat = duration_s
+                else:
+                    w = exp(-(now - self._lat_t[s]) / self.ewma_decay_s) \
+                        if now > self._lat_t[s] else 1.0
+                    # w = 1 (no time passed) would ignore the sample forever;
+                    # give every sample at least a small say
+                    if w > 0.9:
+                        w = 0.9
+                    lat = lat * w + duration_s * (1.0 - w)
+                self._lat[s] = lat
+            else:
+                self._lat[s] = duration_s
+                self._flags[s] |= F_LAT
+            self._lat_t[s] = now
+            if self._lat_any:
+                self._lat_mean += 0.1 * (duration_s - self._lat_mean)
+            else:
+                self._lat_mean = duration_s
+                self._lat_any = True
+        if success:
+            self._streak[s] = 0
+            self._completed[s] += 1
+        else:
+            self._streak[s] += 1
+            self._failed[s] += 1
+        return self._streak[s]
+
     def record_completion(self, Py_ssize_t slot, double duration_s, bint success,
                           double now):
         """record_completion(slot, duration_s, success, now)
@@ -750,42 +559,11 @@ cdef class AgentTable:
         int
             The consecutive failure count after this outcome.
         """
-        cdef double w, lat
         self._check(slot)
         _check_finite(now, "now")
         if not isfinite(duration_s):
             raise ValueError(f"duration_s must be finite, got {duration_s!r}")
-        if duration_s >= 0.0:
-            if self._flags[slot] & F_LAT:
-                lat = self._lat[slot]
-                if duration_s > lat:
-                    # peak sensitivity: a slow response is believed at once
-                    lat = duration_s
-                else:
-                    w = exp(-(now - self._lat_t[slot]) / self.ewma_decay_s) \
-                        if now > self._lat_t[slot] else 1.0
-                    # w = 1 (no time passed) would ignore the sample forever;
-                    # give every sample at least a small say
-                    if w > 0.9:
-                        w = 0.9
-                    lat = lat * w + duration_s * (1.0 - w)
-                self._lat[slot] = lat
-            else:
-                self._lat[slot] = duration_s
-                self._flags[slot] |= F_LAT
-            self._lat_t[slot] = now
-            if self._lat_any:
-                self._lat_mean += 0.1 * (duration_s - self._lat_mean)
-            else:
-                self._lat_mean = duration_s
-                self._lat_any = True
-        if success:
-            self._streak[slot] = 0
-            self._completed[slot] += 1
-        else:
-            self._streak[slot] += 1
-            self._failed[slot] += 1
-        return self._streak[slot]
+        return self._complete(slot, duration_s, success, now)
 
     def eject(self, Py_ssize_t slot, double until):
         """eject(slot, until)
@@ -932,6 +710,18 @@ cdef class AgentTable:
         self._reserve(slot, cpu, memory_mb, network_mbps)
         return True
 
+    cdef int _unreserve(self, Py_ssize_t s, double rc, double rm, double rn) noexcept nogil:
+        """Give back one task slot and its resources; -1 if none is held."""
+        if self._active[s] <= 0:
+            return -1
+        self._active[s] -= 1
+        self._rekey(s)
+        # clamp: float round-off must never leave a tiny negative reservation
+        self._res_cpu[s] = max(0.0, self._res_cpu[s] - rc)
+        self._res_mem[s] = max(0.0, self._res_mem[s] - rm)
+        self._res_net[s] = max(0.0, self._res_net[s] - rn)
+        return 0
+
     def release(self, Py_ssize_t slot, double cpu=0.0, double memory_mb=0.0,
                 double network_mbps=0.0):
         """release(slot, cpu=0.0, memory_mb=0.0, network_mbps=0.0)
@@ -940,211 +730,10 @@ cdef class AgentTable:
         """
         self._check(slot)
         _check_request(cpu, memory_mb, network_mbps)
-        if self._active[slot] <= 0:
+        if self._unreserve(slot, cpu, memory_mb, network_mbps) < 0:
             raise ValueError(f"slot {slot} has no active task to release")
-        self._active[slot] -= 1
-        self._rekey(slot)
-        # clamp: float round-off must never leave a tiny negative reservation
-        self._res_cpu[slot] = max(0.0, self._res_cpu[slot] - cpu)
-        self._res_mem[slot] = max(0.0, self._res_mem[slot] - memory_mb)
-        self._res_net[slot] = max(0.0, self._res_net[slot] - network_mbps)
 
     # -- selection ------------------------------------------------------------
-
-    cdef Py_ssize_t _scan(self, int strategy, int min_tier, double now, bint need_fit,
-                          double rc, double rm, double rn) noexcept nogil:
-        """Full scan for LEAST_LOADED / WEIGHTED / PRIORITY_BASED.
-
-        The arrays and the PRNG are copied into locals first: the compiler
-        cannot otherwise prove that the PRNG writes do not alias the table's
-        pointers, and reloads them every iteration (3x slower).
-        """
-        cdef Scan st
-        cdef const int8_t* health = self._health
-        cdef const int32_t* active = self._active
-        cdef const int32_t* mx = self._max
-        cdef const double* base_ll = self._base_ll
-        cdef const double* key_ll = self._key_ll
-        cdef const double* keys = key_ll if strategy == S_LEAST_LOADED else self._key_w
-        cdef double win1, worst1
-        cdef int64_t ties, next_win
-        cdef const double* ej = self._ejected_until
-        cdef Py_ssize_t i, hw = self._hw
-        cdef double k1
-        cdef bint has_ej = self._n_ej > 0
-        cdef int j
-        _scan_init(&st, self._rng)
-        if strategy != S_PRIORITY_BASED and min_tier == 1 and not need_fit and not has_ej:
-            # The common case: the key alone says everything (+inf = cannot
-            # take a task), so the loop reads one array and compares twice.
-            # _scan_offer's logic, specialised with the hot state in
-            # registers (through the struct, a pool of ties costs 2x).
-            win1 = INFINITY
-            worst1 = INFINITY
-            ties = 0
-            next_win = 0
-            for i in range(hw):
-                k1 = keys[i]
-                if k1 == win1:
-                    if k1 == INFINITY:
-                        continue
-                    ties += 1
-                    if ties == next_win:
-                        _best_insert(&st.b, 0, k1, 0.0, i)
-                        next_win = _next_win(ties, &st.rng)
-                    elif st.b.n < 4 or k1 < worst1:
-                        _best_insert(&st.b, 1, k1, 0.0, i)
-                    else:
-                        continue
-                elif k1 < worst1:
-                    if k1 < win1:
-                        _best_insert(&st.b, 0, k1, 0.0, i)
-                        win1 = k1
-                        ties = 1
-                        next_win = _next_win(1, &st.rng)
-                    else:
-                        _best_place(&st.b, k1, 0.0, i)
-                else:
-                    continue
-                if st.b.n == 4:
-                    worst1 = st.b.k1[3]
-        else:
-            for i in range(hw):
-                k1 = keys[i] if strategy != S_PRIORITY_BASED else key_ll[i]
-                if k1 == INFINITY or (has_ej and ej[i] > now):
-                    continue
-                if min_tier == 2 and health[i] != H_HEALTHY:
-                    continue
-                if need_fit and not self._fits(i, rc, rm, rn):
-                    continue
-                if strategy == S_PRIORITY_BASED:
-                    _scan_offer(&st, -<double>(mx[i] - active[i]), base_ll[i], i)
-                else:
-                    _scan_offer(&st, k1, 0.0, i)
-        self._rng = st.rng
-        if st.b.n == 0:
-            return -1
-        self._nalt = st.b.n - 1
-        for j in range(1, st.b.n):
-            self._alt[j - 1] = st.b.slot[j]
-        self._last_score = st.b.k1[0] if strategy != S_PRIORITY_BASED else st.b.k2[0]
-        return st.b.slot[0]
-
-    cdef Py_ssize_t _round_robin(self, int min_tier, double now, bint need_fit,
-                                 double rc, double rm, double rn) noexcept nogil:
-        cdef Py_ssize_t hw = self._hw, k, i, start, found = -1
-        if hw == 0:
-            return -1
-        start = self._rr + 1
-        self._nalt = 0
-        for k in range(hw):
-            i = start + k
-            if i >= hw:
-                i -= hw
-            if self._ok(i, min_tier, now, need_fit, rc, rm, rn):
-                if found < 0:
-                    found = i
-                else:
-                    self._alt[self._nalt] = i
-                    self._nalt += 1
-                    if self._nalt == MAX_ALT:
-                        break
-        if found >= 0:
-            self._rr = found
-            self._last_score = self._active[found] * self._inv_cap[found]
-        return found
-
-    cdef Py_ssize_t _sample(self, int min_tier, double now, bint need_fit, double rc,
-                            double rm, double rn, Py_ssize_t avoid) noexcept nogil:
-        """A uniformly random eligible slot other than ``avoid``, or -1 (O(1) expected)."""
-        cdef int t
-        cdef Py_ssize_t s, i, m = 0, k
-        if self._n == 0:
-            return -1
-        for t in range(SAMPLE_TRIES):
-            s = <Py_ssize_t>_rng_below(&self._rng, <uint64_t>self._n)
-            if self._n != self._hw:
-                # holes in the slot range: draw from the packed list instead
-                # (without holes slot == a uniform index: one cache miss less)
-                s = self._dense[s]
-            if s != avoid and self._ok(s, min_tier, now, need_fit, rc, rm, rn):
-                return s
-        # few eligible agents: count them and take the k-th (still uniform)
-        for i in range(self._hw):
-            if i != avoid and self._ok(i, min_tier, now, need_fit, rc, rm, rn):
-                m += 1
-        if m == 0:
-            return -1
-        k = <Py_ssize_t>_rng_below(&self._rng, <uint64_t>m)
-        for i in range(self._hw):
-            if i != avoid and self._ok(i, min_tier, now, need_fit, rc, rm, rn):
-                if k == 0:
-                    return i
-                k -= 1
-        return -1
-
-    cdef inline double _p2c_cost(self, int strategy, Py_ssize_t s) noexcept nogil:
-        cdef double lat
-        if strategy == S_PEAK_EWMA:
-            if self._flags[s] & F_LAT:
-                lat = self._lat[s]
-            else:
-                lat = self._lat_mean if self._lat_any else 1.0
-            return lat * (self._active[s] + 1)
-        return self._key_ll[s]
-
-    cdef Py_ssize_t _two_choices(self, int strategy, int min_tier, double now, bint need_fit,
-                                 double rc, double rm, double rn) noexcept nogil:
-        cdef Py_ssize_t a, b
-        cdef double ca, cb
-        a = self._sample(min_tier, now, need_fit, rc, rm, rn, -1)
-        self._nalt = 0
-        if a < 0:
-            return -1
-        b = self._sample(min_tier, now, need_fit, rc, rm, rn, a)
-        ca = self._p2c_cost(strategy, a)
-        if b < 0:
-            self._last_score = ca
-            return a
-        cb = self._p2c_cost(strategy, b)
-        if cb < ca or (cb == ca and (_rng_next(&self._rng) >> 63)):
-            a, b = b, a
-            ca = cb
-        self._alt[0] = b
-        self._nalt = 1
-        self._last_score = ca
-        return a
-
-    cdef Py_ssize_t _random(self, int min_tier, double now, bint need_fit,
-                            double rc, double rm, double rn) noexcept nogil:
-        cdef Py_ssize_t s, x
-        cdef int t
-        s = self._sample(min_tier, now, need_fit, rc, rm, rn, -1)
-        self._nalt = 0
-        if s < 0:
-            return -1
-        # a few other eligible agents as alternatives, best effort and O(1)
-        for t in range(2 * MAX_ALT):
-            x = self._dense[_rng_below(&self._rng, <uint64_t>self._n)]
-            if x != s and self._ok(x, min_tier, now, need_fit, rc, rm, rn) \
-                    and (self._nalt < 1 or self._alt[0] != x) \
-                    and (self._nalt < 2 or self._alt[1] != x):
-                self._alt[self._nalt] = x
-                self._nalt += 1
-                if self._nalt == MAX_ALT:
-                    break
-        self._last_score = self._active[s] * self._inv_cap[s]
-        return s
-
-    cdef Py_ssize_t _select1(self, int strategy, int min_tier, double now, bint need_fit,
-                             double rc, double rm, double rn) noexcept nogil:
-        if strategy == S_ROUND_ROBIN:
-            return self._round_robin(min_tier, now, need_fit, rc, rm, rn)
-        if strategy == S_RANDOM:
-            return self._random(min_tier, now, need_fit, rc, rm, rn)
-        if strategy == S_POWER_OF_TWO or strategy == S_PEAK_EWMA:
-            return self._two_choices(strategy, min_tier, now, need_fit, rc, rm, rn)
-        return self._scan(strategy, min_tier, now, need_fit, rc, rm, rn)
 
     cdef Py_ssize_t _select(self, int strategy, bint high, double rc, double rm,
                             double rn, double now, bint reserve) noexcept nogil:
@@ -1153,10 +742,10 @@ cdef class AgentTable:
         self._nalt = 0
         if high:
             # HIGH/CRITICAL: HEALTHY agents with a free slot first ...
-            s = self._select1(strategy, 2, now, need_fit, rc, rm, rn)
+            s = _select1(self, strategy, 2, now, need_fit, rc, rm, rn)
         if s < 0:
             # ... and any eligible agent only when there is none
-            s = self._select1(strategy, 1, now, need_fit, rc, rm, rn)
+            s = _select1(self, strategy, 1, now, need_fit, rc, rm, rn)
         if s >= 0:
             self._selected[s] += 1
             if reserve:
@@ -1225,6 +814,45 @@ cdef class AgentTable:
         else:
             alts = (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
         return (ids[s], self._last_score, load, alts)
+
+    def decision(self, type record, strategy, int code, bint high, double cpu,
+                 double memory_mb, double network_mbps, double now, bint reserve,
+                 int priority):
+        """decision(record, strategy, code, high, cpu, memory_mb, network_mbps, now, reserve, priority)
+
+        :meth:`decide`, returning the decision record itself: an instance of
+        the named tuple ``record`` with the fields ``(selected_agent_id,
+        strategy, agent_load, alternatives, decision_duration_s, timestamp,
+        score, priority, reserved)`` built in C, or ``None`` when no agent is
+        eligible.  ``decision_duration_s`` is the time spent in this call.
+        """
+        cdef double t0 = _mono()
+        cdef Py_ssize_t s = self.select(code, high, cpu, memory_mb, network_mbps, now, reserve)
+        cdef int k = self._nalt
+        cdef double load
+        if s < 0:
+            return None
+        load = (self._active[s] - (1 if reserve else 0)) * self._inv_cap[s]
+        ids = self._ids
+        if k == 0:
+            alts = ()
+        elif k == 1:
+            alts = (ids[self._alt[0]],)
+        elif k == 2:
+            alts = (ids[self._alt[0]], ids[self._alt[1]])
+        else:
+            alts = (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
+        d = new_record(record, 9)
+        put_field(d, 0, ids[s])
+        put_field(d, 1, strategy)
+        put_field(d, 2, load)
+        put_field(d, 3, alts)
+        put_field(d, 5, now)
+        put_field(d, 6, self._last_score)
+        put_field(d, 7, priority)
+        put_field(d, 8, reserve)
+        put_field(d, 4, _mono() - t0)
+        return d
 
     def any_eligible(self, double now):
         """any_eligible(now)

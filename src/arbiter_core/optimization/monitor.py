@@ -221,9 +221,9 @@ class PerformanceMonitor:
         # record_metric's hot path runs in C (NamedRecorder) and falls back to
         # _record_slow for anything unusual; the instance attribute shadows the
         # documented method below, which keeps the same contract.
-        recorder = NamedRecorder(self._ring, self._keys, self._record_slow,
-                                 None if self._c_clock else self.clock, MetricType)
-        self.record_metric = recorder.record  # type: ignore[method-assign]
+        self._recorder = NamedRecorder(self._ring, self._keys, self._record_slow,
+                                       None if self._c_clock else self.clock, MetricType)
+        self.record_metric = self._recorder.record  # type: ignore[method-assign]
 
     def resize(self, max_metrics: int) -> None:
         """Change the capacity, keeping the newest samples that fit.
@@ -241,7 +241,9 @@ class PerformanceMonitor:
         ring.record_many(keys[keep], vals[keep], ts[keep])
         self._ring = ring
         self._handles = {}
-        self._bind_recorder()
+        # the same recorder, pointed at the new ring: a record_metric bound
+        # before the resize keeps storing here
+        self._recorder.retarget(ring)
         if self._handed_out:
             logger.warning("PerformanceMonitor resized to %d: series handles handed out "
                            "before are detached from it; call series() again", max_metrics)

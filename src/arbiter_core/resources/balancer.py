@@ -9,10 +9,10 @@ decision record.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._listeners import Listeners
 from .._select import STRATEGY_CODES
 from ..types import LoadBalancingStrategy, TaskPriority, coerce_enum
 from .monitor import ResourceMonitor
@@ -22,8 +22,6 @@ __all__ = ["LoadBalancer", "NoAgentAvailableError", "request_needs"]
 
 _HIGH = int(TaskPriority.HIGH)
 _MEDIUM = int(TaskPriority.MEDIUM)
-
-_tuple_new = tuple.__new__
 
 
 class NoAgentAvailableError(RuntimeError):
@@ -125,6 +123,7 @@ class LoadBalancer:
         self._monitor = monitor
         self._table = monitor.table
         self._clock = monitor.clock
+        self._strategy_listeners = Listeners("strategy listener")
         self.set_strategy(strategy)
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int):
@@ -139,32 +138,44 @@ class LoadBalancer:
     def strategy(self) -> LoadBalancingStrategy:
         return self._current[0]
 
+    @property
+    def strategy_code(self) -> int:
+        """The strategy's code for the table's kernels (``STRATEGY_CODES``)."""
+        return self._current[1]
+
     def set_strategy(self, strategy: LoadBalancingStrategy | str) -> None:
-        """Switch strategy at runtime (thread-safe: one attribute store)."""
+        """Switch strategy at runtime (thread-safe: one attribute store);
+        subscribers of :meth:`on_strategy_change` follow at once."""
         s = coerce_strategy(strategy)
         # one attribute holds both, so a concurrent switch is never half-seen
-        self._current = (s, STRATEGY_CODES[s.value])
+        self._current = current = (s, STRATEGY_CODES[s.value])
+        self._strategy_listeners.emit(*current)
+
+    def on_strategy_change(
+        self, callback: Callable[[LoadBalancingStrategy, int], None]
+    ) -> Callable[[], None]:
+        """Call ``callback(strategy, code)`` after every :meth:`set_strategy`
+        (the allocator keeps the code in C this way).  Returns a function
+        that unsubscribes."""
+        return self._strategy_listeners.subscribe(callback)
 
     def get_strategy(self) -> LoadBalancingStrategy:
         return self._current[0]
 
     def _decide(self, request: object, reserve: bool) -> LoadBalancingDecision:
-        t0 = time.perf_counter()
         if request is None:
             high, cpu, mem, net, priority = False, 0.0, 0.0, 0.0, _MEDIUM
         else:
             high, cpu, mem, net, priority = request_needs(request)
         strategy, code = self._current
         now = self._clock.now()
-        r = self._table.decide(code, high, cpu, mem, net, now, reserve)
-        if r is None:
+        # the kernel builds the record itself (no intermediate tuples), and
+        # times its own decision
+        d: LoadBalancingDecision | None = self._table.decision(
+            LoadBalancingDecision, strategy, code, high, cpu, mem, net, now, reserve, priority)
+        if d is None:
             raise self.no_agent_error(now)
-        agent_id, score, load, alternatives = r
-        # tuple.__new__ directly, as the allocator does for its results: the
-        # named tuple's generated __new__ costs ~0.4 us, a third of a selection
-        return _tuple_new(LoadBalancingDecision, (
-            agent_id, strategy, load, alternatives, time.perf_counter() - t0, now, score,
-            priority, reserve))
+        return d
 
     def select_agent(self, request: Any = None) -> LoadBalancingDecision:
         """Choose an agent for ``request`` without reserving anything.

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from .._listeners import Listeners
 from .._validate import check_int, check_non_negative, check_positive, check_range
 from ..clock import Clock, default_clock
-from ..types import HealthStatus, LoadBalancingStrategy, ScalingAction
+from ..types import AllocationStatus, HealthStatus, LoadBalancingStrategy, ScalingAction
 from .allocation import (
     AllocationRequest,
     AllocationResult,
@@ -28,6 +29,7 @@ from .allocation import (
     ResourceAllocator,
 )
 from .balancer import LoadBalancer, coerce_strategy
+from .ejection import EjectionConfig, OutlierEjector
 from .monitor import ResourceMonitor
 from .ratelimit import RateLimitConfig
 from .records import (
@@ -54,33 +56,6 @@ log = logging.getLogger("arbiter_core.resources")
 
 # ---------------------------------------------------------------------------
 # Configuration
-
-
-@dataclass(frozen=True, slots=True)
-class EjectionConfig:
-    """Outlier ejection in Envoy's manner.
-
-    ``consecutive_failures`` failed releases in a row eject the agent for
-    ``base_ejection_s * times_ejected`` (capped at ``max_ejection_s``); at most
-    ``max_ejection_percent`` of the pool is ejected at once, but always at
-    least one agent may be.  ``enabled=False`` turns it off.
-    """
-
-    enabled: bool = True
-    consecutive_failures: int = 5
-    base_ejection_s: float = 30.0
-    max_ejection_s: float = 300.0
-    max_ejection_percent: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise TypeError(f"enabled must be a bool, got {type(self.enabled).__name__}")
-        check_int(self.consecutive_failures, "consecutive_failures", 1)
-        check_positive(self.base_ejection_s, "base_ejection_s")
-        if check_positive(self.max_ejection_s, "max_ejection_s") < self.base_ejection_s:
-            raise ValueError(f"max_ejection_s ({self.max_ejection_s}) must be >= "
-                             f"base_ejection_s ({self.base_ejection_s})")
-        check_range(self.max_ejection_percent, "max_ejection_percent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,19 +286,19 @@ class _CapacityPlanner:
         self.trend: deque[tuple[float, float]] = deque(maxlen=config.history_size)
 
     def analyze(self, now: float, interval_s: float, stats: ResourcePoolStats,
-                p: dict[str, Any], queued: int) -> CapacityAnalysis:
+                queued: int) -> CapacityAnalysis:
         cfg = self.config
-        current = int(p["online_agents"])
-        slots = int(p["online_task_slots"])
-        active = int(p["online_tasks"])
+        current = stats.online_agents
+        slots = stats.online_task_slots
+        active = stats.online_tasks
         dims: dict[str, float] = {}
         if slots:
             # queued demand counts: utilization of slots can exceed 100 %
             dims["task_slots"] = 100.0 * (active + queued) / slots
-        if p["online_cpu_reporting"]:
-            dims["cpu"] = p["online_cpu_percent_sum"] / p["online_cpu_reporting"]
-        if p["online_memory_reporting"]:
-            dims["memory"] = p["online_memory_percent_sum"] / p["online_memory_reporting"]
+        if stats.online_avg_cpu_percent is not None:
+            dims["cpu"] = stats.online_avg_cpu_percent
+        if stats.online_avg_memory_percent is not None:
+            dims["memory"] = stats.online_avg_memory_percent
         busiest = max(dims, key=lambda k: dims[k]) if dims else "none"
         raw = dims[busiest] if dims else 0.0
         self.ema = raw if self.ema is None else (cfg.ema_alpha * raw
@@ -471,20 +446,21 @@ class AdaptiveResourceManager:
                                        thresholds=cfg.thresholds, max_agents=cfg.max_agents)
         self.balancer = LoadBalancer(self.monitor, cfg.load_balancing_strategy, seed=cfg.seed)
         self.allocator = ResourceAllocator(self.balancer, rate_limit=cfg.rate_limit,
-                                           max_queue=cfg.max_queue, aging_per_s=cfg.aging_per_s)
+                                           max_queue=cfg.max_queue, aging_per_s=cfg.aging_per_s,
+                                           slow_decision_s=cfg.max_allocation_decision_s)
+        self.ejector = OutlierEjector(self.monitor, cfg.ejection)
         self._lock = self.monitor.lock
-        self.allocator.outcome_listener = self._on_outcome
-        self.monitor.before_remove(self._before_remove)
+        self.allocator.on_outcome(self._on_outcome)
+        self.allocator.on_agent_leaving(self._before_remove)
         self._planner = _CapacityPlanner(cfg.capacity)
         self._history: deque[FailoverEvent] = deque(maxlen=cfg.history_size)
         self._failover_count = 0
-        self._pending: list[FailoverEvent] = []   # events to announce after the lock
-        self._pending_moves: list[TaskMovedEvent] = []
-        self._failover_listeners: list[Callable[[FailoverEvent], None]] = []
-        self._move_listeners: list[Callable[[TaskMovedEvent], None]] = []
+        # events to announce once the lock is released (listeners may call back in)
+        self._pending: list[FailoverEvent | TaskMovedEvent] = []
+        self._failover_listeners = Listeners("failover listener")
+        self._move_listeners = Listeners("task-moved listener")
         self._last_tick: float | None = None
         self._last_analysis: CapacityAnalysis | None = None
-        self._slow_decisions = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._thread_lock = threading.Lock()
@@ -530,6 +506,8 @@ class AdaptiveResourceManager:
             if new.rate_limit != old.rate_limit:
                 self.allocator.set_rate_limit(new.rate_limit)
             self.allocator.max_queue = new.max_queue
+            self.allocator.slow_decision_s = new.max_allocation_decision_s
+            self.ejector.config = new.ejection
             if new.capacity != old.capacity:
                 self._planner = _CapacityPlanner(new.capacity)
             if new.history_size != old.history_size:
@@ -581,7 +559,10 @@ class AdaptiveResourceManager:
         """Allocate now, queue, or refuse (see :meth:`ResourceAllocator.allocate`).
 
         If the dynamic path raises unexpectedly, the request is allocated by
-        plain round-robin instead (counted in ``fallback_allocations``, logged).
+        plain round-robin instead (counted in ``fallback_allocations``,
+        logged); the failed attempt leaves nothing behind, so the request is
+        counted once.  Decisions slower than ``max_allocation_decision_s``
+        are counted in :attr:`slow_decisions`.
         """
         try:
             res = self.allocator.allocate(request)
@@ -589,17 +570,22 @@ class AdaptiveResourceManager:
             raise          # the caller's mistake, named: not a reason to fall back
         except Exception as exc:  # the original's static fallback
             res = self.allocator.allocate_fallback(request, exc)
-        if res.decision_duration_s > self._config.max_allocation_decision_s:
-            self._slow_decisions += 1
-        if self._pending or self._pending_moves:
+        if self._pending:
             self._announce()
         return res
 
     async def allocate_resources_async(self, request: AllocationRequest) -> AllocationResult:
-        """Allocate, waiting while QUEUED (see :meth:`ResourceAllocator.allocate_async`)."""
-        res = await self.allocator.allocate_async(request)
-        if self._pending or self._pending_moves:
-            self._announce()
+        """Allocate, waiting while QUEUED (see :meth:`ResourceAllocator.allocate_async`).
+
+        The decision takes exactly the synchronous path (fallback and slow
+        decisions included); an immediate decision returns without an
+        event-loop round trip.
+        """
+        res = self.allocate_resources(request)
+        if res.status is AllocationStatus.QUEUED:
+            res = await self.allocator.wait_queued(request.request_id)
+            if self._pending:
+                self._announce()
         return res
 
     def allocation_status(self, request_id: str) -> AllocationResult:
@@ -611,40 +597,23 @@ class AdaptiveResourceManager:
         """Release an allocation (or withdraw a queued request); unknown ids
         are harmless."""
         res = self.allocator.release(request_id, success, duration_s)
-        if self._pending or self._pending_moves:
+        if self._pending:
             self._announce()
         return res
 
     def cancel(self, request_id: str) -> AllocationResult | None:
         """Withdraw a request (FAILED, "cancelled"); ``None`` if not live."""
         res = self.allocator.withdraw(request_id, "cancelled")
-        if self._pending or self._pending_moves:
+        if self._pending:
             self._announce()
         return res
 
     # -- ejection and failover ------------------------------------------------
 
     def _on_outcome(self, agent_id: str, success: bool, streak: int) -> None:
-        """After every release (lock held): Envoy-style consecutive-failure ejection."""
-        ej = self._config.ejection
-        if success or not ej.enabled or streak < ej.consecutive_failures:
-            return
-        table = self.monitor.table
-        now = self._clock.now()
-        pool = table.pool_stats(now)
-        allowed = max(1, math.floor(pool["total_agents"] * ej.max_ejection_percent / 100.0))
-        if pool["ejected_agents"] >= allowed:
-            log.warning("agent %r failed %d times in a row but %d of %d agents are already "
-                        "ejected (cap)", agent_id, streak, pool["ejected_agents"],
-                        pool["total_agents"])
-            return
-        slot = table.slot(agent_id)
-        times = table.row(slot)["ejections"] + 1
-        duration = min(ej.base_ejection_s * times, ej.max_ejection_s)
-        table.eject(slot, now + duration)
-        log.warning("agent %r ejected for %.0f s after %d consecutive failures",
-                    agent_id, duration, streak)
-        if self.allocator.active_on(agent_id):
+        """After a failed release (lock held): eject an outlier and move its work."""
+        if self.ejector.on_outcome(agent_id, success, streak) and \
+                self.allocator.active_on(agent_id):
             self._failover(agent_id, None, f"ejected after {streak} consecutive failures",
                            trigger="ejection", mark_offline=False)
 
@@ -670,10 +639,9 @@ class AdaptiveResourceManager:
             ``backup_id == failed_agent_id``.
         """
         with self._lock:
-            table = self.monitor.table
-            table.slot(failed_agent_id)
+            self.monitor.health(failed_agent_id)        # KeyError naming an unknown agent
             if backup_id is not None:
-                table.slot(backup_id)
+                self.monitor.health(backup_id)
                 if backup_id == failed_agent_id:
                     raise ValueError("backup_id must differ from failed_agent_id, "
                                      f"got {backup_id!r} for both")
@@ -717,33 +685,34 @@ class AdaptiveResourceManager:
         )
         self._history.append(event)
         self._failover_count += 1
+        self._pending.extend(moves)
         self._pending.append(event)
-        self._pending_moves.extend(moves)
         log.info("failover of %r (%s): %d moved, %d requeued", failed, trigger,
                  len(moved), len(requeued))
         return event
 
     def _announce(self) -> None:
-        """Call listeners outside the lock (they may call back into us)."""
-        if not self._pending and not self._pending_moves:
+        """Call listeners outside the lock (they may call back into us):
+        every moved task, then its failover event."""
+        if not self._pending:
             return
         with self._lock:
             events, self._pending = self._pending, []
-            moves, self._pending_moves = self._pending_moves, []
-        for m in moves:
-            for move_cb in list(self._move_listeners):
-                _safe(move_cb, m)
         for e in events:
-            for failover_cb in list(self._failover_listeners):
-                _safe(failover_cb, e)
+            if isinstance(e, TaskMovedEvent):
+                self._move_listeners.emit(e)
+            else:
+                self._failover_listeners.emit(e)
 
-    def on_failover(self, callback: Callable[[FailoverEvent], None]) -> None:
-        """Call ``callback(event)`` after every failover."""
-        self._failover_listeners.append(callback)
+    def on_failover(self, callback: Callable[[FailoverEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` after every failover; returns a function
+        that unsubscribes."""
+        return self._failover_listeners.subscribe(callback)
 
-    def on_task_moved(self, callback: Callable[[TaskMovedEvent], None]) -> None:
-        """Call ``callback(event)`` for every request a failover moved or requeued."""
-        self._move_listeners.append(callback)
+    def on_task_moved(self, callback: Callable[[TaskMovedEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every request a failover moved or
+        requeued; returns a function that unsubscribes."""
+        return self._move_listeners.subscribe(callback)
 
     def get_failover_history(self, count: int | None = None) -> list[FailoverEvent]:
         """The last ``count`` failover events (all kept, at most ``history_size``)."""
@@ -770,8 +739,7 @@ class AdaptiveResourceManager:
                 self._failover(agent, None, reason, trigger="stale", mark_offline=True)
                 for agent in offline if cfg.enable_auto_failover and alloc.active_on(agent)
             ]
-            table = self.monitor.table
-            ended = [str(table.agent_id(s)) for s in table.unexpire_ejections(now)]
+            ended = self.ejector.end_expired()
             dispatched = alloc.dispatch()
             analysis = None
             if cfg.enable_capacity_planning and (
@@ -789,10 +757,9 @@ class AdaptiveResourceManager:
         HPA's rule, stabilization and a short-term forecast."""
         with self._lock:
             now = self._clock.now()
-            p = self.monitor.table.pool_stats(now)
             stats = self.monitor.get_pool_stats()
             a = self._planner.analyze(now, self._config.capacity_analysis_interval_s, stats,
-                                      p, self.allocator.queued_count)
+                                      self.allocator.queued_count)
             self._last_analysis = a
             return a
 
@@ -813,12 +780,13 @@ class AdaptiveResourceManager:
 
     @property
     def slow_decisions(self) -> int:
-        """Allocations whose decision took longer than ``max_allocation_decision_s``."""
-        return self._slow_decisions
+        """Allocations whose decision took longer than ``max_allocation_decision_s``
+        (synchronous and asynchronous alike)."""
+        return self.allocator.slow_decisions
 
     def get_health_status(self) -> ManagerHealthStatus:
         with self._lock:
-            p = self.monitor.table.pool_stats(self._clock.now())
+            p = self.monitor.get_pool_stats()
             return ManagerHealthStatus(
                 is_running=self.is_running,
                 last_monitoring_time=self._last_tick,
@@ -827,9 +795,9 @@ class AdaptiveResourceManager:
                 active_allocations=self.allocator.active_count,
                 queued=self.allocator.queued_count,
                 failover_events=self._failover_count,
-                ejected_agents=int(p["ejected_agents"]),
-                offline_agents=int(p["offline_agents"]),
-                total_agents=int(p["total_agents"]),
+                ejected_agents=p.ejected_agents,
+                offline_agents=p.offline_agents,
+                total_agents=p.total_agents,
             )
 
     # -- background thread ----------------------------------------------------
@@ -878,10 +846,3 @@ class AdaptiveResourceManager:
     def __repr__(self) -> str:
         return (f"AdaptiveResourceManager(agents={len(self.monitor)}, "
                 f"strategy={self.balancer.strategy.value}, running={self.is_running})")
-
-
-def _safe(cb: Callable[[Any], None], arg: Any) -> None:
-    try:
-        cb(arg)
-    except Exception:  # a listener must not break us
-        log.exception("resource manager listener %r failed", cb)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .._listeners import Listeners
 from .._select import HEALTH_NAMES, AgentTable
 from .._validate import check_int, check_non_negative, check_number, check_positive, check_range
 from ..clock import Clock, default_clock
@@ -84,8 +85,8 @@ class ResourceMonitor:
         self._lock = threading.RLock()
         self._thresholds = HealthThresholds()
         self.set_thresholds(HealthThresholds() if thresholds is None else thresholds)
-        self._removal_listeners: list[Callable[[str], None]] = []
-        self._before_remove: list[Callable[[str], None]] = []
+        self._removal_listeners = Listeners("removal listener")
+        self._before_remove = Listeners("before-remove hook")
 
     # -- configuration --------------------------------------------------------
 
@@ -199,21 +200,23 @@ class ResourceMonitor:
         """
         with self._lock:
             self._table.slot(agent_id)
-            for hook in list(self._before_remove):
-                hook(agent_id)
+            self._before_remove.emit(agent_id)
             profile = self._profile(self._table.slot(agent_id))
             self._table.remove(agent_id)
-        for listener in list(self._removal_listeners):
-            listener(agent_id)
+        self._removal_listeners.emit(agent_id)
         return profile
 
-    def before_remove(self, hook: Callable[[str], None]) -> None:
-        """Call ``hook(agent_id)`` under the lock just before an agent is removed."""
-        self._before_remove.append(hook)
+    def before_remove(self, hook: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``hook(agent_id)`` under the lock just before an agent is
+        removed (its slot still exists, so its work can be moved).  Returns a
+        function that unsubscribes; a hook that raises is logged and counted
+        and the removal goes on."""
+        return self._before_remove.subscribe(hook)
 
-    def on_remove(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(agent_id)`` after every :meth:`remove_agent`."""
-        self._removal_listeners.append(callback)
+    def on_remove(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(agent_id)`` after every :meth:`remove_agent`
+        (outside the lock).  Returns a function that unsubscribes."""
+        return self._removal_listeners.subscribe(callback)
 
     # -- reports --------------------------------------------------------------
 
@@ -311,6 +314,18 @@ class ResourceMonitor:
             self._table.restore(slot, self._clock.now())
             return _HEALTH[self._table.health(slot)]
 
+    def eject(self, agent_id: str, until: float) -> int:
+        """Take an agent out of selection until time ``until`` (outlier
+        ejection); returns how many times it has been ejected."""
+        with self._lock:
+            return int(self._table.eject(self._table.slot(agent_id), until))
+
+    def end_ejections(self) -> list[str]:
+        """End the ejections that are over by now; returns those agents."""
+        with self._lock:
+            table = self._table
+            return [str(table.agent_id(s)) for s in table.unexpire_ejections(self._clock.now())]
+
     def tick(self) -> list[str]:
         """Recompute staleness; returns the agents that just went OFFLINE."""
         with self._lock:
@@ -367,7 +382,8 @@ class ResourceMonitor:
         return iter(self.get_all_agent_resources())
 
     def get_pool_stats(self) -> ResourcePoolStats:
-        """Pool aggregates (one pass over the table in C)."""
+        """Pool aggregates (one pass over the table in C), as the one typed
+        record every reader uses."""
         now = self._clock.now()
         with self._lock:
             p = self._table.pool_stats(now)
@@ -394,6 +410,12 @@ class ResourceMonitor:
             tasks_completed=p["tasks_completed"],
             tasks_failed=p["tasks_failed"],
             last_updated=now,
+            online_agents=p["online_agents"],
+            online_task_slots=p["online_task_slots"],
+            online_tasks=p["online_tasks"],
+            online_avg_cpu_percent=_mean(p["online_cpu_percent_sum"], p["online_cpu_reporting"]),
+            online_avg_memory_percent=_mean(p["online_memory_percent_sum"],
+                                            p["online_memory_reporting"]),
         )
 
     @contextmanager

@@ -139,6 +139,8 @@ class ResourcePoolStats:
     ``used_cpu_capacity`` the sum of their cpu percentages, so the ratio is the
     mean utilization of the reporting agents (agents that never reported do
     not dilute it).  Memory is in MB over the agents that declared a capacity.
+    The ``online_*`` fields count only agents that are not OFFLINE (what
+    capacity planning looks at).
     """
 
     total_agents: int
@@ -163,6 +165,11 @@ class ResourcePoolStats:
     tasks_completed: int
     tasks_failed: int
     last_updated: float
+    online_agents: int = 0
+    online_task_slots: int = 0
+    online_tasks: int = 0
+    online_avg_cpu_percent: float | None = None
+    online_avg_memory_percent: float | None = None
 
 
 class LoadBalancingDecision(NamedTuple):
@@ -182,6 +189,7 @@ class LoadBalancingDecision(NamedTuple):
         Up to three other agents the strategy considered (next best, or the
         losing random choice).
     decision_duration_s : float
+        Time spent choosing (in the selection kernel).
     timestamp : float
         The balancer's clock at the decision.
     score : float

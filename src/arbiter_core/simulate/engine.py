@@ -23,9 +23,9 @@ would make):
   task) and restarts moved tasks from scratch after a failover.
 
 Besides the manager's public API the simulator uses one hook,
-``manager.allocator.transition_listener``, the allocator's documented way for
-a synchronous scheduler to learn that a queued request was dispatched or
-timed out without polling.
+``manager.allocator.on_transition``, the allocator's documented way for a
+synchronous scheduler to learn that a queued request was dispatched or timed
+out without polling.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ class _Simulation:
                 self.memory[aid] = (g.base_memory, g.memory_per_task)
                 self.max_tasks[aid] = g.max_tasks
         self.arm.on_failover(self._on_failover)
-        self.arm.allocator.transition_listener = self._on_transition
+        self.arm.allocator.on_transition(self._on_transition)
         self.opt.on_bottleneck(self._on_bottleneck)
         for f in self.sc.faults:
             self._push(f.at_s, _FAULT, f)
@@ -334,7 +334,7 @@ class _Simulation:
         self._dispatch_queued(now)
 
     def _on_transition(self, rid: str, status: AllocationStatus, agent: str | None) -> None:
-        # called under the manager's lock: only record, act after the call returns
+        # called from inside a manager call: only record, act after the call returns
         self.transitions.append((rid, status, agent))
 
     def _dispatch_queued(self, now: float) -> None:
