@@ -33,7 +33,8 @@ JOBS = 2
 
 def erlang_c(c: int, a: float) -> float:
     """Probability that an arrival waits in M/M/c with offered load a = lambda/mu
-    (Erlang's C formula: Kleinrock, Queueing Systems I, eq. 3.40)."""
+    (Erlang's C formula; Kleinrock, Queueing Systems Vol. I, the M/M/m queue):
+    C = [a^c / c! / (1 - a/c)] / [sum_{k<c} a^k / k! + a^c / c! / (1 - a/c)]."""
     top = a ** c / math.factorial(c) / (1.0 - a / c)
     return top / (sum(a ** k / math.factorial(k) for k in range(c)) + top)
 
@@ -53,8 +54,10 @@ def scenario(groups: list[dict], rate: float, dist: str, duration: float, warmup
 
 
 def check_littles_law(runs: list[SimulationResult]) -> None:
-    # L = lambda W over each whole run (time-average number in system against
-    # arrival rate times mean sojourn), exact for a run that starts and ends empty
+    # Little's law L = lambda W (J. D. C. Little, "A proof for the queuing formula
+    # L = lambda W", Operations Research 9, 1961) over each whole run: time-average
+    # number in system against arrival rate times mean sojourn, exact for a run
+    # that starts and ends empty
     for r in runs:
         assert r.mean_in_system == pytest.approx(r.arrival_rate_per_s * r.sojourn_mean_s,
                                                  rel=1e-9)
@@ -95,7 +98,8 @@ def test_processor_sharing_with_random_routing_is_insensitive(dist, first_seed):
     # n processor-sharing agents (parallelism 1, room for any number of tasks)
     # behind uniform random routing: each is an M/G/1-PS queue fed at lambda/n,
     # whose mean sojourn is 1/(mu - lambda/n) for ANY work distribution with
-    # mean 1/mu (Kleinrock, Queueing Systems II, sec. 4.4; the insensitivity of PS).
+    # mean 1/mu: under processor sharing E[T | work x] = x / (1 - rho) (Kleinrock,
+    # Queueing Systems Vol. II, processor sharing; the insensitivity of PS).
     n, lam, mu = 10, 6.0, 1.0
     sc = scenario([{"name": "ps", "count": n, "max_tasks": 1000, "service": "shared",
                     "parallelism": 1}], lam, dist, duration=1000.0, warmup=100.0)
