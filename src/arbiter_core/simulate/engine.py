@@ -66,6 +66,21 @@ _PRIORITY_VALUES = tuple(TaskPriority[name.upper()] for name in PRIORITY_NAMES)
 _DONE, _FAULT, _REPORT, _TICK, _SNAPSHOT = range(5)
 
 
+class _SimClock(ManualClock):
+    """A ManualClock the event loop moves with one store.
+
+    The loop only ever moves it forward to finite event times it computed
+    itself, so :meth:`ManualClock.set`'s checks and lock (about a tenth of a
+    run's time) buy nothing here; everything else is the ManualClock.
+    """
+
+    __slots__ = ()
+
+    def jump(self, t: float) -> float:
+        self._t = t
+        return t
+
+
 def jain_index(loads: Iterable[float]) -> float:
     """Jain's fairness index (sum x)^2 / (n * sum x^2): 1.0 is perfectly even."""
     x = np.asarray(list(loads), dtype=float)
@@ -171,7 +186,7 @@ class _Simulation:
         self.work: Workload = (generate_workload(scenario, rng) if trace is None
                                else trace.to_workload(scenario, rng))
         self.duration = self.work.duration_s
-        self.clock = ManualClock(start=0.0)
+        self.clock = _SimClock(start=0.0)
         self.progress = progress
         rate_limit = None
         if scenario.rate_limit_per_s is not None:
@@ -284,9 +299,17 @@ class _Simulation:
     # -- running tasks -------------------------------------------------------------
 
     def _reschedule(self, agent: str) -> None:
+        """Make the agent's pending completion event match its state."""
         svc = self.services[agent]
-        svc.epoch += 1
         t = svc.next_completion()
+        pending = svc.scheduled
+        if t is not None and pending is not None and abs(t - pending) <= 1e-12 * max(1.0, t):
+            # the same task still ends at the same time (a start that neither
+            # changed the rate nor finishes first): the pending event stands;
+            # it differs from t by rounding at most
+            return
+        svc.epoch += 1
+        svc.scheduled = t
         if t is not None:
             self._push(t, _DONE, (agent, svc.epoch))
 
@@ -313,6 +336,7 @@ class _Simulation:
         svc = self.services[agent]
         if epoch != svc.epoch:
             return          # superseded: the agent's load or speed changed since
+        svc.scheduled = None
         rid = svc.pop(now)
         self._reschedule(agent)
         task = self.tasks[rid]
@@ -466,7 +490,7 @@ class _Simulation:
                     break
                 if at > now:
                     self.area += len(self.tasks) * (at - now)
-                    now = clock.set(at)
+                    now = clock.jump(at)
                 if kind == _DONE:
                     self._finish(payload, at)
                 elif kind == _REPORT:
@@ -480,7 +504,7 @@ class _Simulation:
             elif i < n:
                 if t_arrive > now:
                     self.area += len(self.tasks) * (t_arrive - now)
-                    now = clock.set(t_arrive)
+                    now = clock.jump(t_arrive)
                 self._arrive(i, t_arrive)
                 i += 1
             else:

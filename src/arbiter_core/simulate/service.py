@@ -51,7 +51,7 @@ class AgentService:
     """
 
     __slots__ = ("_heap", "_last", "_live", "_removed", "_seq", "busy_area", "epoch", "n",
-                 "parallelism", "slowdown", "speed", "stopped", "vtime")
+                 "parallelism", "scheduled", "slowdown", "speed", "stopped", "vtime")
 
     def __init__(self, speed: float, parallelism: int) -> None:
         self.speed = float(speed)
@@ -63,8 +63,10 @@ class AgentService:
         self.n = 0
         #: integral of the running-task count over time (busy task-seconds)
         self.busy_area = 0.0
-        #: bumped whenever the next completion may have moved
+        #: the event loop's bookkeeping: the epoch of the agent's valid
+        #: completion event and the time it is scheduled for (None: none)
         self.epoch = 0
+        self.scheduled: float | None = None
         self._heap: list[tuple[float, int, str]] = []
         self._live: dict[str, int] = {}   # task id -> its heap entry's sequence number
         self._removed: set[int] = set()   # sequence numbers of entries to skip
