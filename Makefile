@@ -2,17 +2,24 @@
 # a C compiler and make.  The package is always built from source as a wheel
 # (isolated build: scikit-build-core, Cython and cython-cmake come from PyPI)
 # and installed non-editable, so tests run against what users install.
+#
+# Two kinds of build:
+#   dev (make test/lint/bench/demo/docs)  build/dev-wheel/, with the benchmark
+#                                          floor module _benchfloor (ARBITER_BENCHFLOOR=ON)
+#   release (make dist)                    dist/: sdist + manylinux wheel, without it
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-EXTRAS ?= test,bench,dev,prometheus,plot
+EXTRAS ?= test,bench,dev,prometheus,plot,docs,release
+DEV_WHEELS  := build/dev-wheel
+SMOKE_VENV  := build/smoke-venv
 WHEEL_STAMP := $(VENV)/.wheel-installed
 SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' -o -name '*.c' -o -name '*.h' \)) \
            pyproject.toml CMakeLists.txt
 
-.PHONY: help venv wheel install demo test test-debug lint bench bench-report clean
+.PHONY: help venv wheel install demo test test-debug lint bench bench-report dist dist-smoke docs clean
 
 help:
 	@echo "make demo    run the main job on its built-in default scenario"
@@ -20,6 +27,9 @@ help:
 	@echo "make lint    ruff, mypy and stubtest"
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
 	@echo "make bench-report  measure the comparisons and rewrite BENCHMARKS.md"
+	@echo "make dist    sdist + manylinux wheel in dist/, checked with twine --strict"
+	@echo "make dist-smoke  install dist/'s sdist, then its wheel, in a fresh venv and smoke-test"
+	@echo "make docs    build the documentation site into site/ (warnings are errors)"
 
 $(VENV)/.bootstrapped:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +39,10 @@ $(VENV)/.bootstrapped:
 venv: $(VENV)/.bootstrapped
 
 $(WHEEL_STAMP): $(VENV)/.bootstrapped $(SOURCES)
-	rm -rf dist
-	$(PIP) wheel --no-deps --wheel-dir dist .
-	$(PIP) install --quiet --force-reinstall --no-deps dist/arbiter_runtime-*.whl
-	$(PIP) install --quiet "$$(ls dist/arbiter_runtime-*.whl)[$(EXTRAS)]"
+	rm -rf $(DEV_WHEELS)
+	ARBITER_BENCHFLOOR=ON $(PIP) wheel --no-deps --wheel-dir $(DEV_WHEELS) .
+	$(PIP) install --quiet --force-reinstall --no-deps $(DEV_WHEELS)/arbiter_runtime-*.whl
+	$(PIP) install --quiet "$$(ls $(DEV_WHEELS)/arbiter_runtime-*.whl)[$(EXTRAS)]"
 	touch $@
 
 wheel install: $(WHEEL_STAMP)
@@ -46,14 +56,15 @@ test: $(WHEEL_STAMP)
 
 # Bounds-checked build (ARBITER_DEBUG=ON) in its own build dir, then the tests.
 test-debug: $(VENV)/.bootstrapped
-	rm -rf dist-debug
-	ARBITER_DEBUG=ON $(PIP) wheel --no-deps --wheel-dir dist-debug -Cbuild-dir=build/debug .
-	$(PIP) install --quiet --force-reinstall --no-deps dist-debug/arbiter_runtime-*.whl
+	rm -rf build/debug-wheel
+	ARBITER_DEBUG=ON ARBITER_BENCHFLOOR=ON $(PIP) wheel --no-deps --wheel-dir build/debug-wheel \
+		-Cbuild-dir=build/debug .
+	$(PIP) install --quiet --force-reinstall --no-deps build/debug-wheel/arbiter_runtime-*.whl
 	rm -f $(WHEEL_STAMP)
 	$(VENV)/bin/pytest -q tests -p no:cacheprovider
 
 lint: $(WHEEL_STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks examples docs
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest arbiter_core._ringbuf arbiter_core._select arbiter_core._alloc arbiter_core._benchfloor
 
@@ -65,5 +76,41 @@ bench: $(WHEEL_STAMP)
 bench-report: $(WHEEL_STAMP)
 	$(PY) benchmarks/report.py --output BENCHMARKS.md
 
+# The release artefacts.  `python -m build` makes the sdist and then builds the
+# wheel from that sdist (so a file missing from the sdist breaks here, not on a
+# user's machine); auditwheel turns the linux_* tag PyPI refuses into manylinux_*.
+# The wheel for every platform comes from cibuildwheel ([tool.cibuildwheel]);
+# the plan for Linux and macOS is printed as a check of that configuration.
+dist: $(WHEEL_STAMP)
+	rm -rf dist
+	ARBITER_BENCHFLOOR=OFF $(PY) -m build --outdir dist .
+ifeq ($(shell uname -s),Linux)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair --wheel-dir dist \
+		dist/arbiter_runtime-*-linux_*.whl
+	rm dist/arbiter_runtime-*-linux_*.whl
+	$(VENV)/bin/auditwheel show dist/arbiter_runtime-*manylinux*.whl
+endif
+	$(VENV)/bin/twine check --strict dist/*
+	$(VENV)/bin/cibuildwheel --print-build-identifiers --platform linux .
+	$(VENV)/bin/cibuildwheel --print-build-identifiers --platform macos .
+	ls -l dist
+
+# What a user does with dist/: a fresh venv, `pip install` of the sdist (a full
+# source build), the smoke test, then the same with the wheel.  Run from / so
+# that nothing from this checkout can be imported by accident.
+dist-smoke:
+	@ls dist/arbiter_runtime-*.tar.gz dist/arbiter_runtime-*.whl >/dev/null
+	rm -rf $(SMOKE_VENV)
+	$(PYTHON) -m venv $(SMOKE_VENV)
+	$(SMOKE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SMOKE_VENV)/bin/python -m pip install --quiet --no-cache-dir dist/arbiter_runtime-*.tar.gz
+	cd / && $(abspath $(SMOKE_VENV))/bin/python $(CURDIR)/tests/smoke.py --release
+	$(SMOKE_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps dist/arbiter_runtime-*.whl
+	cd / && $(abspath $(SMOKE_VENV))/bin/python $(CURDIR)/tests/smoke.py --release
+
+# The documentation site (MkDocs + mkdocstrings); any warning fails the build.
+docs: $(WHEEL_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf build dist dist-debug $(VENV) .asv asv_benchmarks/.asv
+	rm -rf build dist dist-debug site $(VENV) .asv asv_benchmarks/.asv

@@ -372,6 +372,129 @@ def ring_slope() -> Comparison:
     )
 
 
+class KeyedWindow:
+    """A ring of three interleaved series; a window holds ``WINDOW`` samples of ``KEY``.
+
+    The peers get the ring's three columns as numpy arrays and make the same
+    selection the ring makes (two ``searchsorted`` on the time column, a key
+    mask), then compute; ``ts``/``values`` are that selection, for checks.
+    """
+
+    NKEYS = 3
+
+    def __init__(self, seed: int = 11) -> None:
+        rng = np.random.default_rng(seed)
+        n = 2 * WINDOW * self.NKEYS
+        ts = np.arange(n) * (0.01 / self.NKEYS)
+        keys = np.arange(n, dtype=np.int64) % self.NKEYS     # KEY is one of 0, 1, 2
+        values = 40.0 + 0.05 * ts + rng.gamma(2.0, 5.0, n)
+        self.ring = MetricRing(n)
+        self.ring.record_many(keys, values, ts)
+        self.cols = (ts, keys, values)
+        lo = n - WINDOW * self.NKEYS
+        self.since, self.until = float(ts[lo]), float(ts[-1])
+        sel = keys[lo:] == KEY
+        self.ts, self.values = ts[lo:][sel].copy(), values[lo:][sel].copy()
+        assert self.values.size == WINDOW
+
+
+def _np_select(ts: Any, keys: Any, values: Any, key: int, since: float,
+               until: float) -> tuple[Any, Any]:
+    """numpy's version of the ring's window selection: time range, then key."""
+    lo, hi = np.searchsorted(ts, since, "left"), np.searchsorted(ts, until, "right")
+    m = keys[lo:hi] == key
+    return ts[lo:hi][m], values[lo:hi][m]
+
+
+def _np_stats_sel(ts: Any, keys: Any, values: Any, key: int, since: float,
+                  until: float) -> tuple[int, float, float, float, float]:
+    return _np_stats(_np_select(ts, keys, values, key, since, until)[1])
+
+
+def _np_count_beyond_sel(ts: Any, keys: Any, values: Any, key: int, since: float,
+                         until: float, threshold: float) -> int:
+    return _np_count_beyond(_np_select(ts, keys, values, key, since, until)[1], threshold)
+
+
+def _np_slope_sel(ts: Any, keys: Any, values: Any, key: int, since: float,
+                  until: float) -> float:
+    return _np_slope(*_np_select(ts, keys, values, key, since, until))
+
+
+def _copy_out(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run in the ring's copy-out window mode (the alternative to validate-and-retry)."""
+    from arbiter_core._ringbuf import _set_window_mode
+
+    def run(*args: Any) -> Any:
+        old = _set_window_mode(1)
+        try:
+            return fn(*args)
+        finally:
+            _set_window_mode(old)
+    return run
+
+
+def ring_stats_keyed() -> Comparison:
+    """stats of one series among three, 10k of its samples in the window."""
+    w = KeyedWindow()
+    a = w.values
+
+    def check(r: Any) -> None:
+        assert r[0] == WINDOW
+        _close(a.mean())(r[1])
+        assert (r[2], r[3]) == (a.min(), a.max())
+        _close(a.std(ddof=1))(r[4])
+
+    args = (KEY, w.since, w.until)
+    return Comparison(
+        "MetricRing.stats (keyed)",
+        Op("arbiter", w.ring.stats, args,
+           check=lambda r: check((r.count, r.mean, r.min, r.max, r.std)),
+           note="ring.stats(key, since, until): 1 key of 3, 30k samples in the time range"),
+        peers=[Op("numpy", _np_stats_sel, (*w.cols, *args), check=check,
+                  note="searchsorted x2, key mask, then mean/min/max/std(ddof=1)"),
+               Op("copy-out", _copy_out(w.ring.stats), args,
+                  check=lambda r: check((r.count, r.mean, r.min, r.max, r.std)),
+                  note="the same kernel on a copy of the window taken under the GIL")],
+        targets={"numpy": 0.5},
+    )
+
+
+def ring_count_beyond_keyed() -> Comparison:
+    """count_beyond of one series among three, 10k of its samples in the window."""
+    w = KeyedWindow()
+    expected = int(np.count_nonzero(w.values > THRESHOLD))
+    args = (KEY, THRESHOLD, True, w.since, w.until)
+    return Comparison(
+        "MetricRing.count_beyond (keyed)",
+        Op("arbiter", w.ring.count_beyond, args, check=_equal(expected),
+           note="ring.count_beyond(key, thr, True, since, until): 1 key of 3"),
+        peers=[Op("numpy", _np_count_beyond_sel,
+                  (*w.cols, KEY, w.since, w.until, THRESHOLD), check=_equal(expected),
+                  note="searchsorted x2, key mask, then count_nonzero(a > thr)"),
+               Op("copy-out", _copy_out(w.ring.count_beyond), args, check=_equal(expected),
+                  note="the same kernel on a copy of the window taken under the GIL")],
+        targets={"numpy": 0.5},
+    )
+
+
+def ring_slope_keyed() -> Comparison:
+    """slope of one series among three, 10k of its samples in the window."""
+    w = KeyedWindow()
+    expected = _np_slope(w.ts, w.values)
+    args = (KEY, w.since, w.until)
+    return Comparison(
+        "MetricRing.slope (keyed)",
+        Op("arbiter", w.ring.slope, args, check=_close(expected, 1e-6),
+           note="ring.slope(key, since, until): 1 key of 3, two passes"),
+        peers=[Op("numpy", _np_slope_sel, (*w.cols, *args), check=_close(expected, 1e-6),
+                  note="searchsorted x2, key mask, then closed-form OLS (two dot products)"),
+               Op("copy-out", _copy_out(w.ring.slope), args, check=_close(expected, 1e-6),
+                  note="the same kernel on a copy of the window taken under the GIL")],
+        targets={"numpy": 0.5},
+    )
+
+
 # ---------------------------------------------------------------------------
 # Agent selection (needs the selection core: skipped in builds without it)
 
@@ -703,7 +826,7 @@ LITELLM_CASES = [litellm_case(r, s, n) for r, s in LITELLM_PAIRS for n in LITELL
 
 RING_CASES: list[Callable[[], Comparison]] = [
     ring_record, ring_record_many, ring_snapshot, ring_stats, ring_quantile,
-    ring_count_beyond, ring_slope,
+    ring_count_beyond, ring_slope, ring_stats_keyed, ring_count_beyond_keyed, ring_slope_keyed,
 ]
 MONITOR_CASES: list[Callable[[], Comparison]] = [monitor_record_metric, series_record]
 ALL_CASES = (RING_CASES + MONITOR_CASES + OPTIMIZER_CASES + SELECT_CASES + ALLOCATION_CASES

@@ -440,3 +440,49 @@ class CoreMachine(RuleBasedStateMachine):
 
 TestCoreMachine = CoreMachine.TestCase
 TestCoreMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+# -- movable=False and exclude= (the core support integrations need) -------------------
+
+
+def test_a_request_that_cannot_move_is_detached_by_failover_and_charged_to_nobody():
+    clock = ManualClock()
+    arm = AdaptiveResourceManager(ResourceManagerConfig(seed=1), clock=clock)
+    arm.register_agent("a", max_tasks=2)
+    arm.register_agent("b", max_tasks=2)
+    arm.balancer.set_strategy("round_robin")
+    pinned = arm.allocate_resources(AllocationRequest("call", "t", movable=False))
+    other = arm.allocate_resources(AllocationRequest("free", "t"))
+    assert {pinned.agent_id, other.agent_id} == {"a", "b"}
+    failed = pinned.agent_id
+    ev = arm.handle_failover(failed)
+    assert ev.detached == ("call",) and ev.tasks_transferred == 0 and ev.success
+    assert arm.monitor.get_agent_resources(failed).current_task_count == 0
+    st = arm.allocation_status("call")
+    assert st.status is A.ALLOCATED and st.agent_id == failed    # still running there
+    assert arm.allocator.active_on(failed) == []
+    arm.release_resources("call", success=False, duration_s=1.0)
+    for agent in ("a", "b"):                 # nobody is charged with the failure
+        assert arm.monitor.get_agent_resources(agent).tasks_failed == 0
+    identities(arm.allocator)
+
+
+def test_excluded_agents_are_never_chosen_even_from_the_queue():
+    clock, mon, alloc = pool(agents=("a", "b", "c"), max_tasks=1)
+    res = alloc.allocate(AllocationRequest("r1", "t", exclude={"a", "b"}))
+    assert res.agent_id == "c"
+    assert alloc.allocate(AllocationRequest("r2", "t", exclude=["c", "ghost"])).agent_id in "ab"
+    free = "b" if alloc.status("r2").agent_id == "a" else "a"
+    q = alloc.allocate(AllocationRequest("r3", "t", exclude=("a", "b")))
+    assert q.status is A.QUEUED                       # only c would do, and it is busy
+    behind = alloc.allocate(AllocationRequest("r4", "t"))
+    assert behind.agent_id == free                    # gets past the excluded head
+    alloc.release("r2")                               # frees a or b: r3 may not take it
+    assert alloc.status("r3").status is A.QUEUED
+    alloc.release("r1")                               # c is free: now r3 goes
+    assert alloc.status("r3").agent_id == "c"
+    identities(alloc)
+    with pytest.raises(TypeError, match="exclude"):
+        AllocationRequest("x", "t", exclude="abc")
+    with pytest.raises(TypeError, match="movable"):
+        AllocationRequest("x", "t", movable=1)

@@ -1,4 +1,7 @@
-"""The private benchmark floor module ships in the wheel and does what it says."""
+"""The private benchmark floor module does what it says.
+
+It is built with ARBITER_BENCHFLOOR=ON, as `make test` does; release wheels leave it out.
+"""
 
 from __future__ import annotations
 

@@ -234,7 +234,7 @@ BAD_RECORDS = [
     (("cpu", 1.0, "s", "now"), TypeError, "timestamp"),
     # on an existing series too (the fast path), and bools are not numbers
     (("cpu", True), TypeError, "^value"),
-    (("cpu", "1.0"), TypeError, "^value must be a real number, got str$"),
+    (("cpu", "1.0"), TypeError, "^value must be a number, got str$"),
     (("cpu", 1.0, "system", True), TypeError, "^timestamp"),
     (("cpu", 1.0, "system", "now"), TypeError, "^timestamp"),
 ]

@@ -19,7 +19,8 @@ from arbiter_core import (
     RuntimeOptimizer,
     TrendDirection,
 )
-from arbiter_core.optimization.optimizer import fmt_number, health_score
+from arbiter_core.optimization.recommendations import fmt_number
+from arbiter_core.optimization.trends import health_score
 
 CPU = MetricType.CPU
 SEV = BottleneckSeverity

@@ -13,8 +13,8 @@ from arbiter_core import (
     RuntimeOptimizer,
 )
 from arbiter_core.optimization.detector import DEFAULT_THRESHOLDS, higher_is_bad
-from arbiter_core.optimization.optimizer import health_score
 from arbiter_core.optimization.results import Bottleneck
+from arbiter_core.optimization.trends import health_score
 
 TYPES = list(MetricType)
 SOURCES = ["a", "b", "c"]

@@ -604,7 +604,7 @@ def test_sampled_quantile_rare_key_and_empty_window(simd_level):
 def test_large_window_quantile_concurrent_with_writer(simd_level):
     # old samples (5.0) are being overwritten by new ones (1000.0, later times):
     # a quantile of the old time range must never see a new value, whether or
-    # not its scan overlapped a write (the write sequence makes it re-test times)
+    # not its scan overlapped a write (a raced scan is rerun holding the GIL)
     ring = MetricRing(8192)
     ring.record_many(1, np.full(8192, 5.0), np.arange(8192.0))
     stop = threading.Event()
@@ -634,3 +634,85 @@ def test_large_window_quantile_concurrent_with_writer(simd_level):
         stop.set()
         th.join()
         sys.setswitchinterval(switch)
+
+
+# -- window kernels (stats, count_beyond, slope): SIMD levels, key modes, wraps ------
+
+
+def _wrapped_window_ring(n: int, nkeys: int, seed: int) -> tuple[MetricRing, np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+    """A full ring whose window wraps (two segments), with its samples in time order."""
+    rng = np.random.default_rng(seed)
+    total = n + n // 3 + 5                 # overwrite the oldest third: the start moves
+    ts = np.cumsum(rng.uniform(0.0, 1.0, total)) + 1.7e9
+    keys = rng.integers(0, nkeys, total)
+    vals = rng.normal(100.0, 30.0, total) + 0.01 * (ts - ts[0])
+    ring = MetricRing(n)
+    ring.record_many(keys, vals, ts)
+    return ring, ts[-n:], keys[-n:], vals[-n:]
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 1000, 4099])
+@pytest.mark.parametrize("key", [None, 1, [0, 2]], ids=["all", "one", "set"])
+def test_window_kernels_match_numpy_at_every_level(simd_level, n, key):
+    ring, ts, keys, vals = _wrapped_window_ring(n, 3, n)
+    since, until = float(ts[n // 5]), float(ts[-1 - n // 7])
+    sel = (ts >= since) & (ts <= until)
+    if key is not None:
+        sel &= np.isin(keys, np.atleast_1d(key))
+    v, t = vals[sel], ts[sel]
+    s = ring.stats(key, since, until)
+    assert s.count == v.size
+    if v.size:
+        assert (s.min, s.max, s.first, s.last) == (v.min(), v.max(), v[0], v[-1])
+        assert s.mean == pytest.approx(v.mean(), rel=1e-12)
+    if v.size > 1:
+        assert s.std == pytest.approx(v.std(ddof=1), rel=1e-9)
+        tt = t - t.mean()
+        assert ring.slope(key, since, until) == pytest.approx(
+            float(tt @ (v - v.mean()) / (tt @ tt)), rel=1e-6)
+    for thr in (float(np.median(vals)), -1e300, 1e300):
+        assert ring.count_beyond(key, thr, True, since, until) == int((v > thr).sum())
+        assert ring.count_beyond(key, thr, False, since, until) == int((v < thr).sum())
+
+
+def test_window_kernels_round_alike_at_every_level():
+    # eight-lane sums reduced in one order: scalar and SIMD give the same bits
+    ring = _wrapped_window_ring(5003, 3, 1)[0]
+    before = _ringbuf._simd_level()
+    try:
+        results = []
+        for level in LEVELS:
+            _ringbuf._set_simd_level(level)
+            results.append((tuple(ring.stats(1)), tuple(ring.stats()), ring.slope(1),
+                            ring.slope(), ring.count_beyond(2, 100.0)))
+    finally:
+        _ringbuf._set_simd_level(before)
+    assert all(r == results[0] for r in results)
+
+
+def test_window_modes_agree():
+    ring = _wrapped_window_ring(3001, 4, 2)[0]
+    out = []
+    for mode in (0, 1):
+        old = _ringbuf._set_window_mode(mode)
+        try:
+            out.append((tuple(ring.stats(1)), ring.slope(2), ring.count_beyond(3, 90.0),
+                        ring.quantile(1, 0.9), tuple(ring.quantile([1, 2], [0.1, 0.5]))))
+        finally:
+            _ringbuf._set_window_mode(old)
+    # sums may round differently (their lanes follow the segments); the rest is exact
+    (s0, sl0, *exact0), (s1, sl1, *exact1) = out
+    assert s0 == pytest.approx(s1, rel=1e-12) and sl0 == pytest.approx(sl1, rel=1e-12)
+    assert s0[0] == s1[0] and s0[2:4] == s1[2:4] and s0[5:] == s1[5:] and exact0 == exact1
+    with pytest.raises(ValueError):
+        _ringbuf._set_window_mode(2)
+
+
+def test_group_columns_are_named_once():
+    assert _ringbuf.SCAN_COLUMNS == 8 and _ringbuf.WIN_COLUMNS == 12
+    scan = [getattr(_ringbuf, n) for n in _ringbuf.__all__ if n.startswith("SCAN_")
+            and n != "SCAN_COLUMNS"]
+    win = [getattr(_ringbuf, n) for n in _ringbuf.__all__ if n.startswith("WIN_")
+           and n != "WIN_COLUMNS"]
+    assert sorted(scan) == list(range(8)) and sorted(win) == list(range(12))

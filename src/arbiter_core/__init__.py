@@ -8,8 +8,11 @@ limiting, failover, capacity planning).
 
 from __future__ import annotations
 
+import logging
+
 from ._ringbuf import MetricRing, SeriesHandle, WindowStats, monotonic_now
 from ._select import AgentTable
+from ._version import __version__
 from .clock import Clock, ManualClock, MonotonicClock
 from .optimization import (
     Bottleneck,
@@ -67,7 +70,9 @@ from .types import (
     TaskPriority,
 )
 
-__version__ = "0.1.0"
+# A library does not configure logging: applications decide what is shown.  Logger
+# names: arbiter_core.optimization, arbiter_core.resources (see docs/operations.md).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AdaptiveResourceManager",

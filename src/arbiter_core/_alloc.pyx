@@ -64,6 +64,8 @@ cdef enum:
     R_DETACHED = 2    # a newer record holds this request id
     R_ALLOCATED = 4   # was allocated at some point (allocated_at is set)
     R_FIT = 8         # needs resources (cpu / memory / network)
+    R_PINNED = 16     # not movable: failover detaches it instead
+    R_EXCL = 32       # has agents it must not get
 
 cdef enum:
     N_SAMPLES = 10000     # wait and decision samples kept for percentiles
@@ -131,9 +133,11 @@ cdef class AllocCore:
     cdef double* _fin_at
     cdef double* _dec
     cdef list _rid                  # per record: request id
-    cdef list _req                  # the AllocationRequest
+    cdef list _task                 # task id
+    cdef list _res                  # required resources (or None)
     cdef list _agent                # agent id (kept after release, for status)
     cdef list _reason
+    cdef list _excl                 # frozenset of excluded agent ids, or None
     cdef dict _ids                  # request id -> newest record
     cdef dict _waiters              # record -> [asyncio futures]
 
@@ -179,9 +183,11 @@ cdef class AllocCore:
         self._nw = self._nd = 0
         self._iw = self._id = 0
         self._rid = []
-        self._req = []
+        self._task = []
+        self._res = []
         self._agent = []
         self._reason = []
+        self._excl = []
         self._ids = {}
         self._waiters = {}
         self._reasons = {}
@@ -321,9 +327,11 @@ cdef class AllocCore:
         self._dec = <double*>_re(self._dec, n, sizeof(double))
         extra = [None] * (n - self._rcap)
         self._rid.extend(extra)
-        self._req.extend(extra)
+        self._task.extend(extra)
+        self._res.extend(extra)
         self._agent.extend(extra)
         self._reason.extend(extra)
+        self._excl.extend(extra)
         self._rcap = n
         return 0
 
@@ -371,9 +379,11 @@ cdef class AllocCore:
         """Return a record to the free stack (its Python slots cleared)."""
         self._st[i] = ST_FREE
         self._rid[i] = None
-        self._req[i] = None
+        self._task[i] = None
+        self._res[i] = None
         self._agent[i] = None
         self._reason[i] = None
+        self._excl[i] = None
         self._free[self._nfree] = <int32_t>i
         self._nfree += 1
 
@@ -666,6 +676,28 @@ cdef class AllocCore:
                 return True
         return False
 
+    cdef Py_ssize_t _pick(self, Py_ssize_t i, double now) except -2:
+        """Select and reserve an agent for record ``i`` by the strategy, or -1.
+
+        Excluded agents are hidden from the kernels for this one selection
+        (their keys read +inf, exactly like a full agent) and rekeyed after.
+        """
+        cdef AgentTable t = self._table
+        cdef Py_ssize_t s, h
+        cdef list hidden
+        if not (self._fl[i] & R_EXCL):
+            return t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
+                             self._net[i], now, True)
+        index = t._index
+        hidden = [index[a] for a in self._excl[i] if a in index]
+        for h in hidden:
+            t._hide(h)
+        s = t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
+                      self._net[i], now, True)
+        for h in hidden:
+            t._rekey(h)
+        return s
+
     cdef Py_ssize_t _dispatch(self, double now) except -1:
         """Serve the queue in order while agents have room; returns the count."""
         cdef Py_ssize_t served = 0, nskip = 0, s, k
@@ -676,12 +708,12 @@ cdef class AllocCore:
             return 0
         while self._nq:
             i = self._q[0]
-            s = t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
-                          self._net[i], now, True)
+            s = self._pick(i, now)
             if s < 0:
-                if not (self._fl[i] & R_FIT) or not self._any_free(now):
+                if not (self._fl[i] & (R_FIT | R_EXCL)) or not self._any_free(now):
                     break           # no free slot anywhere: later ones cannot go either
-                # this one needs resources nobody has now; let smaller ones past
+                # this one needs resources (or agents) nobody else has now:
+                # let the others past
                 # (taken off the heaps, put back below with their keys unchanged)
                 self._heap_remove(i)
                 skipped[nskip] = i
@@ -702,7 +734,6 @@ cdef class AllocCore:
         cdef int8_t st = self._st[i]
         cdef double wait, alloc_at = self._alloc_at[i], fin_at = self._fin_at[i]
         cdef bint allocated = self._fl[i] & R_ALLOCATED
-        req = self._req[i]
         if allocated:
             wait = alloc_at - self._req_at[i]
         elif st == ST_QUEUED:
@@ -711,7 +742,7 @@ cdef class AllocCore:
             wait = fin_at - self._req_at[i]
         res = new_record(self._result_type, 12)
         _put(res, 0, self._rid[i])
-        _put(res, 1, req.task_id)
+        _put(res, 1, self._task[i])
         _put(res, 2, self._statuses[st])
         _put(res, 3, self._agent[i])
         _put(res, 4, self._reason[i])
@@ -720,7 +751,7 @@ cdef class AllocCore:
         _put(res, 7, alloc_at if allocated else None)
         _put(res, 8, fin_at if fin_at != INFINITY else None)
         _put(res, 9, self._prio[i])
-        _put(res, 10, req.required_resources if allocated else None)
+        _put(res, 10, self._res[i] if allocated else None)
         _put(res, 11, self._dec[i])
         return res
 
@@ -754,15 +785,25 @@ cdef class AllocCore:
         timeout = request.timeout_s
         ra = request.requested_at
         req_at = now if ra is None else <double>ra
-        if not fallback:
-            res = request.required_resources
-            if res is not None:
-                cpu = res.cpu_percent
-                mem = res.memory_mb
-                net = res.network_mbps
+        task = request.task_id
+        excl = request.exclude
+        pinned = request.movable is False
+        res = request.required_resources
+        if res is not None and not fallback:
+            cpu = res.cpu_percent
+            mem = res.memory_mb
+            net = res.network_mbps
         i = self._new_record()
+        # the fields, not the request: the history then holds no object the
+        # garbage collector must traverse, and no caller's metadata
         self._rid[i] = rid
-        self._req[i] = request
+        self._task[i] = task
+        self._res[i] = res
+        if excl is not None:
+            self._excl[i] = excl
+            self._fl[i] |= R_EXCL
+        if pinned:
+            self._fl[i] |= R_PINNED
         self._prio[i] = prio
         self._cpu[i] = cpu
         self._mem[i] = mem
@@ -806,7 +847,7 @@ cdef class AllocCore:
                     self._enqueue(i, req_at)
                     self._dispatch(now)
             else:
-                s = t._select(self._code, self._fl[i] & R_HIGH, cpu, mem, net, now, True)
+                s = self._pick(i, now)
                 if s >= 0:
                     reserved = True
                     if limiter is not None:
@@ -1134,8 +1175,7 @@ cdef class AllocCore:
                     t._reserve(to_slot, self._cpu[i], self._mem[i], self._net[i])
                     s = to_slot
             elif to_agent is None:
-                s = t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
-                              self._net[i], now, True)
+                s = self._pick(i, now)
             if s >= 0:
                 self._grant(i, s, now)
                 new = self._agent[i]
@@ -1147,6 +1187,42 @@ cdef class AllocCore:
                 new = None
             self._flush()
             return new
+        finally:
+            self._release()
+
+    def is_movable(self, request_id):
+        """is_movable(request_id)
+
+        False for a live request submitted with ``movable=False``; KeyError
+        for an unknown id.
+        """
+        cdef Py_ssize_t i = self._find(request_id)
+        if i < 0:
+            raise KeyError(f"unknown request_id {request_id!r}")
+        return not (self._fl[i] & R_PINNED)
+
+    def detach(self, request_id):
+        """detach(request_id)
+
+        Free an ALLOCATED request's slot on its (failed) agent without moving
+        it: it stays ALLOCATED, bound to no agent, until released, and its
+        outcome is then charged to no agent.  Returns the agent it left.
+
+        Raises
+        ------
+        KeyError
+            The request is not ALLOCATED on an agent.
+        """
+        cdef Py_ssize_t i
+        self._acquire()
+        try:
+            i = self._find(request_id)
+            if i < 0 or self._st[i] != ST_ALLOCATED or self._slot[i] < 0:
+                raise KeyError(f"request_id {request_id!r} is not allocated on an agent")
+            self._unbind(i)
+            self._dispatch(self._now())
+            self._flush()
+            return self._agent[i]
         finally:
             self._release()
 

@@ -6,7 +6,37 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self, disjoint_base
 
-__all__ = ["MetricRing", "NamedRecorder", "SeriesHandle", "WindowStats", "monotonic_now"]
+__all__ = ["MetricRing", "NamedRecorder", "SeriesHandle", "WindowStats", "monotonic_now",
+           "SCAN_NEW_COUNT", "SCAN_EXCEED_COUNT", "SCAN_FIRST_EXCEED_TS", "SCAN_LAST_EXCEED_TS",
+           "SCAN_LAST_EXCEED_VALUE", "SCAN_WORST_VALUE", "SCAN_LAST_NEW_TS",
+           "SCAN_LAST_NEW_VALUE", "SCAN_COLUMNS", "WIN_COUNT", "WIN_MEAN", "WIN_MIN", "WIN_MAX",
+           "WIN_STD", "WIN_FIRST_TS", "WIN_LAST_TS", "WIN_LAST_VALUE", "WIN_SLOPE",
+           "WIN_MEAN_TS", "WIN_QUANTILE", "WIN_BEYOND_COUNT", "WIN_COLUMNS"]
+
+# column layout of MetricRing.group_scan's output (one row per key)
+SCAN_NEW_COUNT: int
+SCAN_EXCEED_COUNT: int
+SCAN_FIRST_EXCEED_TS: int
+SCAN_LAST_EXCEED_TS: int
+SCAN_LAST_EXCEED_VALUE: int
+SCAN_WORST_VALUE: int
+SCAN_LAST_NEW_TS: int
+SCAN_LAST_NEW_VALUE: int
+SCAN_COLUMNS: int
+# column layout of MetricRing.group_window's output (one row per key)
+WIN_COUNT: int
+WIN_MEAN: int
+WIN_MIN: int
+WIN_MAX: int
+WIN_STD: int
+WIN_FIRST_TS: int
+WIN_LAST_TS: int
+WIN_LAST_VALUE: int
+WIN_SLOPE: int
+WIN_MEAN_TS: int
+WIN_QUANTILE: int
+WIN_BEYOND_COUNT: int
+WIN_COLUMNS: int
 
 class _HasNow(Protocol):
     def now(self) -> float: ...
@@ -30,6 +60,7 @@ def _simd_level() -> int: ...
 def _simd_best() -> int: ...
 def _set_simd_level(level: int) -> int: ...
 def _set_quantile_margin(sd: float, slack: float) -> tuple[float, float]: ...
+def _set_window_mode(mode: int) -> int: ...
 
 @final
 class MetricRing:
@@ -77,7 +108,7 @@ class MetricRing:
         self, key: _Key = None, since: float | None = None, until: float | None = None
     ) -> float: ...
     def series(self, key: int, clock: _HasNow | None = None) -> SeriesHandle: ...
-    # grouped kernels (RuntimeOptimizer)
+    # grouped kernels (RuntimeOptimizer); output columns: SCAN_* and WIN_*
     def bounds(self) -> tuple[float, float]: ...
     def group_scan(
         self, since: float, until: float,
@@ -85,7 +116,7 @@ class MetricRing:
         wm_skip: npt.NDArray[np.int64],  # int64_t[::1], updated in place
         thresholds: npt.NDArray[np.float64],  # const double[::1]
         above: npt.NDArray[np.uint8],  # const unsigned char[::1]
-        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, 8)
+        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, SCAN_COLUMNS)
     ) -> int: ...
     def group_window(
         self, since: float, until: float,
@@ -93,7 +124,7 @@ class MetricRing:
         thresholds: npt.NDArray[np.float64],  # const double[::1]
         above: npt.NDArray[np.uint8],  # const unsigned char[::1]
         q: float,
-        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, 12)
+        out: npt.NDArray[np.float64],  # double[:, ::1], shape (nkeys, WIN_COLUMNS)
     ) -> None: ...
 
 @disjoint_base

@@ -7,13 +7,16 @@
 #
 # Concurrency: every method that changes the ring runs entirely under the GIL
 # and calls no Python code while it mutates, so it is atomic for other Python
-# threads.  Query kernels compute their index range under the GIL and release
-# it for the scan; a scan that overlaps a writer re-checks each sample's
-# timestamp and key, so it only ever reports samples that really are in the
-# window (a sample evicted at that very moment may be missed).  quantile()
-# learns whether a writer overlapped from the ring's write sequence (a seqlock
-# bumped by every change): when none did, its scan skips the timestamps, and
-# when one did, it scans again testing them.
+# threads, and it bumps the ring's write sequence (a seqlock: odd while a write
+# is in progress).  Every query kernel computes from one consistent set of
+# samples: it locates its window under the GIL (a _Window: two physical
+# segments plus the write sequence read before locating), scans it without the
+# GIL, and then checks the sequence.  If a writer ran meanwhile the result is
+# thrown away, the window located again and the kernel run once more holding
+# the GIL, when no writer can run.  Because a validated window holds exactly
+# the samples in [since, until], the kernels test only keys, never times.
+# (_set_window_mode(1) switches to copying the window out under the GIL and
+# scanning the copy: the alternative, kept for measuring and testing.)
 
 cimport cython
 from cpython.long cimport PyLong_CheckExact
@@ -30,7 +33,12 @@ from collections import namedtuple
 
 import numpy as np
 
-__all__ = ["MetricRing", "NamedRecorder", "SeriesHandle", "WindowStats", "monotonic_now"]
+__all__ = ["MetricRing", "NamedRecorder", "SeriesHandle", "WindowStats", "monotonic_now",
+           "SCAN_NEW_COUNT", "SCAN_EXCEED_COUNT", "SCAN_FIRST_EXCEED_TS", "SCAN_LAST_EXCEED_TS",
+           "SCAN_LAST_EXCEED_VALUE", "SCAN_WORST_VALUE", "SCAN_LAST_NEW_TS",
+           "SCAN_LAST_NEW_VALUE", "SCAN_COLUMNS", "WIN_COUNT", "WIN_MEAN", "WIN_MIN", "WIN_MAX",
+           "WIN_STD", "WIN_FIRST_TS", "WIN_LAST_TS", "WIN_LAST_VALUE", "WIN_SLOPE",
+           "WIN_MEAN_TS", "WIN_QUANTILE", "WIN_BEYOND_COUNT", "WIN_COLUMNS"]
 
 # The quantile scan and selection kernels are C with runtime SIMD dispatch
 # (_simd.c: scalar, AVX2, AVX-512; the best the CPU supports is used).
@@ -39,10 +47,9 @@ cdef extern from "_simd.h" nogil:
     int arb_simd_best() noexcept
     int arb_simd_level() noexcept
     int arb_simd_set_level(int level) noexcept
-    int arb_scan(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t n,
-                 double t0, double t1, const int64_t* keys, ptrdiff_t nkeys, int all_keys,
-                 double vlo, double vhi, double* out, ptrdiff_t cap, ptrdiff_t* m,
-                 int64_t* below, int64_t* above) noexcept
+    int arb_scan(const int64_t* ks, const double* vs, ptrdiff_t n, const int64_t* keys,
+                 ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double* out,
+                 ptrdiff_t cap, ptrdiff_t* m, int64_t* below, int64_t* above) noexcept
     ptrdiff_t arb_sample(const double* ts, const int64_t* ks, const double* vs, ptrdiff_t a0,
                          ptrdiff_t len0, ptrdiff_t a2, ptrdiff_t size, ptrdiff_t count,
                          uint64_t seed, double t0, double t1, const int64_t* keys,
@@ -53,6 +60,28 @@ cdef extern from "_simd.h" nogil:
     void arb_seq_write_end(uint64_t* seq) noexcept
     uint64_t arb_seq_read_begin(const uint64_t* seq) noexcept
     bint arb_seq_read_ok(const uint64_t* seq, uint64_t s0) noexcept
+    ctypedef struct arb_keys:
+        int mode
+        int64_t one
+        const int64_t* keys
+        ptrdiff_t nkeys
+    ctypedef struct arb_moments:
+        int64_t n
+        double sum
+        double mn
+        double mx
+    void arb_moments_add(const int64_t* ks, const double* vs, ptrdiff_t n,
+                         const arb_keys* sel, arb_moments* acc) noexcept
+    double arb_sq_dev(const int64_t* ks, const double* vs, ptrdiff_t n, const arb_keys* sel,
+                      double mean) noexcept
+    int64_t arb_count_beyond(const int64_t* ks, const double* vs, ptrdiff_t n,
+                             const arb_keys* sel, double thr, int above) noexcept
+    void arb_sums2(const double* xs, const int64_t* ks, const double* vs, ptrdiff_t n,
+                   const arb_keys* sel, int64_t* count, double* sx, double* sv) noexcept
+    void arb_comoments(const double* xs, const int64_t* ks, const double* vs, ptrdiff_t n,
+                       const arb_keys* sel, double mx, double mv, double* cxv,
+                       double* cxx) noexcept
+    ptrdiff_t arb_find(const int64_t* ks, ptrdiff_t n, const arb_keys* sel, int last) noexcept
 
 arb_simd_set_level(arb_simd_best())
 
@@ -115,14 +144,7 @@ cdef inline bint _key_in(int64_t k, const int64_t* keys, Py_ssize_t nkeys) noexc
     return lo < nkeys and keys[lo] == k
 
 
-cdef struct KeySpec:
-    int mode                 # 0: every key, 1: one key, 2: a sorted set
-    int64_t one
-    const int64_t* keys
-    Py_ssize_t nkeys
-
-
-cdef inline bint _match(const KeySpec* spec, int64_t k) noexcept nogil:
+cdef inline bint _match(const arb_keys* spec, int64_t k) noexcept nogil:
     # the mode is loop-invariant, so gcc unswitches the scan loops on it
     if spec.mode == 0:
         return True
@@ -134,7 +156,7 @@ cdef inline bint _match(const KeySpec* spec, int64_t k) noexcept nogil:
 @cython.final
 cdef class _KeyFilter:
     """A parsed ``key=`` argument: all keys, one key, or a sorted set."""
-    cdef KeySpec spec
+    cdef arb_keys spec
     cdef object arr          # keeps the sorted array alive
 
     def __cinit__(self, key):
@@ -175,6 +197,89 @@ cdef inline double _bound(object x, double default, str name) except? -1.0:
     if v != v:
         raise ValueError(f"{name} must not be NaN")
     return v
+
+
+# ---------------------------------------------------------------------------
+# The window: where a query's samples are, located once under the GIL
+#
+# Every query kernel takes a _Window: the ring's columns, the window as (at
+# most) two physical segments [seg[0], seg[1]) and [seg[2], seg[3]), its time
+# bounds, the key selection, and the write sequence read before locating it.
+# MetricRing._run locates the window, runs the kernel without the GIL, and
+# when the sequence shows that a writer ran meanwhile, locates it again and
+# reruns the kernel holding the GIL.  A kernel only reads the ring and writes
+# its own context (and caller-owned output), so a discarded run is harmless.
+
+cdef struct _Window:
+    const double* ts
+    const int64_t* ks
+    const double* vs
+    Py_ssize_t seg[4]           # physical [seg[0], seg[1]) then [seg[2], seg[3])
+    Py_ssize_t size             # samples in the window
+    double start                # locate from the first sample at or after start
+    double t0                   # the window's time bounds (inclusive)
+    double t1
+    arb_keys spec
+    const uint64_t* seq         # the ring's write sequence (NULL: a private copy)
+    uint64_t seq0               # its value (even) read under the GIL before locating
+    void* copy                  # the copied columns (window mode 1), or NULL
+
+
+# A kernel: reads the window, writes ctx; returns < 0 only when out of memory.
+ctypedef int (*_WindowKernel)(const _Window* w, void* ctx) noexcept nogil
+
+
+cdef int _window_mode = 0       # 0: validate with the write sequence, 1: copy out
+
+
+def _set_window_mode(int mode):
+    """Use window mode 0 (validate and retry) or 1 (copy out); returns the previous mode.
+
+    A test and benchmark hook: both modes give the same results (sums may
+    differ in the last bit: their eight lanes follow the physical segments).
+    """
+    global _window_mode
+    if mode not in (0, 1):
+        raise ValueError(f"mode must be 0 or 1, got {mode}")
+    old = _window_mode
+    _window_mode = mode
+    return old
+
+
+cdef inline bint _window_consistent(const _Window* w) noexcept nogil:
+    """True when no writer changed the ring since the window was located."""
+    return w.seq == NULL or arb_seq_read_ok(w.seq, w.seq0)
+
+
+cdef inline void _window_release(_Window* w) noexcept nogil:
+    PyMem_RawFree(w.copy)
+    w.copy = NULL
+
+
+cdef inline void _window_init(_Window* w, double start, double t0, double t1,
+                              const arb_keys* spec) noexcept nogil:
+    w.start = start
+    w.t0 = t0
+    w.t1 = t1
+    w.spec = spec[0]
+    w.copy = NULL
+    w.size = 0
+
+
+cdef inline Py_ssize_t _window_find(const _Window* w, bint last) noexcept nogil:
+    """Physical index of the window's first (or last) selected sample, or -1."""
+    cdef Py_ssize_t i, h
+    if last:
+        for h in range(2, -1, -2):
+            i = arb_find(w.ks + w.seg[h], w.seg[h + 1] - w.seg[h], &w.spec, 1)
+            if i >= 0:
+                return w.seg[h] + i
+    else:
+        for h in range(0, 4, 2):
+            i = arb_find(w.ks + w.seg[h], w.seg[h + 1] - w.seg[h], &w.spec, 0)
+            if i >= 0:
+                return w.seg[h] + i
+    return -1
 
 
 # ---------------------------------------------------------------------------
@@ -228,44 +333,21 @@ def _set_quantile_margin(double sd, double slack):
     return old
 
 
-cdef struct _Window:
-    const double* ts
-    const int64_t* ks
-    const double* vs
-    Py_ssize_t seg[4]           # two physical segments, as MetricRing._segments
-    double t0
-    double t1
-    KeySpec spec
-    const uint64_t* seq         # the ring's write sequence, and its value read
-    uint64_t seq0               # (under the GIL) before the window was located
-
-
 cdef int _scan_window(const _Window* w, double vlo, double vhi, double* out, Py_ssize_t cap,
                       ptrdiff_t* m, int64_t* below, int64_t* above) noexcept nogil:
     """arb_scan over both segments; -1 when more than cap values are in [vlo, vhi]."""
     cdef Py_ssize_t h, a
     cdef const int64_t* keys = &w.spec.one if w.spec.mode == 1 else w.spec.keys
     cdef Py_ssize_t nkeys = 1 if w.spec.mode == 1 else w.spec.nkeys
-    cdef bint timed = (w.seq0 & 1) != 0
-    while True:
-        m[0] = 0
-        below[0] = 0
-        above[0] = 0
-        for h in range(0, 4, 2):
-            a = w.seg[h]
-            # Without a writer since the window was located, every sample of
-            # the segments is in it: the scan skips the timestamps (a third
-            # of the bytes).  Otherwise (timed) it tests each sample's time.
-            if arb_scan(w.ts + a if timed else NULL, w.ks + a, w.vs + a, w.seg[h + 1] - a,
-                        w.t0, w.t1, keys, nkeys, w.spec.mode == 0, vlo, vhi, out, cap, m,
-                        below, above) < 0:
-                if timed or arb_seq_read_ok(w.seq, w.seq0):
-                    return -1
-                break               # a writer ran: the overflow may be spurious
-        else:
-            if timed or arb_seq_read_ok(w.seq, w.seq0):
-                return 0
-        timed = True                # a writer raced the scan: again, testing times
+    m[0] = 0
+    below[0] = 0
+    above[0] = 0
+    for h in range(0, 4, 2):
+        a = w.seg[h]
+        if arb_scan(w.ks + a, w.vs + a, w.seg[h + 1] - a, keys, nkeys, w.spec.mode == 0,
+                    vlo, vhi, out, cap, m, below, above) < 0:
+            return -1
+    return 0
 
 
 cdef inline double _pick(double* a, double* scratch, Py_ssize_t m, Py_ssize_t k,
@@ -391,7 +473,178 @@ cdef int _quantile_sampled(const _Window* w, Py_ssize_t size, double q, double* 
 
 
 # ---------------------------------------------------------------------------
-# Per-key accumulator of MetricRing.group_window (grouped kernels section)
+# Window kernels of stats, count_beyond, slope and quantile
+#
+# Each is one C function over a _Window, its per-segment passes in _simd.c
+# (SIMD, eight-lane sums, key test only).  Variance and slope take two
+# passes, exact about the mean, instead of Welford's per-sample division.
+
+ctypedef struct _StatsCtx:
+    arb_moments mom
+    double m2
+    double first
+    double last
+
+
+cdef int _stats_kernel(const _Window* w, void* p) noexcept nogil:
+    cdef _StatsCtx* c = <_StatsCtx*>p
+    cdef Py_ssize_t h, a, i
+    cdef double mean
+    c.mom.n = 0
+    c.mom.sum = 0.0
+    c.mom.mn = INFINITY
+    c.mom.mx = -INFINITY
+    c.m2 = 0.0
+    for h in range(0, 4, 2):
+        a = w.seg[h]
+        arb_moments_add(w.ks + a, w.vs + a, w.seg[h + 1] - a, &w.spec, &c.mom)
+    if c.mom.n:
+        mean = c.mom.sum / c.mom.n
+        for h in range(0, 4, 2):
+            a = w.seg[h]
+            c.m2 += arb_sq_dev(w.ks + a, w.vs + a, w.seg[h + 1] - a, &w.spec, mean)
+        # (-1 only in a run a writer raced, whose result is discarded)
+        i = _window_find(w, False)
+        c.first = w.vs[i] if i >= 0 else NAN
+        i = _window_find(w, True)
+        c.last = w.vs[i] if i >= 0 else NAN
+    return 0
+
+
+ctypedef struct _BeyondCtx:
+    double threshold
+    int above
+    int64_t n
+
+
+cdef int _beyond_kernel(const _Window* w, void* p) noexcept nogil:
+    cdef _BeyondCtx* c = <_BeyondCtx*>p
+    cdef Py_ssize_t h, a
+    c.n = 0
+    for h in range(0, 4, 2):
+        a = w.seg[h]
+        c.n += arb_count_beyond(w.ks + a, w.vs + a, w.seg[h + 1] - a, &w.spec, c.threshold,
+                                c.above)
+    return 0
+
+
+ctypedef struct _SlopeCtx:
+    int64_t n
+    double st
+    double sv
+    double cxy
+    double cxx
+    double tlo
+    double thi
+
+
+cdef int _slope_kernel(const _Window* w, void* p) noexcept nogil:
+    cdef _SlopeCtx* c = <_SlopeCtx*>p
+    cdef Py_ssize_t h, a, i
+    cdef double mt, mv
+    c.n = 0
+    c.st = 0.0
+    c.sv = 0.0
+    c.cxy = 0.0
+    c.cxx = 0.0
+    for h in range(0, 4, 2):
+        a = w.seg[h]
+        arb_sums2(w.ts + a, w.ks + a, w.vs + a, w.seg[h + 1] - a, &w.spec, &c.n, &c.st, &c.sv)
+    if c.n >= 2:
+        # the window is in time order: its time extremes are the first and last match
+        i = _window_find(w, False)
+        c.tlo = w.ts[i] if i >= 0 else NAN
+        i = _window_find(w, True)
+        c.thi = w.ts[i] if i >= 0 else NAN
+        # second pass about the means: exact co-moments, no cancellation
+        mt = c.st / c.n
+        mv = c.sv / c.n
+        for h in range(0, 4, 2):
+            a = w.seg[h]
+            arb_comoments(w.ts + a, w.ks + a, w.vs + a, w.seg[h + 1] - a, &w.spec, mt, mv,
+                          &c.cxy, &c.cxx)
+    return 0
+
+
+ctypedef struct _QuantileCtx:
+    const double* qs
+    Py_ssize_t nq
+    double* out
+    bint scalar_q
+    Py_ssize_t count
+
+
+cdef int _quantile_kernel(const _Window* w, void* p) noexcept nogil:
+    cdef _QuantileCtx* c = <_QuantileCtx*>p
+    cdef int rc = 0
+    c.count = 0
+    if w.size == 0 or c.nq == 0:
+        return 0
+    if c.scalar_q and w.size >= _SAMPLE_MIN_WINDOW:
+        rc = _quantile_sampled(w, w.size, c.qs[0], c.out, &c.count)
+    if rc == 0:
+        rc = _quantile_full(w, w.size, c.qs, c.nq, c.out, &c.count)
+    return rc
+
+
+# ---------------------------------------------------------------------------
+# Column layout of the grouped kernels' outputs, named once: the kernels write
+# by these names and Python reads by the exported ones (SCAN_*, WIN_*).
+
+cdef enum:
+    # group_scan: one row per key, _SCAN_NCOLS columns
+    _SCAN_NEW_COUNT = 0         # samples past the watermark
+    _SCAN_EXCEED_COUNT = 1      # ... of which beyond the threshold
+    _SCAN_FIRST_EXCEED_TS = 2
+    _SCAN_LAST_EXCEED_TS = 3
+    _SCAN_LAST_EXCEED_VALUE = 4
+    _SCAN_WORST_VALUE = 5       # the exceeding value farthest beyond the threshold
+    _SCAN_LAST_NEW_TS = 6
+    _SCAN_LAST_NEW_VALUE = 7
+    _SCAN_NCOLS = 8
+
+cdef enum:
+    # group_window: one row per key, _WIN_NCOLS columns
+    _WIN_COUNT = 0
+    _WIN_MEAN = 1
+    _WIN_MIN = 2
+    _WIN_MAX = 3
+    _WIN_STD = 4                # sample standard deviation (ddof=1)
+    _WIN_FIRST_TS = 5
+    _WIN_LAST_TS = 6
+    _WIN_LAST_VALUE = 7
+    _WIN_SLOPE = 8              # least squares, units per second
+    _WIN_MEAN_TS = 9
+    _WIN_QUANTILE = 10
+    _WIN_BEYOND_COUNT = 11      # values beyond the threshold
+    _WIN_NCOLS = 12
+
+SCAN_NEW_COUNT = _SCAN_NEW_COUNT
+SCAN_EXCEED_COUNT = _SCAN_EXCEED_COUNT
+SCAN_FIRST_EXCEED_TS = _SCAN_FIRST_EXCEED_TS
+SCAN_LAST_EXCEED_TS = _SCAN_LAST_EXCEED_TS
+SCAN_LAST_EXCEED_VALUE = _SCAN_LAST_EXCEED_VALUE
+SCAN_WORST_VALUE = _SCAN_WORST_VALUE
+SCAN_LAST_NEW_TS = _SCAN_LAST_NEW_TS
+SCAN_LAST_NEW_VALUE = _SCAN_LAST_NEW_VALUE
+SCAN_COLUMNS = _SCAN_NCOLS
+WIN_COUNT = _WIN_COUNT
+WIN_MEAN = _WIN_MEAN
+WIN_MIN = _WIN_MIN
+WIN_MAX = _WIN_MAX
+WIN_STD = _WIN_STD
+WIN_FIRST_TS = _WIN_FIRST_TS
+WIN_LAST_TS = _WIN_LAST_TS
+WIN_LAST_VALUE = _WIN_LAST_VALUE
+WIN_SLOPE = _WIN_SLOPE
+WIN_MEAN_TS = _WIN_MEAN_TS
+WIN_QUANTILE = _WIN_QUANTILE
+WIN_BEYOND_COUNT = _WIN_BEYOND_COUNT
+WIN_COLUMNS = _WIN_NCOLS
+
+
+# ---------------------------------------------------------------------------
+# Per-key accumulator of MetricRing.group_window (see the grouped kernels below)
 
 ctypedef struct _GroupAcc:
     int64_t n
@@ -726,15 +979,6 @@ cdef class MetricRing:
                 hi = mid
         return lo
 
-    cdef inline void _range(self, since, until, Py_ssize_t* lo, Py_ssize_t* hi,
-                            double* t0, double* t1) except *:
-        t0[0] = _bound(since, -INFINITY, "since")
-        t1[0] = _bound(until, INFINITY, "until")
-        lo[0] = 0 if since is None else self._lower(t0[0])
-        hi[0] = self._count if until is None else self._upper(t1[0])
-        if hi[0] < lo[0]:
-            hi[0] = lo[0]
-
     # -- queries ------------------------------------------------------------
 
     def snapshot(self, since=None, until=None, key=None):
@@ -754,25 +998,26 @@ cdef class MetricRing:
         (timestamps, keys, values) : tuple of ndarray
             float64, int64 and float64 copies.  O(log n + k).
         """
-        cdef Py_ssize_t lo, hi, i, p, m = 0
-        cdef double t0, t1
+        cdef Py_ssize_t h, j, m = 0
         cdef _KeyFilter kf = _KeyFilter(key)
-        self._range(since, until, &lo, &hi, &t0, &t1)
-        out_t = np.empty(hi - lo, dtype=np.float64)
-        out_k = np.empty(hi - lo, dtype=np.int64)
-        out_v = np.empty(hi - lo, dtype=np.float64)
+        cdef _Window w
+        self._query(&w, kf, since, until)
+        # located and copied holding the GIL: no writer can run meanwhile
+        self._locate(&w, False)
+        out_t = np.empty(w.size, dtype=np.float64)
+        out_k = np.empty(w.size, dtype=np.int64)
+        out_v = np.empty(w.size, dtype=np.float64)
         cdef double[::1] ot = out_t
         cdef int64_t[::1] ok = out_k
         cdef double[::1] ov = out_v
-        # holds the GIL: a copy is short and this keeps the snapshot consistent
-        for i in range(lo, hi):
-            p = self._phys(i)
-            if kf.match(self._keys[p]):
-                ot[m] = self._ts[p]
-                ok[m] = self._keys[p]
-                ov[m] = self._vals[p]
-                m += 1
-        if m != hi - lo:
+        for h in range(0, 4, 2):
+            for j in range(w.seg[h], w.seg[h + 1]):
+                if _match(&w.spec, w.ks[j]):
+                    ot[m] = w.ts[j]
+                    ok[m] = w.ks[j]
+                    ov[m] = w.vs[j]
+                    m += 1
+        if m != w.size:
             return out_t[:m].copy(), out_k[:m].copy(), out_v[:m].copy()
         return out_t, out_k, out_v
 
@@ -810,13 +1055,7 @@ cdef class MetricRing:
             return out_t[want - m:].copy(), out_k[want - m:].copy(), out_v[want - m:].copy()
         return out_t, out_k, out_v
 
-    # The scan kernels below walk the window as (at most) two contiguous
-    # physical segments through local pointers, with no data-dependent
-    # branches and no divisions in the inner loops: a sample that does not
-    # match contributes through a 0/1 mask, min/max are conditional moves, and
-    # variance/slope take two passes (exact about the mean) instead of
-    # Welford's per-sample division.  The time test repeats the binary search
-    # per sample; it only matters when a writer raced the (nogil) scan.
+    # -- the window (see _Window) ----------------------------------------------
 
     cdef inline void _segments(self, Py_ssize_t lo, Py_ssize_t hi,
                                Py_ssize_t* seg) noexcept nogil:
@@ -833,6 +1072,80 @@ cdef class MetricRing:
             seg[2] = 0
             seg[3] = p0 + n - self._cap
 
+    cdef int _locate(self, _Window* w, bint copy=True) except -1:
+        """Locate w in the ring as it is now (GIL held): [start, t1], two segments.
+
+        In window mode 1 (and with ``copy``) the window's samples are copied
+        out, and w points at the copy.
+        """
+        cdef Py_ssize_t lo, hi, n0
+        cdef char* buf
+        _window_release(w)
+        w.seq = &self._seq
+        w.seq0 = arb_seq_read_begin(&self._seq)
+        lo = 0 if w.start == -INFINITY else self._lower(w.start)
+        hi = self._count if w.t1 == INFINITY else self._upper(w.t1)
+        if hi < lo:
+            hi = lo
+        w.size = hi - lo
+        w.ts = self._ts
+        w.ks = self._keys
+        w.vs = self._vals
+        self._segments(lo, hi, w.seg)
+        if copy and _window_mode == 1 and w.size:
+            # copy the window out while writers are held off, scan the copy
+            buf = <char*>PyMem_RawMalloc(w.size * (2 * sizeof(double) + sizeof(int64_t)))
+            if buf == NULL:
+                raise MemoryError()
+            w.copy = buf
+            n0 = w.seg[1] - w.seg[0]
+            w.ts = <double*>buf
+            w.vs = <double*>(buf + w.size * sizeof(double))
+            w.ks = <int64_t*>(buf + 2 * w.size * sizeof(double))
+            memcpy(<void*>w.ts, self._ts + w.seg[0], n0 * sizeof(double))
+            memcpy(<void*>w.vs, self._vals + w.seg[0], n0 * sizeof(double))
+            memcpy(<void*>w.ks, self._keys + w.seg[0], n0 * sizeof(int64_t))
+            memcpy(<void*>(w.ts + n0), self._ts, (w.size - n0) * sizeof(double))
+            memcpy(<void*>(w.vs + n0), self._vals, (w.size - n0) * sizeof(double))
+            memcpy(<void*>(w.ks + n0), self._keys, (w.size - n0) * sizeof(int64_t))
+            w.seg[0] = 0
+            w.seg[1] = w.size
+            w.seg[2] = 0
+            w.seg[3] = 0
+            w.seq = NULL
+        return 0
+
+    cdef int _run(self, _Window* w, _WindowKernel kernel, void* ctx) except -1:
+        """Locate w and run kernel over it on one consistent set of samples.
+
+        The first run releases the GIL; if a writer changed the ring meanwhile,
+        its result is discarded and the kernel runs again on the window located
+        anew, holding the GIL (no writer can run, so it cannot be raced).
+        Returns the kernel's result; MemoryError when it ran out of memory.
+        """
+        cdef int rc
+        try:
+            self._locate(w)
+            with nogil:
+                rc = kernel(w, ctx)
+            if not _window_consistent(w):
+                self._locate(w)
+                rc = kernel(w, ctx)
+        finally:
+            _window_release(w)
+        if rc < 0:
+            raise MemoryError()
+        return rc
+
+    cdef inline void _query(self, _Window* w, _KeyFilter kf, since, until) except *:
+        """Set up w for a query of kf's keys over [since, until] (None: unbounded).
+
+        w points into kf (a key set's array): the caller keeps kf alive while w is used.
+        """
+        cdef double t0 = _bound(since, -INFINITY, "since")
+        cdef double t1 = _bound(until, INFINITY, "until")
+        _window_init(w, t0, t0, t1, &kf.spec)
+
     def stats(self, key=None, since=None, until=None):
         """stats(key=None, since=None, until=None)
 
@@ -842,47 +1155,16 @@ cdef class MetricRing:
         -------
         WindowStats
         """
-        cdef Py_ssize_t lo, hi, j, h, n = 0
-        cdef Py_ssize_t seg[4]
-        cdef double t0, t1, x, d, total = 0.0, m2 = 0.0, mean = NAN, t
-        cdef double mn = INFINITY, mx = -INFINITY, first = NAN, last = 0.0
-        cdef bint m
-        cdef _KeyFilter kf = _KeyFilter(key)
-        cdef KeySpec spec = kf.spec
-        cdef const double* ts = self._ts
-        cdef const double* vs = self._vals
-        cdef const int64_t* ks = self._keys
-        self._range(since, until, &lo, &hi, &t0, &t1)
-        with nogil:
-            self._segments(lo, hi, seg)
-            for h in range(0, 4, 2):
-                for j in range(seg[h], seg[h + 1]):
-                    t = ts[j]
-                    x = vs[j]
-                    m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
-                    if n == 0 and m:
-                        first = x
-                    n += m
-                    total += x * m
-                    # arithmetic selects: exact for m in {0, 1} and finite x,
-                    # and never a branch on the (unpredictable) key match
-                    last = x * m + last * (1 - m)
-                    d = x * m + DBL_MAX * (1 - m)
-                    mn = d if d < mn else mn
-                    d = x * m - DBL_MAX * (1 - m)
-                    mx = d if d > mx else mx
-            if n:
-                mean = total / n
-                for h in range(0, 4, 2):
-                    for j in range(seg[h], seg[h + 1]):
-                        t = ts[j]
-                        m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
-                        d = (vs[j] - mean) * m
-                        m2 += d * d
-        if n == 0:
+        cdef _Window w
+        cdef _StatsCtx c
+        cdef _KeyFilter kf = _KeyFilter(key)   # owns the key set the window points to
+        self._query(&w, kf, since, until)
+        self._run(&w, _stats_kernel, &c)
+        if c.mom.n == 0:
             return WindowStats(0, NAN, NAN, NAN, NAN, NAN, NAN)
-        return WindowStats(n, mean, mn, mx, sqrt(m2 / (n - 1)) if n > 1 else NAN,
-                           first, last)
+        return WindowStats(c.mom.n, c.mom.sum / c.mom.n, c.mom.mn, c.mom.mx,
+                           sqrt(c.m2 / (c.mom.n - 1)) if c.mom.n > 1 else NAN,
+                           c.first, c.last)
 
     def quantile(self, key=None, q=0.5, since=None, until=None):
         """quantile(key=None, q=0.5, since=None, until=None)
@@ -909,19 +1191,17 @@ cdef class MetricRing:
         case the bracket misses).  Otherwise every matching value is gathered
         and each quantile selected.  The result is exact either way.
         """
-        cdef Py_ssize_t lo, hi, n = 0, nq
-        cdef double t0, t1
-        cdef uint64_t seq0
-        cdef double one_q = 0.0
-        cdef int rc = 0
+        cdef Py_ssize_t nq
+        cdef double one_q = 0.0, one_out = NAN
         cdef bint scalar_q = isinstance(q, float) or (
             isinstance(q, int) and not isinstance(q, bool))
         cdef _KeyFilter kf = _KeyFilter(key)
         cdef _Window w
-        cdef const double* qp = &one_q
-        cdef double* op = &one_q
+        cdef _QuantileCtx c
         cdef const double[::1] qv
         cdef double[::1] ov
+        c.qs = &one_q
+        c.out = &one_out
         if scalar_q:
             # fast path without numpy: one float in, one float out
             one_q = q
@@ -937,29 +1217,16 @@ cdef class MetricRing:
             out = np.full(nq, np.nan)
             ov = out
             if nq:
-                qp = &qv[0]
-                op = &ov[0]
-        seq0 = arb_seq_read_begin(&self._seq)   # before the window is located
-        self._range(since, until, &lo, &hi, &t0, &t1)
-        if hi > lo and nq:
-            w.seq = &self._seq
-            w.seq0 = seq0
-            w.ts = self._ts
-            w.ks = self._keys
-            w.vs = self._vals
-            w.t0 = t0
-            w.t1 = t1
-            w.spec = kf.spec
-            self._segments(lo, hi, w.seg)
-            with nogil:
-                if scalar_q and hi - lo >= _SAMPLE_MIN_WINDOW:
-                    rc = _quantile_sampled(&w, hi - lo, one_q, &one_q, &n)
-                if rc == 0:
-                    rc = _quantile_full(&w, hi - lo, qp, nq, op, &n)
-            if rc < 0:
-                raise MemoryError()
+                c.qs = &qv[0]
+                c.out = &ov[0]
+        c.nq = nq
+        c.scalar_q = scalar_q
+        self._query(&w, kf, since, until)
+        self._run(&w, _quantile_kernel, &c)
         if scalar_q:
-            return one_q if n else NAN
+            return one_out if c.count else NAN
+        if c.count == 0 and nq:
+            out[:] = np.nan
         return out
 
     def count_beyond(self, key=None, double threshold=0.0, bint above=True,
@@ -968,27 +1235,16 @@ cdef class MetricRing:
 
         How many values are strictly above (or below) ``threshold``.
         """
-        cdef Py_ssize_t lo, hi, j, h, n = 0
-        cdef Py_ssize_t seg[4]
-        cdef double t0, t1, t, sign = 1.0 if above else -1.0
-        cdef double thr = threshold * sign
-        cdef _KeyFilter kf = _KeyFilter(key)
-        cdef KeySpec spec = kf.spec
-        cdef const double* ts = self._ts
-        cdef const double* vs = self._vals
-        cdef const int64_t* ks = self._keys
+        cdef _Window w
+        cdef _BeyondCtx c
         if threshold != threshold:
             raise ValueError("threshold must not be NaN")
-        self._range(since, until, &lo, &hi, &t0, &t1)
-        with nogil:
-            self._segments(lo, hi, seg)
-            for h in range(0, 4, 2):
-                for j in range(seg[h], seg[h + 1]):
-                    t = ts[j]
-                    # x < thr  <=>  -x > -thr: one loop serves both directions
-                    n += (_match(&spec, ks[j]) & (t >= t0) & (t <= t1)
-                          & (vs[j] * sign > thr))
-        return n
+        c.threshold = threshold
+        c.above = above
+        cdef _KeyFilter kf = _KeyFilter(key)   # owns the key set the window points to
+        self._query(&w, kf, since, until)
+        self._run(&w, _beyond_kernel, &c)
+        return c.n
 
     def slope(self, key=None, since=None, until=None):
         """slope(key=None, since=None, until=None)
@@ -1000,57 +1256,30 @@ cdef class MetricRing:
         float
             NaN with fewer than two samples or when all share one timestamp.
         """
-        cdef Py_ssize_t lo, hi, j, h, n = 0
-        cdef Py_ssize_t seg[4]
-        cdef double t0, t1, t, dt, dv, st = 0.0, sv = 0.0, cxy = 0.0, cxx = 0.0
-        cdef double mt, mv, tlo = INFINITY, thi = -INFINITY
-        cdef bint m
-        cdef _KeyFilter kf = _KeyFilter(key)
-        cdef KeySpec spec = kf.spec
-        cdef const double* ts = self._ts
-        cdef const double* vs = self._vals
-        cdef const int64_t* ks = self._keys
-        self._range(since, until, &lo, &hi, &t0, &t1)
-        with nogil:
-            self._segments(lo, hi, seg)
-            for h in range(0, 4, 2):
-                for j in range(seg[h], seg[h + 1]):
-                    t = ts[j]
-                    m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
-                    n += m
-                    st += t * m
-                    sv += vs[j] * m
-                    tlo = t if (m and t < tlo) else tlo
-                    thi = t if (m and t > thi) else thi
-            if n >= 2:
-                # second pass about the means: exact co-moments, no cancellation
-                mt = st / n
-                mv = sv / n
-                for h in range(0, 4, 2):
-                    for j in range(seg[h], seg[h + 1]):
-                        t = ts[j]
-                        m = _match(&spec, ks[j]) & (t >= t0) & (t <= t1)
-                        dt = (t - mt) * m
-                        dv = (vs[j] - mv) * m
-                        cxy += dt * dv
-                        cxx += dt * dt
-        if n < 2 or tlo == thi or cxx <= 0.0:
+        cdef _Window w
+        cdef _SlopeCtx c
+        cdef _KeyFilter kf = _KeyFilter(key)   # owns the key set the window points to
+        self._query(&w, kf, since, until)
+        self._run(&w, _slope_kernel, &c)
+        if c.n < 2 or c.tlo == c.thi or c.cxx <= 0.0:
             return NAN      # one timestamp (or none): no slope is defined
-        return cxy / cxx
+        return c.cxy / c.cxx
 
     def series(self, key, clock=None):
         """A handle bound to ``key`` whose ``record(value)`` is one C call."""
         return SeriesHandle(self, operator.index(key), clock)
 
     # -----------------------------------------------------------------------
-    # Grouped kernels (added for the RuntimeOptimizer, issue 3)
+    # Grouped kernels (used by the RuntimeOptimizer; their kernels are the
+    # "Grouped kernels" section below the class)
     #
     # One pass over a time range computes per-key results for every key in
     # the dense range [0, nkeys), so an analysis of many series costs one
     # scan instead of one scan per series.  Keys outside the range are
     # skipped.  Results go into caller-owned arrays: the caller keeps them
     # between analyses (watermarks, cached statistics) and nothing here
-    # allocates per key from Python.
+    # allocates per key from Python.  Output columns are named by the
+    # module's SCAN_* and WIN_* constants.
 
     def bounds(self):
         """bounds()
@@ -1101,104 +1330,64 @@ cdef class MetricRing:
         above : uint8 array, shape (nkeys,)
             1 if values strictly above the threshold are bad, 0 if values
             strictly below it are.
-        out : float64 array, shape (nkeys, 8), written
-            Per key: ``new_count, exceed_count, first_exceed_ts,
-            last_exceed_ts, last_exceed_value, worst_value, last_new_ts,
-            last_new_value`` (NaN where undefined).  ``worst_value`` is the
-            exceeding value farthest beyond the threshold.
+        out : float64 array, shape (nkeys, SCAN_COLUMNS), written
+            Per key, columns ``SCAN_NEW_COUNT, SCAN_EXCEED_COUNT,
+            SCAN_FIRST_EXCEED_TS, SCAN_LAST_EXCEED_TS, SCAN_LAST_EXCEED_VALUE,
+            SCAN_WORST_VALUE, SCAN_LAST_NEW_TS, SCAN_LAST_NEW_VALUE`` (NaN
+            where undefined).  The worst value is the exceeding value
+            farthest beyond the threshold.
 
         Returns
         -------
         int
             Number of samples looked at (new or not).
         """
-        cdef Py_ssize_t nkeys = wm_ts.shape[0], lo, hi, i, p, k, h, scanned, rs
-        cdef Py_ssize_t seg[4]
-        cdef double start_t, ts, x, thr, w
-        cdef int64_t key
-        cdef double* cur_ts
-        cdef int64_t* cur_n
-        cdef double* o
-        cdef double* row
-        cdef const double* tss = self._ts
-        cdef const double* vs = self._vals
-        cdef const int64_t* ks = self._keys
-        cdef bint up
+        cdef Py_ssize_t nkeys = wm_ts.shape[0], k
+        cdef double start_t = INFINITY, w_k
+        cdef _Window w
+        cdef _ScanCtx c
+        cdef arb_keys every
         if since != since or until != until:
             raise ValueError("since and until must not be NaN")
         if (wm_skip.shape[0] != nkeys or thresholds.shape[0] != nkeys
                 or above.shape[0] != nkeys):
             raise ValueError(
                 f"wm_skip, thresholds and above must have {nkeys} entries like wm_ts")
-        if out.shape[0] != nkeys or out.shape[1] != 8:
-            raise ValueError(f"out must have shape ({nkeys}, 8), got "
+        if out.shape[0] != nkeys or out.shape[1] != _SCAN_NCOLS:
+            raise ValueError(f"out must have shape ({nkeys}, {_SCAN_NCOLS}), got "
                              f"({out.shape[0]}, {out.shape[1]})")
         if nkeys == 0:
             return 0
-        o = &out[0, 0]
-        rs = out.strides[0] // sizeof(double)
-        cur_ts = <double*>PyMem_Malloc(nkeys * sizeof(double))
-        cur_n = <int64_t*>PyMem_Malloc(nkeys * sizeof(int64_t))
-        if cur_ts == NULL or cur_n == NULL:
-            PyMem_Free(cur_ts)
-            PyMem_Free(cur_n)
-            raise MemoryError()
-        with nogil:
-            start_t = INFINITY
+        for k in range(nkeys):
+            w_k = wm_ts[k] if wm_ts[k] > since else since
+            if w_k < start_t:
+                start_t = w_k
+        c.nkeys = nkeys
+        c.since = since
+        c.until = until
+        c.wm_ts = &wm_ts[0]
+        c.wm_skip = &wm_skip[0]
+        c.thresholds = &thresholds[0]
+        c.above = &above[0]
+        c.out = &out[0, 0]
+        c.stride = out.strides[0] // sizeof(double)
+        c.cur_ts = <double*>PyMem_Malloc(nkeys * sizeof(double))
+        c.cur_n = <int64_t*>PyMem_Malloc(nkeys * sizeof(int64_t))
+        try:
+            if c.cur_ts == NULL or c.cur_n == NULL:
+                raise MemoryError()
+            every.mode = 0
+            _window_init(&w, start_t, since, until, &every)
+            self._run(&w, _scan_kernel, &c)
+            # move the watermarks only now, from the run that was consistent
             for k in range(nkeys):
-                w = wm_ts[k] if wm_ts[k] > since else since
-                if w < start_t:
-                    start_t = w
-                cur_ts[k] = wm_ts[k]
-                cur_n[k] = 0
-                out[k, 0] = 0.0
-                out[k, 1] = 0.0
-                for i in range(2, 8):
-                    out[k, i] = NAN
-            lo = self._lower(start_t)
-            hi = self._upper(until)
-            scanned = hi - lo if hi > lo else 0
-            self._segments(lo, hi, seg)
-            for h in range(0, 4, 2):
-                for p in range(seg[h], seg[h + 1]):
-                    key = ks[p]
-                    if key < 0 or key >= nkeys:
-                        continue
-                    k = <Py_ssize_t>key
-                    ts = tss[p]
-                    if ts < since or ts > until or ts < wm_ts[k]:
-                        continue
-                    # samples are in time order, so a key's timestamps never go back
-                    if ts == cur_ts[k]:
-                        cur_n[k] += 1
-                    else:
-                        cur_ts[k] = ts
-                        cur_n[k] = 1
-                    if ts == wm_ts[k] and cur_n[k] <= wm_skip[k]:
-                        continue
-                    x = vs[p]
-                    row = o + k * rs
-                    row[0] += 1.0
-                    row[6] = ts
-                    row[7] = x
-                    thr = thresholds[k]
-                    up = above[k] != 0
-                    if (x > thr) if up else (x < thr):
-                        row[1] += 1.0
-                        if row[1] == 1.0:
-                            row[2] = ts
-                            row[5] = x
-                        elif (x > row[5]) if up else (x < row[5]):
-                            row[5] = x
-                        row[3] = ts
-                        row[4] = x
-            for k in range(nkeys):
-                if cur_ts[k] != wm_ts[k] or cur_n[k] > 0:
-                    wm_ts[k] = cur_ts[k]
-                    wm_skip[k] = cur_n[k]
-        PyMem_Free(cur_ts)
-        PyMem_Free(cur_n)
-        return scanned
+                if c.cur_ts[k] != wm_ts[k] or c.cur_n[k] > 0:
+                    wm_ts[k] = c.cur_ts[k]
+                    wm_skip[k] = c.cur_n[k]
+        finally:
+            PyMem_Free(c.cur_ts)
+            PyMem_Free(c.cur_n)
+        return w.size
 
     def group_window(self, double since, double until, const unsigned char[::1] mask,
                      const double[::1] thresholds, const unsigned char[::1] above,
@@ -1225,12 +1414,13 @@ cdef class MetricRing:
         q : float
             Quantile to compute per key, in [0, 1], as ``numpy.quantile``'s
             default (linear); NaN skips it (and the second pass).
-        out : float64 array, shape (nkeys, 12), written for masked keys
-            ``count, mean, min, max, std (ddof=1), first_ts, last_ts,
-            last_value, slope (units per second, least squares), mean_ts,
-            quantile, beyond_count``.  NaN where undefined: everything but
-            the counts for an empty series, ``std`` below two samples,
-            ``slope`` below two distinct timestamps.
+        out : float64 array, shape (nkeys, WIN_COLUMNS), written for masked keys
+            Columns ``WIN_COUNT, WIN_MEAN, WIN_MIN, WIN_MAX, WIN_STD`` (ddof=1),
+            ``WIN_FIRST_TS, WIN_LAST_TS, WIN_LAST_VALUE, WIN_SLOPE`` (units
+            per second, least squares), ``WIN_MEAN_TS, WIN_QUANTILE,
+            WIN_BEYOND_COUNT``.  NaN where undefined: everything but the
+            counts for an empty series, the std below two samples, the slope
+            below two distinct timestamps.
 
         Notes
         -----
@@ -1240,50 +1430,50 @@ cdef class MetricRing:
         two words per selected sample, freed on return), so selecting a few
         series costs one cheap pass plus work proportional to their samples.
         """
-        cdef Py_ssize_t nkeys = mask.shape[0], lo, hi, i, k, m = 0
-        cdef _GroupAcc* acc = NULL
-        cdef int64_t* off = NULL
-        cdef int32_t* tk = NULL      # gathered keys (nkeys fits: checked below)
-        cdef double* tv = NULL       # gathered values
-        cdef double* buf = NULL
+        cdef Py_ssize_t nkeys = mask.shape[0], i, k, m
         cdef bint want_q = q == q
-        cdef const unsigned char* mk
-        cdef const double* th
-        cdef const unsigned char* ab
+        cdef _Window w
+        cdef _GroupCtx c
+        cdef arb_keys every
+        cdef int64_t* off = NULL
+        cdef double* buf = NULL
         if since != since or until != until:
             raise ValueError("since and until must not be NaN")
         if want_q and not (0.0 <= q <= 1.0):
             raise ValueError(f"q must be within [0, 1] or NaN, got {q!r}")
         if thresholds.shape[0] != nkeys or above.shape[0] != nkeys:
             raise ValueError(f"thresholds and above must have {nkeys} entries like mask")
-        if out.shape[0] != nkeys or out.shape[1] != 12:
-            raise ValueError(f"out must have shape ({nkeys}, 12), got "
+        if out.shape[0] != nkeys or out.shape[1] != _WIN_NCOLS:
+            raise ValueError(f"out must have shape ({nkeys}, {_WIN_NCOLS}), got "
                              f"({out.shape[0]}, {out.shape[1]})")
         if nkeys >= 2147483647:
             raise ValueError(f"too many keys: {nkeys}")
         if nkeys == 0:
             return
-        mk = &mask[0]
-        th = &thresholds[0]
-        ab = &above[0]
-        lo = self._lower(since)
-        hi = self._upper(until)
+        c.nkeys = nkeys
+        c.mask = &mask[0]
+        c.thresholds = &thresholds[0]
+        c.above = &above[0]
+        c.out = &out[0, 0]
+        c.stride = out.strides[0] // sizeof(double)
+        c.want_q = want_q
+        c.tk = NULL
+        c.tv = NULL
+        c.gather_cap = 0
+        c.gathered = 0
+        every.mode = 0
+        _window_init(&w, since, since, until, &every)
+        c.acc = <_GroupAcc*>PyMem_Malloc(nkeys * sizeof(_GroupAcc))
         try:
-            acc = <_GroupAcc*>PyMem_Malloc(nkeys * sizeof(_GroupAcc))
-            if acc == NULL:
+            if c.acc == NULL:
                 raise MemoryError()
-            if want_q and hi > lo:
-                tk = <int32_t*>PyMem_RawMalloc((hi - lo) * sizeof(int32_t))
-                tv = <double*>PyMem_RawMalloc((hi - lo) * sizeof(double))
+            if want_q:
                 off = <int64_t*>PyMem_RawMalloc((nkeys + 1) * sizeof(int64_t))
-                if tk == NULL or tv == NULL or off == NULL:
+                if off == NULL:
                     raise MemoryError()
-            with nogil:
-                m = self._group_pass(lo, hi, since, until, nkeys, mk, th, ab, acc, tk, tv)
-                for k in range(nkeys):
-                    if mk[k]:
-                        _group_row(&acc[k], out, k)
-            if tk != NULL and m > 0:
+            self._run(&w, _group_kernel, &c)
+            m = c.gathered
+            if want_q and m > 0:
                 # the values sorted by key, then a scratch region for arb_select
                 buf = <double*>PyMem_RawMalloc(2 * m * sizeof(double))
                 if buf == NULL:
@@ -1292,110 +1482,197 @@ cdef class MetricRing:
                     # counting sort of the gathered values by key, then select
                     off[0] = 0
                     for k in range(nkeys):
-                        off[k + 1] = off[k] + acc[k].n
-                        acc[k].n = off[k]            # reused as the fill position
+                        off[k + 1] = off[k] + c.acc[k].n
+                        c.acc[k].n = off[k]            # reused as the fill position
                     for i in range(m):
-                        k = tk[i]
-                        buf[acc[k].n] = tv[i]
-                        acc[k].n += 1
+                        k = c.tk[i]
+                        buf[c.acc[k].n] = c.tv[i]
+                        c.acc[k].n += 1
                     for k in range(nkeys):
                         if off[k + 1] > off[k]:
-                            out[k, 10] = _quantile_of(buf + off[k], buf + m,
-                                                      off[k + 1] - off[k], q)
+                            out[k, _WIN_QUANTILE] = _quantile_of(
+                                buf + off[k], buf + m, off[k + 1] - off[k], q)
         finally:
-            PyMem_Free(acc)
-            PyMem_RawFree(tk)
-            PyMem_RawFree(tv)
+            PyMem_Free(c.acc)
+            PyMem_RawFree(c.tk)
+            PyMem_RawFree(c.tv)
             PyMem_RawFree(off)
             PyMem_RawFree(buf)
 
-    cdef Py_ssize_t _group_pass(self, Py_ssize_t lo, Py_ssize_t hi, double since, double until,
-                                Py_ssize_t nkeys, const unsigned char* mk, const double* th,
-                                const unsigned char* ab, _GroupAcc* acc, int32_t* tk,
-                                double* tv) noexcept nogil:
-        """One pass of group_window over logical [lo, hi); returns values gathered."""
-        cdef Py_ssize_t seg[4]
-        cdef Py_ssize_t h, j, m = 0
-        cdef const double* tss = self._ts
-        cdef const double* vs = self._vals
-        cdef const int64_t* ks = self._keys
-        cdef int64_t key
-        cdef double ts, x, dt, dv
-        cdef _GroupAcc* a
-        for j in range(nkeys):
-            acc[j].n = 0
-            acc[j].beyond = 0
-        self._segments(lo, hi, seg)
-        for h in range(0, 4, 2):
-            for j in range(seg[h], seg[h + 1]):
-                key = ks[j]
-                if key < 0 or key >= nkeys or not mk[key]:
-                    continue
-                ts = tss[j]
-                if ts < since or ts > until:   # only after racing a writer
-                    continue
-                x = vs[j]
-                a = &acc[key]
-                if a.n == 0:
-                    a.t0 = ts
-                    a.v0 = x
-                    a.st = 0.0
-                    a.sv = 0.0
-                    a.stt = 0.0
-                    a.stv = 0.0
-                    a.svv = 0.0
-                    a.mn = x
-                    a.mx = x
-                else:
-                    a.mn = x if x < a.mn else a.mn
-                    a.mx = x if x > a.mx else a.mx
-                a.n += 1
-                a.last_t = ts
-                a.last_v = x
-                a.beyond += (x > th[key]) if ab[key] else (x < th[key])
-                dt = ts - a.t0
-                dv = x - a.v0
-                a.st += dt
-                a.sv += dv
-                a.stt += dt * dt
-                a.stv += dt * dv
-                a.svv += dv * dv
-                if tk != NULL:
-                    tk[m] = <int32_t>key
-                    tv[m] = x
-                    m += 1
-        return m
-
 
 # ---------------------------------------------------------------------------
-# Grouped kernels: output helper (module level so it can stay nogil and inline)
+# Grouped kernels (MetricRing.group_scan, MetricRing.group_window)
 
-cdef void _group_row(const _GroupAcc* a, double[:, ::1] out, Py_ssize_t k) noexcept nogil:
+ctypedef struct _ScanCtx:
+    Py_ssize_t nkeys
+    double since
+    double until
+    const double* wm_ts         # watermarks: read here, moved by group_scan afterwards
+    const int64_t* wm_skip
+    const double* thresholds
+    const unsigned char* above
+    double* out                 # rows of _SCAN_NCOLS, `stride` doubles apart
+    Py_ssize_t stride
+    double* cur_ts              # the new watermarks
+    int64_t* cur_n
+
+
+cdef int _scan_kernel(const _Window* w, void* p) noexcept nogil:
+    """group_scan over the window: per-key rows of the samples past the watermarks."""
+    cdef _ScanCtx* c = <_ScanCtx*>p
+    cdef Py_ssize_t k, h, j, i
+    cdef int64_t key
+    cdef double ts, x, thr
+    cdef double* row
+    cdef bint up
+    for k in range(c.nkeys):
+        c.cur_ts[k] = c.wm_ts[k]
+        c.cur_n[k] = 0
+        row = c.out + k * c.stride
+        row[_SCAN_NEW_COUNT] = 0.0
+        row[_SCAN_EXCEED_COUNT] = 0.0
+        for i in range(2, _SCAN_NCOLS):
+            row[i] = NAN
+    for h in range(0, 4, 2):
+        for j in range(w.seg[h], w.seg[h + 1]):
+            key = w.ks[j]
+            if key < 0 or key >= c.nkeys:
+                continue
+            k = <Py_ssize_t>key
+            ts = w.ts[j]
+            # the window starts at the oldest watermark: skip what this key has seen
+            if ts < c.wm_ts[k]:
+                continue
+            # samples are in time order, so a key's timestamps never go back
+            if ts == c.cur_ts[k]:
+                c.cur_n[k] += 1
+            else:
+                c.cur_ts[k] = ts
+                c.cur_n[k] = 1
+            if ts == c.wm_ts[k] and c.cur_n[k] <= c.wm_skip[k]:
+                continue
+            x = w.vs[j]
+            row = c.out + k * c.stride
+            row[_SCAN_NEW_COUNT] += 1.0
+            row[_SCAN_LAST_NEW_TS] = ts
+            row[_SCAN_LAST_NEW_VALUE] = x
+            thr = c.thresholds[k]
+            up = c.above[k] != 0
+            if (x > thr) if up else (x < thr):
+                row[_SCAN_EXCEED_COUNT] += 1.0
+                if row[_SCAN_EXCEED_COUNT] == 1.0:
+                    row[_SCAN_FIRST_EXCEED_TS] = ts
+                    row[_SCAN_WORST_VALUE] = x
+                elif (x > row[_SCAN_WORST_VALUE]) if up else (x < row[_SCAN_WORST_VALUE]):
+                    row[_SCAN_WORST_VALUE] = x
+                row[_SCAN_LAST_EXCEED_TS] = ts
+                row[_SCAN_LAST_EXCEED_VALUE] = x
+    return 0
+
+
+ctypedef struct _GroupCtx:
+    Py_ssize_t nkeys
+    const unsigned char* mask
+    const double* thresholds
+    const unsigned char* above
+    double* out                 # rows of _WIN_NCOLS, `stride` doubles apart
+    Py_ssize_t stride
+    _GroupAcc* acc
+    bint want_q                 # gather the values (keys in tk, values in tv)
+    int32_t* tk
+    double* tv
+    Py_ssize_t gather_cap
+    Py_ssize_t gathered
+
+
+cdef int _group_kernel(const _Window* w, void* p) noexcept nogil:
+    """group_window's pass: per-key sums, rows written, values gathered for quantiles."""
+    cdef _GroupCtx* c = <_GroupCtx*>p
+    cdef Py_ssize_t h, j, m = 0
+    cdef int64_t key
+    cdef double ts, x, dt, dv
+    cdef _GroupAcc* a
+    if c.want_q and w.size > c.gather_cap:
+        PyMem_RawFree(c.tk)
+        PyMem_RawFree(c.tv)
+        c.tk = <int32_t*>PyMem_RawMalloc(w.size * sizeof(int32_t))
+        c.tv = <double*>PyMem_RawMalloc(w.size * sizeof(double))
+        c.gather_cap = w.size
+        if c.tk == NULL or c.tv == NULL:
+            c.gather_cap = 0
+            return -1
+    for j in range(c.nkeys):
+        c.acc[j].n = 0
+        c.acc[j].beyond = 0
+    for h in range(0, 4, 2):
+        for j in range(w.seg[h], w.seg[h + 1]):
+            key = w.ks[j]
+            if key < 0 or key >= c.nkeys or not c.mask[key]:
+                continue
+            ts = w.ts[j]
+            x = w.vs[j]
+            a = &c.acc[key]
+            if a.n == 0:
+                a.t0 = ts
+                a.v0 = x
+                a.st = 0.0
+                a.sv = 0.0
+                a.stt = 0.0
+                a.stv = 0.0
+                a.svv = 0.0
+                a.mn = x
+                a.mx = x
+            else:
+                a.mn = x if x < a.mn else a.mn
+                a.mx = x if x > a.mx else a.mx
+            a.n += 1
+            a.last_t = ts
+            a.last_v = x
+            a.beyond += (x > c.thresholds[key]) if c.above[key] else (x < c.thresholds[key])
+            dt = ts - a.t0
+            dv = x - a.v0
+            a.st += dt
+            a.sv += dv
+            a.stt += dt * dt
+            a.stv += dt * dv
+            a.svv += dv * dv
+            if c.want_q:
+                c.tk[m] = <int32_t>key
+                c.tv[m] = x
+                m += 1
+    c.gathered = m
+    for j in range(c.nkeys):
+        if c.mask[j]:
+            _group_row(&c.acc[j], c.out + j * c.stride)
+    return 0
+
+
+cdef void _group_row(const _GroupAcc* a, double* row) noexcept nogil:
     """Write one group_window output row from its accumulator."""
     cdef double n, mt, mv, var, cxx
     cdef Py_ssize_t j
-    out[k, 0] = <double>a.n
-    out[k, 11] = <double>a.beyond
-    for j in range(1, 11):
-        out[k, j] = NAN
+    row[_WIN_COUNT] = <double>a.n
+    row[_WIN_BEYOND_COUNT] = <double>a.beyond
+    for j in range(_WIN_MEAN, _WIN_BEYOND_COUNT):
+        row[j] = NAN
     if a.n == 0:
         return
     n = <double>a.n
     mt = a.st / n
     mv = a.sv / n
-    out[k, 1] = a.v0 + mv
-    out[k, 2] = a.mn
-    out[k, 3] = a.mx
-    out[k, 5] = a.t0
-    out[k, 6] = a.last_t
-    out[k, 7] = a.last_v
-    out[k, 9] = a.t0 + mt
+    row[_WIN_MEAN] = a.v0 + mv
+    row[_WIN_MIN] = a.mn
+    row[_WIN_MAX] = a.mx
+    row[_WIN_FIRST_TS] = a.t0
+    row[_WIN_LAST_TS] = a.last_t
+    row[_WIN_LAST_VALUE] = a.last_v
+    row[_WIN_MEAN_TS] = a.t0 + mt
     if a.n > 1:
         var = (a.svv - a.sv * mv) / (n - 1.0)
-        out[k, 4] = sqrt(var) if var > 0.0 else 0.0
+        row[_WIN_STD] = sqrt(var) if var > 0.0 else 0.0
         cxx = a.stt - a.st * mt
         if cxx > 0.0:
-            out[k, 8] = (a.stv - a.st * mv) / cxx
+            row[_WIN_SLOPE] = (a.stv - a.st * mv) / cxx
 
 
 cdef inline int _store_checked(MetricRing ring, int64_t key, double value, object timestamp,

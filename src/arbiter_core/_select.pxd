@@ -122,5 +122,6 @@ cdef class AgentTable:
                             double memory_mb=*, double network_mbps=*, double now=*,
                             bint reserve=*) except -2
     cdef int _unreserve(self, Py_ssize_t s, double rc, double rm, double rn) noexcept nogil
+    cdef void _hide(self, Py_ssize_t s) noexcept nogil
     cdef int32_t _complete(self, Py_ssize_t s, double duration_s, bint success,
                            double now) noexcept nogil

@@ -685,6 +685,12 @@ cdef class AgentTable:
         self._key_ll[s] = task + self._base_ll[s]
         self._key_w[s] = (0.5 * task + self._base_w[s]) * self._inv_weight[s]
 
+    cdef void _hide(self, Py_ssize_t s) noexcept nogil:
+        """Make an agent ineligible for the next selection only (a request's
+        ``exclude``); :meth:`_rekey` brings it back."""
+        self._key_ll[s] = INFINITY
+        self._key_w[s] = INFINITY
+
     cdef inline void _set_health(self, Py_ssize_t s, int8_t h) noexcept nogil:
         self._health[s] = h
         self._rekey(s)

@@ -36,15 +36,14 @@ static inline int key_in(int64_t k, const int64_t *keys, ptrdiff_t nkeys) {
     return lo < nkeys && keys[lo] == k;
 }
 
-ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const double *vs,
-                                ptrdiff_t n, double t0, double t1, const int64_t *keys,
-                                ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out,
-                                ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above,
-                                int timed) {
+ARB_INLINE int scan_scalar_body(const int64_t *ks, const double *vs, ptrdiff_t n,
+                                const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
+                                double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m,
+                                int64_t *below, int64_t *above) {
     ptrdiff_t i, mm = *m;
     int64_t b = 0, a = 0, k0 = mode == 1 ? keys[0] : 0;
     int match, lt, gt, rc = 0;
-    double t, v;
+    double v;
     for (i = 0; i < n; i++) {
         v = vs[i];
         if (mode == 0)
@@ -53,10 +52,6 @@ ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const doubl
             match = ks[i] == k0;
         else
             match = key_in(ks[i], keys, nkeys);
-        if (timed) {
-            t = ts[i];
-            match &= (t >= t0) & (t <= t1);
-        }
         lt = v < vlo;
         gt = v > vhi;
         b += match & lt;
@@ -79,28 +74,17 @@ ARB_INLINE int scan_scalar_body(const double *ts, const int64_t *ks, const doubl
 }
 
 #define SCALAR_CASE(MODE, NK)                                                                  \
-    (ts ? (out ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, \
-                                  below, above, 1)                                             \
-               : scan_scalar_body(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, NULL, cap,  \
-                                  m, below, above, 1))                                         \
-        : (out ? scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, \
-                                  m, below, above, 0)                                          \
-               : scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, NULL, cap, \
-                                  m, below, above, 0)))
+    (out ? scan_scalar_body(ks, vs, n, keys, NK, MODE, vlo, vhi, out, cap, m, below, above)    \
+         : scan_scalar_body(ks, vs, n, keys, NK, MODE, vlo, vhi, NULL, cap, m, below, above))
 
-/* ts == NULL: no time tests (the caller knows no writer ran) */
-static int scan_scalar(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n,
-                       double t0, double t1, const int64_t *keys, ptrdiff_t nkeys,
-                       int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
-                       ptrdiff_t *m, int64_t *below, int64_t *above) {
+static int scan_scalar(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+                       ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out,
+                       ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
         return SCALAR_CASE(0, 0);
     if (nkeys == 1)
         return SCALAR_CASE(1, 1);
-    return ts ? scan_scalar_body(ts, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m,
-                                 below, above, 1)
-              : scan_scalar_body(NULL, ks, vs, n, t0, t1, keys, nkeys, 2, vlo, vhi, out, cap, m,
-                                 below, above, 0);
+    return scan_scalar_body(ks, vs, n, keys, nkeys, 2, vlo, vhi, out, cap, m, below, above);
 }
 
 /* Partition src[0:n] into dst: values < p (<= p when le) fill dst from the
@@ -159,28 +143,20 @@ compress4(__m256d v, int mask) {
 
 /* mode: 0 every key, 1 one key, 2 a set of at most ARB_SIMD_MAXKEYS */
 __attribute__((target("avx2,popcnt"))) ARB_INLINE int
-scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-               double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
-               double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-               int64_t *above, int timed) {
+scan_avx2_body(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+               ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out, ptrdiff_t cap,
+               ptrdiff_t *m, int64_t *below, int64_t *above) {
     const __m256d vl = _mm256_set1_pd(vlo), vh = _mm256_set1_pd(vhi);
     const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
     __m256i kv[ARB_SIMD_MAXKEYS];
     __m256i bacc = _mm256_setzero_si256(), aacc = _mm256_setzero_si256();
-    __m256d tmin = _mm256_set1_pd(INFINITY), tmax = _mm256_set1_pd(-INFINITY);
-    ptrdiff_t i, j, mm = *m, m0 = *m;
+    ptrdiff_t i, j, mm = *m;
     int rc = 0, im;
     int64_t tmp[4] __attribute__((aligned(32)));
-    double tlo[4] __attribute__((aligned(32))), thi[4] __attribute__((aligned(32)));
     for (j = 0; j < nkeys && j < ARB_SIMD_MAXKEYS; j++)
         kv[j] = _mm256_set1_epi64x(keys[j]);
     for (i = 0; i + 4 <= n; i += 4) {
-        __m256d match, t, v, lt, gt, in;
-        if (timed) {
-            t = _mm256_loadu_pd(ts + i); /* time: extremes only, as in the AVX-512 scan */
-            tmin = _mm256_min_pd(tmin, t);
-            tmax = _mm256_max_pd(tmax, t);
-        }
+        __m256d match, v, lt, gt, in;
         match = all;
         if (mode != 0) {
             __m256i k = _mm256_loadu_si256((const __m256i *)(ks + i));
@@ -208,15 +184,6 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
             mm += __builtin_popcount((unsigned)im);
         }
     }
-    _mm256_store_pd(tlo, tmin);
-    _mm256_store_pd(thi, tmax);
-    for (j = 0; j < 4 && timed; j++) {
-        if (tlo[j] < t0 || thi[j] > t1) {
-            *m = m0; /* a sample outside the window was read: per-sample tests */
-            return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out,
-                               cap, m, below, above);
-        }
-    }
     _mm256_store_si256((__m256i *)tmp, bacc);
     *below += tmp[0] + tmp[1] + tmp[2] + tmp[3];
     _mm256_store_si256((__m256i *)tmp, aacc);
@@ -224,25 +191,23 @@ scan_avx2_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t 
     *m = mm;
     if (rc)
         return rc;
-    return scan_scalar(timed ? ts + i : NULL, ks + i, vs + i, n - i, t0, t1, keys, nkeys,
-                       mode == 0, vlo, vhi, out, cap, m, below, above);
+    return scan_scalar(ks + i, vs + i, n - i, keys, nkeys, mode == 0, vlo, vhi, out, cap, m,
+                       below, above);
 }
 
 #define AVX_CASE(BODY, NK, MODE)                                                               \
-    (ts ? BODY(ts, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, below, above, 1)    \
-        : BODY(NULL, ks, vs, n, t0, t1, keys, NK, MODE, vlo, vhi, out, cap, m, below, above, 0))
+    BODY(ks, vs, n, keys, NK, MODE, vlo, vhi, out, cap, m, below, above)
 
 __attribute__((target("avx2,popcnt"))) static int
-scan_avx2(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-          double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys, double vlo, double vhi,
-          double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below, int64_t *above) {
+scan_avx2(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+          ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
+          ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
         return AVX_CASE(scan_avx2_body, 0, 0);
     if (nkeys == 1)
         return AVX_CASE(scan_avx2_body, 1, 1);
     if (nkeys == 0 || nkeys > ARB_SIMD_MAXKEYS)
-        return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, 0, vlo, vhi, out, cap, m, below,
-                           above);
+        return scan_scalar(ks, vs, n, keys, nkeys, 0, vlo, vhi, out, cap, m, below, above);
     return AVX_CASE(scan_avx2_body, nkeys, 2);
 }
 
@@ -288,11 +253,10 @@ part_avx2(const double *src, ptrdiff_t n, double p, int le, double *dst, double 
  * those) and counts matching and >= vlo lanes with masked adds, leaving the
  * masks in mask registers: below and above follow from those counts. */
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE __mmask8
-scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512i *kv,
-             ptrdiff_t nkeys, int mode, __m512d vl, __m512d vh, __m512i one, __m512d *tmin,
-             __m512d *tmax, __m512i *macc, __m512i *gacc, int timed) {
+scan8_avx512(const int64_t *ks, const double *vs, const __m512i *kv, ptrdiff_t nkeys, int mode,
+             __m512d vl, __m512d vh, __m512i one, __m512i *macc, __m512i *gacc) {
     __mmask8 match = 0xFF, ge;
-    __m512d t, v;
+    __m512d v;
     ptrdiff_t j;
     if (mode != 0) {
         __m512i k = _mm512_loadu_si512((const void *)ks);
@@ -302,14 +266,6 @@ scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512
                 match |= _mm512_cmpeq_epi64_mask(k, kv[j]);
         *macc = _mm512_mask_add_epi64(*macc, match, *macc, one);
     }
-    /* the window's samples are in [t0, t1] unless a writer raced the scan:
-     * keep the extremes (cheap) instead of testing every sample (two
-     * compares on the busiest port), and check them at the end */
-    if (timed) {
-        t = _mm512_loadu_pd(ts);
-        *tmin = _mm512_min_pd(*tmin, t);
-        *tmax = _mm512_max_pd(*tmax, t);
-    }
     v = _mm512_loadu_pd(vs);
     ge = _mm512_mask_cmp_pd_mask(match, v, vl, _CMP_GE_OQ);
     *gacc = _mm512_mask_add_epi64(*gacc, ge, *gacc, one);
@@ -317,15 +273,13 @@ scan8_avx512(const double *ts, const int64_t *ks, const double *vs, const __m512
 }
 
 __attribute__((target("avx512f,popcnt"))) ARB_INLINE int
-scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-                 double t1, const int64_t *keys, ptrdiff_t nkeys, int mode, double vlo,
-                 double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-                 int64_t *above, int timed) {
+scan_avx512_body(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+                 ptrdiff_t nkeys, int mode, double vlo, double vhi, double *out, ptrdiff_t cap,
+                 ptrdiff_t *m, int64_t *below, int64_t *above) {
     const __m512d vl = _mm512_set1_pd(vlo), vh = _mm512_set1_pd(vhi);
     const __m512i one = _mm512_set1_epi64(1);
     __m512i kv[ARB_SIMD_MAXKEYS];
     __m512i macc = _mm512_setzero_si512(), gacc = _mm512_setzero_si512();
-    __m512d tmin = _mm512_set1_pd(INFINITY), tmax = _mm512_set1_pd(-INFINITY);
     ptrdiff_t i, j, mm = *m, m0 = *m;
     int64_t matched, ge;
     int rc = 0;
@@ -335,10 +289,8 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
      * wait for each other's counts */
     for (i = 0; i + 16 <= n; i += 16) {
         __mmask8 in0, in1;
-        in0 = scan8_avx512(timed ? ts + i : ts, ks + i, vs + i, kv, nkeys, mode, vl, vh, one,
-                           &tmin, &tmax, &macc, &gacc, timed);
-        in1 = scan8_avx512(timed ? ts + i + 8 : ts, ks + i + 8, vs + i + 8, kv, nkeys, mode, vl,
-                           vh, one, &tmin, &tmax, &macc, &gacc, timed);
+        in0 = scan8_avx512(ks + i, vs + i, kv, nkeys, mode, vl, vh, one, &macc, &gacc);
+        in1 = scan8_avx512(ks + i + 8, vs + i + 8, kv, nkeys, mode, vl, vh, one, &macc, &gacc);
         if (out) {
             /* compress in a register and store whole: the memory form of
              * vcompresspd is slow on several cores; out has slack for it */
@@ -355,12 +307,6 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
             mm += __builtin_popcount((unsigned)in0) + __builtin_popcount((unsigned)in1);
         }
     }
-    if (timed && (_mm512_reduce_min_pd(tmin) < t0 || _mm512_reduce_max_pd(tmax) > t1)) {
-        /* a sample outside the window was read: redo with per-sample tests */
-        *m = m0;
-        return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, mode == 0, vlo, vhi, out, cap,
-                           m, below, above);
-    }
     matched = mode == 0 ? (int64_t)i : _mm512_reduce_add_epi64(macc);
     ge = _mm512_reduce_add_epi64(gacc);
     *below += matched - ge;
@@ -368,22 +314,20 @@ scan_avx512_body(const double *ts, const int64_t *ks, const double *vs, ptrdiff_
     *m = mm;
     if (rc)
         return rc;
-    return scan_scalar(timed ? ts + i : NULL, ks + i, vs + i, n - i, t0, t1, keys, nkeys,
-                       mode == 0, vlo, vhi, out, cap, m, below, above);
+    return scan_scalar(ks + i, vs + i, n - i, keys, nkeys, mode == 0, vlo, vhi, out, cap, m,
+                       below, above);
 }
 
 __attribute__((target("avx512f,popcnt"))) static int
-scan_avx512(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-            double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys, double vlo,
-            double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-            int64_t *above) {
+scan_avx512(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+            ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
+            ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (all_keys)
         return AVX_CASE(scan_avx512_body, 0, 0);
     if (nkeys == 1)
         return AVX_CASE(scan_avx512_body, 1, 1);
     if (nkeys == 0 || nkeys > ARB_SIMD_MAXKEYS)
-        return scan_scalar(ts, ks, vs, n, t0, t1, keys, nkeys, 0, vlo, vhi, out, cap, m, below,
-                           above);
+        return scan_scalar(ks, vs, n, keys, nkeys, 0, vlo, vhi, out, cap, m, below, above);
     return AVX_CASE(scan_avx512_body, nkeys, 2);
 }
 
@@ -439,9 +383,9 @@ part_avx512(const double *src, ptrdiff_t n, double p, int le, double *dst, doubl
 /* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 
-typedef int (*scan_fn)(const double *, const int64_t *, const double *, ptrdiff_t, double,
-                       double, const int64_t *, ptrdiff_t, int, double, double, double *,
-                       ptrdiff_t, ptrdiff_t *, int64_t *, int64_t *);
+typedef int (*scan_fn)(const int64_t *, const double *, ptrdiff_t, const int64_t *, ptrdiff_t,
+                       int, double, double, double *, ptrdiff_t, ptrdiff_t *, int64_t *,
+                       int64_t *);
 typedef ptrdiff_t (*part_fn)(const double *, ptrdiff_t, double, int, double *, double *);
 
 static int best_level = -1;
@@ -498,14 +442,12 @@ int arb_simd_level(void) {
     return cur_level;
 }
 
-int arb_scan(const double *ts, const int64_t *ks, const double *vs, ptrdiff_t n, double t0,
-             double t1, const int64_t *keys, ptrdiff_t nkeys, int all_keys, double vlo,
-             double vhi, double *out, ptrdiff_t cap, ptrdiff_t *m, int64_t *below,
-             int64_t *above) {
+int arb_scan(const int64_t *ks, const double *vs, ptrdiff_t n, const int64_t *keys,
+             ptrdiff_t nkeys, int all_keys, double vlo, double vhi, double *out, ptrdiff_t cap,
+             ptrdiff_t *m, int64_t *below, int64_t *above) {
     if (n <= 0)
         return 0;
-    return cur_scan(ts, ks, vs, n, t0, t1, keys, nkeys, all_keys, vlo, vhi, out, cap, m, below,
-                    above);
+    return cur_scan(ks, vs, n, keys, nkeys, all_keys, vlo, vhi, out, cap, m, below, above);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -644,4 +586,376 @@ double arb_select(double *a, double *scratch, ptrdiff_t n, ptrdiff_t k, double *
     if (next)
         *next = k + 1 < n ? src[k + 1] : nx;
     return src[k];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Window kernels: stats, count_beyond, slope (see _simd.h)                 */
+/*                                                                          */
+/* Sums live in eight lanes: sample i of a segment goes to lane i % 8, the  */
+/* lanes reduce in one fixed order, so the scalar and the AVX2 variants     */
+/* round identically.  A sample that does not match adds +0.0 (a masked     */
+/* value), never a branch.  Key sets (mode 2) take the scalar variant.      */
+
+ARB_INLINE int sel_match(const arb_keys *sel, int mode, int64_t k) {
+    if (mode == 0)
+        return 1;
+    if (mode == 1)
+        return k == sel->one;
+    return key_in(k, sel->keys, sel->nkeys);
+}
+
+ARB_INLINE double lanes_sum(const double *l) {
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+#define WK_SCALAR_DISPATCH(BODY, ...)                                                          \
+    do {                                                                                       \
+        if (sel->mode == 0)                                                                    \
+            BODY(__VA_ARGS__, 0);                                                              \
+        else if (sel->mode == 1)                                                               \
+            BODY(__VA_ARGS__, 1);                                                              \
+        else                                                                                   \
+            BODY(__VA_ARGS__, 2);                                                              \
+    } while (0)
+
+ARB_INLINE void moments_scalar(const int64_t *ks, const double *vs, ptrdiff_t i, ptrdiff_t n,
+                               const arb_keys *sel, double *s, int64_t *c, double *mn,
+                               double *mx, int mode) {
+    double x, lo = *mn, hi = *mx;
+    int64_t cc = 0;
+    int m;
+    for (; i < n; i++) {
+        m = sel_match(sel, mode, ks[i]);
+        x = vs[i];
+        s[i & 7] += m ? x : 0.0;
+        cc += m;
+        lo = (m && x < lo) ? x : lo;
+        hi = (m && x > hi) ? x : hi;
+    }
+    *c += cc;
+    *mn = lo;
+    *mx = hi;
+}
+
+ARB_INLINE double sq_dev_scalar(const int64_t *ks, const double *vs, ptrdiff_t i, ptrdiff_t n,
+                                const arb_keys *sel, double mean, double *s, int mode) {
+    double d;
+    for (; i < n; i++) {
+        d = sel_match(sel, mode, ks[i]) ? vs[i] - mean : 0.0;
+        s[i & 7] += d * d;
+    }
+    return 0.0;
+}
+
+ARB_INLINE int64_t beyond_scalar(const int64_t *ks, const double *vs, ptrdiff_t i, ptrdiff_t n,
+                                 const arb_keys *sel, double thr, int above, int mode) {
+    int64_t c = 0;
+    for (; i < n; i++)
+        c += sel_match(sel, mode, ks[i]) & (above ? vs[i] > thr : vs[i] < thr);
+    return c;
+}
+
+ARB_INLINE void sums2_scalar(const double *xs, const int64_t *ks, const double *vs, ptrdiff_t i,
+                             ptrdiff_t n, const arb_keys *sel, int64_t *c, double *sx,
+                             double *sv, int mode) {
+    int64_t cc = 0;
+    int m;
+    for (; i < n; i++) {
+        m = sel_match(sel, mode, ks[i]);
+        cc += m;
+        sx[i & 7] += m ? xs[i] : 0.0;
+        sv[i & 7] += m ? vs[i] : 0.0;
+    }
+    *c += cc;
+}
+
+ARB_INLINE void comoments_scalar(const double *xs, const int64_t *ks, const double *vs,
+                                 ptrdiff_t i, ptrdiff_t n, const arb_keys *sel, double mx,
+                                 double mv, double *cxv, double *cxx, int mode) {
+    double dx, dv;
+    int m;
+    for (; i < n; i++) {
+        m = sel_match(sel, mode, ks[i]);
+        dx = m ? xs[i] - mx : 0.0;
+        dv = m ? vs[i] - mv : 0.0;
+        cxv[i & 7] += dx * dv;
+        cxx[i & 7] += dx * dx;
+    }
+}
+
+#if ARB_X86
+/* mode 0: every lane matches; mode 1: lanes whose key equals kv */
+#define WK_MASK(ks, kv, mode)                                                                  \
+    ((mode) == 0 ? _mm256_castsi256_pd(_mm256_set1_epi64x(-1))                                 \
+                 : _mm256_castsi256_pd(                                                        \
+                       _mm256_cmpeq_epi64(_mm256_loadu_si256((const __m256i *)(ks)), (kv))))
+
+__attribute__((target("avx2"))) ARB_INLINE ptrdiff_t
+moments_avx2(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel, double *s,
+             int64_t *c, double *mn, double *mx, int mode) {
+    const __m256i kv = _mm256_set1_epi64x(sel->one);
+    const __m256d inf = _mm256_set1_pd(INFINITY), ninf = _mm256_set1_pd(-INFINITY);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, lo0 = inf, lo1 = inf, hi0 = ninf, hi1 = ninf;
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0;
+    double l[8] __attribute__((aligned(32)));
+    int64_t ci[8] __attribute__((aligned(32)));
+    ptrdiff_t i, j;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256d m0 = WK_MASK(ks + i, kv, mode), m1 = WK_MASK(ks + i + 4, kv, mode);
+        __m256d x0 = _mm256_loadu_pd(vs + i), x1 = _mm256_loadu_pd(vs + i + 4);
+        s0 = _mm256_add_pd(s0, _mm256_and_pd(x0, m0));
+        s1 = _mm256_add_pd(s1, _mm256_and_pd(x1, m1));
+        lo0 = _mm256_min_pd(lo0, _mm256_blendv_pd(inf, x0, m0));
+        lo1 = _mm256_min_pd(lo1, _mm256_blendv_pd(inf, x1, m1));
+        hi0 = _mm256_max_pd(hi0, _mm256_blendv_pd(ninf, x0, m0));
+        hi1 = _mm256_max_pd(hi1, _mm256_blendv_pd(ninf, x1, m1));
+        c0 = _mm256_sub_epi64(c0, _mm256_castpd_si256(m0)); /* lanes are 0 or -1 */
+        c1 = _mm256_sub_epi64(c1, _mm256_castpd_si256(m1));
+    }
+    _mm256_store_pd(l, s0);
+    _mm256_store_pd(l + 4, s1);
+    for (j = 0; j < 8; j++)
+        s[j] += l[j];
+    _mm256_store_si256((__m256i *)ci, _mm256_add_epi64(c0, c1));
+    *c += ci[0] + ci[1] + ci[2] + ci[3];
+    _mm256_store_pd(l, _mm256_min_pd(lo0, lo1));
+    _mm256_store_pd(l + 4, _mm256_max_pd(hi0, hi1));
+    for (j = 0; j < 4; j++) {
+        *mn = l[j] < *mn ? l[j] : *mn;
+        *mx = l[4 + j] > *mx ? l[4 + j] : *mx;
+    }
+    return i;
+}
+
+__attribute__((target("avx2"))) ARB_INLINE ptrdiff_t
+sq_dev_avx2(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel, double mean,
+            double *s, int mode) {
+    const __m256i kv = _mm256_set1_epi64x(sel->one);
+    const __m256d mu = _mm256_set1_pd(mean);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    double l[8] __attribute__((aligned(32)));
+    ptrdiff_t i, j;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256d d0 = _mm256_and_pd(_mm256_sub_pd(_mm256_loadu_pd(vs + i), mu),
+                                   WK_MASK(ks + i, kv, mode));
+        __m256d d1 = _mm256_and_pd(_mm256_sub_pd(_mm256_loadu_pd(vs + i + 4), mu),
+                                   WK_MASK(ks + i + 4, kv, mode));
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
+    }
+    _mm256_store_pd(l, s0);
+    _mm256_store_pd(l + 4, s1);
+    for (j = 0; j < 8; j++)
+        s[j] += l[j];
+    return i;
+}
+
+__attribute__((target("avx2"))) ARB_INLINE int64_t
+beyond_avx2(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel, double thr,
+            int above, ptrdiff_t *end, int mode) {
+    const __m256i kv = _mm256_set1_epi64x(sel->one);
+    const __m256d t = _mm256_set1_pd(thr);
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0;
+    int64_t ci[4] __attribute__((aligned(32)));
+    ptrdiff_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256d x0 = _mm256_loadu_pd(vs + i), x1 = _mm256_loadu_pd(vs + i + 4);
+        __m256d b0 = above ? _mm256_cmp_pd(x0, t, _CMP_GT_OQ) : _mm256_cmp_pd(x0, t, _CMP_LT_OQ);
+        __m256d b1 = above ? _mm256_cmp_pd(x1, t, _CMP_GT_OQ) : _mm256_cmp_pd(x1, t, _CMP_LT_OQ);
+        c0 = _mm256_sub_epi64(c0, _mm256_castpd_si256(_mm256_and_pd(b0, WK_MASK(ks + i, kv, mode))));
+        c1 = _mm256_sub_epi64(c1,
+                              _mm256_castpd_si256(_mm256_and_pd(b1, WK_MASK(ks + i + 4, kv, mode))));
+    }
+    _mm256_store_si256((__m256i *)ci, _mm256_add_epi64(c0, c1));
+    *end = i;
+    return ci[0] + ci[1] + ci[2] + ci[3];
+}
+
+__attribute__((target("avx2"))) ARB_INLINE ptrdiff_t
+sums2_avx2(const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+           const arb_keys *sel, int64_t *c, double *sx, double *sv, int mode) {
+    const __m256i kv = _mm256_set1_epi64x(sel->one);
+    __m256d x0 = _mm256_setzero_pd(), x1 = x0, v0 = x0, v1 = x0;
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0;
+    double l[8] __attribute__((aligned(32)));
+    int64_t ci[4] __attribute__((aligned(32)));
+    ptrdiff_t i, j;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256d m0 = WK_MASK(ks + i, kv, mode), m1 = WK_MASK(ks + i + 4, kv, mode);
+        x0 = _mm256_add_pd(x0, _mm256_and_pd(_mm256_loadu_pd(xs + i), m0));
+        x1 = _mm256_add_pd(x1, _mm256_and_pd(_mm256_loadu_pd(xs + i + 4), m1));
+        v0 = _mm256_add_pd(v0, _mm256_and_pd(_mm256_loadu_pd(vs + i), m0));
+        v1 = _mm256_add_pd(v1, _mm256_and_pd(_mm256_loadu_pd(vs + i + 4), m1));
+        c0 = _mm256_sub_epi64(c0, _mm256_castpd_si256(m0));
+        c1 = _mm256_sub_epi64(c1, _mm256_castpd_si256(m1));
+    }
+    _mm256_store_pd(l, x0);
+    _mm256_store_pd(l + 4, x1);
+    for (j = 0; j < 8; j++)
+        sx[j] += l[j];
+    _mm256_store_pd(l, v0);
+    _mm256_store_pd(l + 4, v1);
+    for (j = 0; j < 8; j++)
+        sv[j] += l[j];
+    _mm256_store_si256((__m256i *)ci, _mm256_add_epi64(c0, c1));
+    *c += ci[0] + ci[1] + ci[2] + ci[3];
+    return i;
+}
+
+__attribute__((target("avx2"))) ARB_INLINE ptrdiff_t
+comoments_avx2(const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+               const arb_keys *sel, double mx, double mv, double *cxv, double *cxx, int mode) {
+    const __m256i kv = _mm256_set1_epi64x(sel->one);
+    const __m256d mxv = _mm256_set1_pd(mx), mvv = _mm256_set1_pd(mv);
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    double l[8] __attribute__((aligned(32)));
+    ptrdiff_t i, j;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256d m0 = WK_MASK(ks + i, kv, mode), m1 = WK_MASK(ks + i + 4, kv, mode);
+        __m256d dx0 = _mm256_and_pd(_mm256_sub_pd(_mm256_loadu_pd(xs + i), mxv), m0);
+        __m256d dx1 = _mm256_and_pd(_mm256_sub_pd(_mm256_loadu_pd(xs + i + 4), mxv), m1);
+        __m256d dv0 = _mm256_and_pd(_mm256_sub_pd(_mm256_loadu_pd(vs + i), mvv), m0);
+        __m256d dv1 = _mm256_and_pd(_mm256_sub_pd(_mm256_loadu_pd(vs + i + 4), mvv), m1);
+        a0 = _mm256_add_pd(a0, _mm256_mul_pd(dx0, dv0));
+        a1 = _mm256_add_pd(a1, _mm256_mul_pd(dx1, dv1));
+        b0 = _mm256_add_pd(b0, _mm256_mul_pd(dx0, dx0));
+        b1 = _mm256_add_pd(b1, _mm256_mul_pd(dx1, dx1));
+    }
+    _mm256_store_pd(l, a0);
+    _mm256_store_pd(l + 4, a1);
+    for (j = 0; j < 8; j++)
+        cxv[j] += l[j];
+    _mm256_store_pd(l, b0);
+    _mm256_store_pd(l + 4, b1);
+    for (j = 0; j < 8; j++)
+        cxx[j] += l[j];
+    return i;
+}
+/* entry points per key mode: the bodies inline into them with the mode constant */
+#define WK_ENTRY(RET, NAME, MODE, PARAMS, ...)                                                 \
+    __attribute__((target("avx2"))) static RET NAME##_##MODE PARAMS {                          \
+        return NAME(__VA_ARGS__, MODE);                                                        \
+    }
+#define WK_ENTRIES(RET, NAME, PARAMS, ...)                                                     \
+    WK_ENTRY(RET, NAME, 0, PARAMS, __VA_ARGS__) WK_ENTRY(RET, NAME, 1, PARAMS, __VA_ARGS__)
+
+WK_ENTRIES(ptrdiff_t, moments_avx2,
+           (const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel, double *s,
+            int64_t *c, double *mn, double *mx),
+           ks, vs, n, sel, s, c, mn, mx)
+WK_ENTRIES(ptrdiff_t, sq_dev_avx2,
+           (const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel, double mean,
+            double *s),
+           ks, vs, n, sel, mean, s)
+WK_ENTRIES(int64_t, beyond_avx2,
+           (const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel, double thr,
+            int above, ptrdiff_t *end),
+           ks, vs, n, sel, thr, above, end)
+WK_ENTRIES(ptrdiff_t, sums2_avx2,
+           (const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+            const arb_keys *sel, int64_t *c, double *sx, double *sv),
+           xs, ks, vs, n, sel, c, sx, sv)
+WK_ENTRIES(ptrdiff_t, comoments_avx2,
+           (const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+            const arb_keys *sel, double mx, double mv, double *cxv, double *cxx),
+           xs, ks, vs, n, sel, mx, mv, cxv, cxx)
+#define WK_VECTOR(sel) (cur_level >= ARB_SIMD_AVX2 && (sel)->mode != 2)
+#else
+#define WK_VECTOR(sel) 0
+#endif
+
+void arb_moments_add(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel,
+                     arb_moments *acc) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0;
+    if (n <= 0)
+        return;
+#if ARB_X86
+    if (WK_VECTOR(sel))
+        i = sel->mode == 0 ? moments_avx2_0(ks, vs, n, sel, s, &acc->n, &acc->mn, &acc->mx)
+                           : moments_avx2_1(ks, vs, n, sel, s, &acc->n, &acc->mn, &acc->mx);
+#endif
+    WK_SCALAR_DISPATCH(moments_scalar, ks, vs, i, n, sel, s, &acc->n, &acc->mn, &acc->mx);
+    acc->sum += lanes_sum(s);
+}
+
+double arb_sq_dev(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel,
+                  double mean) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0;
+    if (n <= 0)
+        return 0.0;
+#if ARB_X86
+    if (WK_VECTOR(sel))
+        i = sel->mode == 0 ? sq_dev_avx2_0(ks, vs, n, sel, mean, s)
+                           : sq_dev_avx2_1(ks, vs, n, sel, mean, s);
+#endif
+    WK_SCALAR_DISPATCH(sq_dev_scalar, ks, vs, i, n, sel, mean, s);
+    return lanes_sum(s);
+}
+
+int64_t arb_count_beyond(const int64_t *ks, const double *vs, ptrdiff_t n, const arb_keys *sel,
+                         double thr, int above) {
+    int64_t c = 0;
+    ptrdiff_t i = 0;
+    if (n <= 0)
+        return 0;
+#if ARB_X86
+    if (WK_VECTOR(sel))
+        c = sel->mode == 0 ? beyond_avx2_0(ks, vs, n, sel, thr, above, &i)
+                           : beyond_avx2_1(ks, vs, n, sel, thr, above, &i);
+#endif
+    if (sel->mode == 0)
+        c += beyond_scalar(ks, vs, i, n, sel, thr, above, 0);
+    else if (sel->mode == 1)
+        c += beyond_scalar(ks, vs, i, n, sel, thr, above, 1);
+    else
+        c += beyond_scalar(ks, vs, i, n, sel, thr, above, 2);
+    return c;
+}
+
+void arb_sums2(const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+               const arb_keys *sel, int64_t *count, double *sx, double *sv) {
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0;
+    if (n <= 0)
+        return;
+#if ARB_X86
+    if (WK_VECTOR(sel))
+        i = sel->mode == 0 ? sums2_avx2_0(xs, ks, vs, n, sel, count, a, b)
+                           : sums2_avx2_1(xs, ks, vs, n, sel, count, a, b);
+#endif
+    WK_SCALAR_DISPATCH(sums2_scalar, xs, ks, vs, i, n, sel, count, a, b);
+    *sx += lanes_sum(a);
+    *sv += lanes_sum(b);
+}
+
+void arb_comoments(const double *xs, const int64_t *ks, const double *vs, ptrdiff_t n,
+                   const arb_keys *sel, double mx, double mv, double *cxv, double *cxx) {
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0;
+    if (n <= 0)
+        return;
+#if ARB_X86
+    if (WK_VECTOR(sel))
+        i = sel->mode == 0 ? comoments_avx2_0(xs, ks, vs, n, sel, mx, mv, a, b)
+                           : comoments_avx2_1(xs, ks, vs, n, sel, mx, mv, a, b);
+#endif
+    WK_SCALAR_DISPATCH(comoments_scalar, xs, ks, vs, i, n, sel, mx, mv, a, b);
+    *cxv += lanes_sum(a);
+    *cxx += lanes_sum(b);
+}
+
+ptrdiff_t arb_find(const int64_t *ks, ptrdiff_t n, const arb_keys *sel, int last) {
+    ptrdiff_t i;
+    if (last) {
+        for (i = n - 1; i >= 0; i--)
+            if (sel_match(sel, sel->mode, ks[i]))
+                return i;
+    } else {
+        for (i = 0; i < n; i++)
+            if (sel_match(sel, sel->mode, ks[i]))
+                return i;
+    }
+    return -1;
 }

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_int", "check_non_negative", "check_number", "check_positive", "check_range"]
+__all__ = ["check_int", "check_non_negative", "check_number", "check_optional_number",
+           "check_positive", "check_range", "check_time_bound", "check_timestamp"]
 
 
 def check_number(value: object, name: str) -> float:
@@ -20,6 +21,36 @@ def check_number(value: object, name: str) -> float:
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def check_optional_number(value: object, name: str) -> float | None:
+    """``value`` as a finite float, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def check_timestamp(value: object, name: str = "timestamp") -> float | None:
+    """A sample's timestamp: a finite number, or None (read the clock)."""
+    return check_optional_number(value, name)
+
+
+def check_time_bound(value: object, name: str, *, allow_none: bool) -> float | None:
+    """A query's time bound: a number (infinities allowed) but not NaN; None if allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number{' or None' if allow_none else ''}, "
+                        f"got {type(value).__name__}")
+    v = float(value)
+    if v != v:
+        raise ValueError(f"{name} must not be NaN")
     return v
 
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from ._version import __version__
 from .types import LoadBalancingStrategy
 
 STRATEGIES = [s.value for s in LoadBalancingStrategy]
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="arbiter-core",
         description="Runtime core of an agent scheduler: simulate, monitor, benchmark.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="compare strategies on a simulated agent pool")

@@ -1,8 +1,10 @@
 """Enumerations and result records shared by both subsystems.
 
-Enum values equal the original prototype's strings and numbers.  Result
-records are frozen dataclasses: snapshots that never change after they are
-returned.  Durations are in seconds (``_s``) where the original used ms.
+Enum values equal the strings and numbers of the TypeScript prototype this
+package reimplements (so configuration and stored data written for it carry
+over).  Result records are frozen dataclasses: snapshots that never change
+after they are returned.  Durations are in seconds (``_s``) where the
+prototype used milliseconds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = [
     "PerformanceMetric",
     "RecommendationType",
     "ResourceType",
+    "StrEnum",
     "ScalingAction",
     "TaskPriority",
     "coerce_enum",
@@ -49,7 +52,22 @@ def coerce_enum(cls: type[_E], value: object, name: str) -> _E:
     raise TypeError(f"{name} must be a {cls.__name__} or str, got {type(value).__name__}")
 
 
-class MetricType(str, enum.Enum):
+class StrEnum(str, enum.Enum):
+    """Base of the string enums: a member is its value, also for ``str()``.
+
+    (``enum.StrEnum`` needs Python 3.11; this package supports 3.10.)
+
+    Examples
+    --------
+    >>> str(MetricType.CPU), MetricType.CPU == "cpu"
+    ('cpu', True)
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class MetricType(StrEnum):
     """What a performance metric measures."""
 
     CPU = "cpu"
@@ -60,21 +78,15 @@ class MetricType(str, enum.Enum):
     ERROR_RATE = "error_rate"
     CACHE_HIT_RATE = "cache_hit_rate"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class BottleneckSeverity(str, enum.Enum):
+class BottleneckSeverity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RecommendationType(str, enum.Enum):
+class RecommendationType(StrEnum):
     CACHE_OPTIMIZATION = "cache_optimization"
     RESOURCE_ALLOCATION = "resource_allocation"
     QUERY_OPTIMIZATION = "query_optimization"
@@ -82,19 +94,13 @@ class RecommendationType(str, enum.Enum):
     MEMORY_MANAGEMENT = "memory_management"
     NETWORK_OPTIMIZATION = "network_optimization"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ResourceType(str, enum.Enum):
+class ResourceType(StrEnum):
     CPU = "cpu"
     MEMORY = "memory"
     NETWORK = "network"
     DISK_IO = "disk_io"
     AGENT_CAPACITY = "agent_capacity"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class TaskPriority(enum.IntEnum):
@@ -106,7 +112,7 @@ class TaskPriority(enum.IntEnum):
     CRITICAL = 100
 
 
-class LoadBalancingStrategy(str, enum.Enum):
+class LoadBalancingStrategy(StrEnum):
     ROUND_ROBIN = "round_robin"
     LEAST_LOADED = "least_loaded"
     WEIGHTED = "weighted"
@@ -115,30 +121,21 @@ class LoadBalancingStrategy(str, enum.Enum):
     POWER_OF_TWO = "power_of_two"
     PEAK_EWMA = "peak_ewma"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class HealthStatus(str, enum.Enum):
+class HealthStatus(StrEnum):
     HEALTHY = "healthy"
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     OFFLINE = "offline"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ScalingAction(str, enum.Enum):
+class ScalingAction(StrEnum):
     SCALE_UP = "scale_up"
     SCALE_DOWN = "scale_down"
     MAINTAIN = "maintain"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class AllocationStatus(str, enum.Enum):
+class AllocationStatus(StrEnum):
     QUEUED = "queued"
     ALLOCATED = "allocated"
     RELEASED = "released"
@@ -146,13 +143,10 @@ class AllocationStatus(str, enum.Enum):
     TIMED_OUT = "timed_out"
     FAILED = "failed"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 @dataclass(frozen=True, slots=True)
 class PerformanceMetric:
-    """One stored sample, as the original's ``PerformanceMetric``.
+    """One stored sample (the fields of the TypeScript prototype's ``PerformanceMetric``).
 
     Attributes
     ----------

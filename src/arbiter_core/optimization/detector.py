@@ -8,7 +8,9 @@ all series at once with the ring's grouped kernel, which examines each stored
 sample once; :meth:`BottleneckDetector.detect_bottlenecks` computes them from
 a batch of metrics for standalone use.
 
-Differences from the original prototype (``original-design.md`` §3.2, §6):
+Differences from the TypeScript prototype this package reimplements, which
+kept one entry per exceeding sample, counted a re-read sample again, and
+handed out live objects:
 
 - one bottleneck per (component, metric type), never one entry per sample;
 - persistence counts distinct analyses that saw new samples beyond the
@@ -31,9 +33,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar
 
-import numpy as np
-
-from .._validate import check_int, check_non_negative, check_positive
+from .._validate import check_int, check_non_negative, check_positive, check_time_bound
 from ..clock import Clock, default_clock
 from ..types import BottleneckSeverity, MetricType, PerformanceMetric
 from .monitor import coerce_metric_type
@@ -51,7 +51,7 @@ __all__ = [
 
 logger = logging.getLogger("arbiter_core.optimization")
 
-#: The original's thresholds (``DEFAULT_THRESHOLDS``); units as ``METRIC_UNITS``.
+#: Default thresholds (the TypeScript prototype's); units as ``METRIC_UNITS``.
 DEFAULT_THRESHOLDS: Mapping[MetricType, float] = MappingProxyType({
     MetricType.CPU: 80.0,
     MetricType.MEMORY: 85.0,
@@ -93,7 +93,7 @@ def higher_is_bad(metric_type: MetricType) -> bool:
 
 
 def deviation(value: float, threshold: float) -> float:
-    """The original's ``|value - threshold| / threshold`` (inf for threshold 0)."""
+    """Relative deviation ``|value - threshold| / threshold`` (inf for threshold 0)."""
     if threshold == 0.0:
         return 0.0 if value == 0.0 else math.inf
     return abs(value - threshold) / threshold
@@ -105,13 +105,12 @@ def compute_severity(
     exceeding_analyses: int = 1,
     persistence: tuple[int, int, int] = (3, 5, 10),
 ) -> BottleneckSeverity:
-    """Severity from deviation and persistence, as the original's formula.
+    """Severity from deviation and persistence.
 
     Deviation cut-offs: >= 0.5 CRITICAL, >= 0.3 HIGH, >= 0.15 MEDIUM, else
     LOW.  Persistence raises the level: ``exceeding_analyses`` at least
     ``persistence[0]``/``[1]``/``[2]`` gives at least MEDIUM/HIGH/CRITICAL
-    (the original's 3/5/10, but counting distinct analyses, not re-read
-    samples).
+    (by default 3/5/10 distinct analyses; a re-read sample never counts twice).
 
     Examples
     --------
@@ -132,7 +131,7 @@ def compute_severity(
 
 
 def impact_text(metric_type: MetricType, component: str, severity: BottleneckSeverity) -> str:
-    """The original's impact sentence, with "URGENT: " for HIGH and CRITICAL."""
+    """One sentence on what the bottleneck costs, with "URGENT: " for HIGH and CRITICAL."""
     prefix = "URGENT: " if _RANK[severity] >= 2 else ""
     sentence = _IMPACT.get(metric_type, "Performance degradation detected")
     return f"{prefix}{sentence} in {component}"
@@ -248,7 +247,7 @@ class BottleneckDetector:
         Resolved bottlenecks kept (the oldest are dropped); default 100.
     persistence : tuple of 3 ints
         Distinct exceeding analyses that raise severity to at least
-        MEDIUM/HIGH/CRITICAL (default the original's 3, 5, 10).
+        MEDIUM/HIGH/CRITICAL (default 3, 5, 10).
     clock : Clock, optional
         Used by :meth:`detect_bottlenecks` for the "unseen" rule.
 
@@ -461,12 +460,12 @@ class BottleneckDetector:
             if old is None or _RANK[level] > _RANK[ep.severity]:
                 ep.severity = level
             if old is None:
-                logger.warning("bottleneck detected: %s %s %s (value %g, threshold %g)",
+                logger.info("bottleneck detected: %s %s %s (value %g, threshold %g)",
                                ep.severity.value, mt.value, ob.component,
                                ep.current_value, ep.threshold)
                 events.append(BottleneckEvent(BottleneckEventKind.DETECTED, ep.snapshot(), now))
             elif ep.severity is not old:
-                logger.warning("bottleneck escalated: %s %s from %s to %s", mt.value,
+                logger.info("bottleneck escalated: %s %s from %s to %s", mt.value,
                                ob.component, old.value, ep.severity.value)
                 events.append(BottleneckEvent(BottleneckEventKind.ESCALATED, ep.snapshot(),
                                               now, old))
@@ -556,12 +555,8 @@ class BottleneckDetector:
             return tuple(b for b in self._history if component is None or b.component == component)
 
     def clear_resolved_bottlenecks(self, older_than: float) -> int:
-        """Resolve every active bottleneck last seen before ``older_than`` (original API)."""
-        if isinstance(older_than, bool) or not isinstance(
-                older_than, (int, float, np.integer, np.floating)):
-            raise TypeError(f"older_than must be a number, got {type(older_than).__name__}")
-        if older_than != older_than:
-            raise ValueError("older_than must not be NaN")
+        """Resolve every active bottleneck last seen before ``older_than``; returns how many."""
+        check_time_bound(older_than, "older_than", allow_none=False)
         events: list[BottleneckEvent] = []
         with self._lock:
             for key, ep in list(self._active.items()):
@@ -600,6 +595,7 @@ def subscribe(registry: list[T], item: T, lock: threading.RLock, name: str) -> C
 
 
 def _check_pct(x: object, name: str) -> float:
+    """A percentage in [0, 100)."""
     v = check_non_negative(x, name)
     if v >= 100.0:
         raise ValueError(f"{name} must be < 100, got {x!r}")

@@ -19,7 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ringbuf import MetricRing, NamedRecorder, SeriesHandle, WindowStats
-from .._validate import check_int, check_positive
+from .._validate import (
+    check_int,
+    check_number,
+    check_positive,
+    check_time_bound,
+    check_timestamp,
+)
 from ..clock import Clock, default_clock, is_monotonic_default
 from ..types import METRIC_UNITS, MetricType, PerformanceMetric, coerce_enum
 
@@ -153,10 +159,10 @@ class PerformanceMonitor:
 
     Notes
     -----
-    Differences from the original prototype: the buffer is a real ring (O(1)
-    insert), window queries return samples in time order, values are
-    validated, and ``get_latest_metrics(0)`` returns nothing (the original
-    returned everything through JavaScript's ``slice(-0)``).
+    Unlike the TypeScript prototype this package reimplements, the buffer is
+    a real ring (O(1) insert), window queries return samples in time order,
+    values are validated, and ``get_latest_metrics(0)`` returns nothing (the
+    prototype returned everything through JavaScript's ``slice(-0)``).
 
     Examples
     --------
@@ -325,7 +331,8 @@ class PerformanceMonitor:
             # bool as 1.0), and a new series' sample is checked before it is
             # interned, so a bad call interns nothing.  NaN/inf floats are
             # refused by the ring itself.
-            _check_sample(value, timestamp)
+            check_number(value, "value")
+            check_timestamp(timestamp)
             if key is None:
                 key = self.key_for(metric_type, source)
         if timestamp is None and not self._c_clock:
@@ -396,8 +403,8 @@ class PerformanceMonitor:
         ``None`` leaves a side open.  NaN is a ValueError, a non-number a
         TypeError, each naming the argument.
         """
-        _check_bound(start, "start", allow_none=True)
-        _check_bound(end, "end", allow_none=True)
+        check_time_bound(start, "start", allow_none=True)
+        check_time_bound(end, "end", allow_none=True)
         keys = self._type_keys(metric_type, source)
         return self._batch(self._ring.snapshot(start, end, keys))
 
@@ -424,7 +431,7 @@ class PerformanceMonitor:
         ``-inf`` drops nothing and ``inf`` everything; NaN is a ValueError and
         a non-number a TypeError, each naming ``older_than``.
         """
-        _check_bound(older_than, "older_than", allow_none=False)
+        check_time_bound(older_than, "older_than", allow_none=False)
         return int(self._ring.clear_before(older_than))
 
     def tick(self) -> int:
@@ -434,24 +441,3 @@ class PerformanceMonitor:
     def __repr__(self) -> str:
         return (f"PerformanceMonitor(max_metrics={self.max_metrics}, "
                 f"metric_count={self.metric_count}, series={len(self._names)})")
-
-
-def _check_sample(value: object, timestamp: object) -> None:
-    for x, name in ((value, "value"), (timestamp, "timestamp")):
-        if x is None and name == "timestamp":
-            continue
-        if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
-            raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-        if not math.isfinite(float(x)):
-            raise ValueError(f"{name} must be finite, got {x!r}")
-
-
-def _check_bound(x: object, name: str, *, allow_none: bool) -> None:
-    """A time bound: a real number (infinities allowed), not NaN; None if allowed."""
-    if x is None and allow_none:
-        return
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number{' or None' if allow_none else ''}, "
-                        f"got {type(x).__name__}")
-    if x != x:
-        raise ValueError(f"{name} must not be NaN")

@@ -2,17 +2,17 @@
 
 Every record here is a frozen dataclass built from plain values (floats,
 strings, enums, tuples), so nothing a caller holds changes after it is
-returned (the original handed out live objects that later analyses mutated).
-Field names follow the original prototype in snake_case; durations are in
+returned (the TypeScript prototype this package reimplements handed out live
+objects that later analyses mutated).  Field names are the prototype's, in
+snake_case; durations are in
 seconds (``_s``) and times are readings of the component's clock.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
-from ..types import BottleneckSeverity, MetricType, RecommendationType
+from ..types import BottleneckSeverity, MetricType, RecommendationType, StrEnum
 
 __all__ = [
     "Bottleneck",
@@ -28,26 +28,20 @@ __all__ = [
 ]
 
 
-class TrendDirection(str, enum.Enum):
+class TrendDirection(StrEnum):
     """Where a series is heading, judged by the metric's polarity."""
 
     IMPROVING = "improving"
     STABLE = "stable"
     DEGRADING = "degrading"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class BottleneckEventKind(str, enum.Enum):
+class BottleneckEventKind(StrEnum):
     """What happened to a bottleneck (see :class:`BottleneckEvent`)."""
 
     DETECTED = "detected"
     ESCALATED = "escalated"
     RESOLVED = "resolved"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)

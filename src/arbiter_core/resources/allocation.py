@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -52,6 +52,7 @@ TIMED_OUT = AllocationStatus.TIMED_OUT
 FAILED = AllocationStatus.FAILED
 _STATUSES = tuple(AllocationStatus(name) for name in STATUS_NAMES)
 _PRIORITIES = {int(p): p for p in TaskPriority}
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,14 @@ class AllocationRequest:
         Kept as a read-only copy.
     requested_at : float, optional
         Submission time; ``None`` = the allocator's clock at submission.
+    movable : bool
+        ``False``: failover never moves this request (a running call that
+        cannot move): its slot on the failed agent is freed and it stays
+        ALLOCATED, detached, until released; its outcome is then charged to
+        no agent.  Default ``True``.
+    exclude : iterable of str, optional
+        Agents this request must not get (a retry after a failure); kept as
+        a frozenset.  Unknown ids are allowed (they exclude nothing).
     """
 
     request_id: str
@@ -83,8 +92,20 @@ class AllocationRequest:
     required_resources: ResourceRequirements | None = None
     metadata: Mapping[str, Any] | None = None
     requested_at: float | None = None
+    movable: bool = True
+    exclude: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
+        t = self.timeout_s
+        if (type(self.request_id) is str and self.request_id and type(self.task_id) is str
+                and self.task_id and self.priority.__class__ is TaskPriority
+                and type(t) is float and 0.0 < t < _INF and self.required_resources is None
+                and self.metadata is None and self.requested_at is None
+                and self.movable is True and self.exclude is None):
+            return      # the common request: nothing to convert, every check passed
+        self._check()
+
+    def _check(self) -> None:
         for name in ("request_id", "task_id"):
             v = getattr(self, name)
             if not isinstance(v, str):
@@ -106,6 +127,18 @@ class AllocationRequest:
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
         if self.requested_at is not None:
             check_number(self.requested_at, "requested_at")
+        if not isinstance(self.movable, bool):
+            raise TypeError(f"movable must be a bool, got {type(self.movable).__name__}")
+        ex = self.exclude
+        if ex is not None:
+            if isinstance(ex, (str, bytes)) or not isinstance(ex, Iterable):
+                raise TypeError(f"exclude must be an iterable of agent ids or None, "
+                                f"got {type(ex).__name__}")
+            ex = frozenset(ex)
+            for a in ex:
+                if not isinstance(a, str):
+                    raise TypeError(f"exclude must hold str agent ids, got {type(a).__name__}")
+            object.__setattr__(self, "exclude", ex or None)
 
 
 class AllocationResult(NamedTuple):

@@ -159,7 +159,9 @@ class ResourceManagerConfig:
 
 @dataclass(frozen=True, slots=True)
 class TaskMovedEvent:
-    """One request moved by a failover: to ``to_agent_id``, or back to the queue."""
+    """One request moved by a failover: to ``to_agent_id``, back to the queue
+    (``requeued``), or -- submitted with ``movable=False`` -- ``detached``
+    from the failed agent where it keeps running until released."""
 
     request_id: str
     task_id: str
@@ -167,6 +169,7 @@ class TaskMovedEvent:
     to_agent_id: str | None
     requeued: bool
     timestamp: float
+    detached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +178,9 @@ class FailoverEvent:
 
     ``success`` is true when no task was lost (requeued counts as not lost).
     ``moved`` lists ``(request_id, new_agent_id)``; ``requeued`` the request
-    ids put back on the queue.
+    ids put back on the queue; ``detached`` the requests that may not move
+    (``movable=False``): their slots on the failed agent are freed and they
+    stay allocated, bound to no agent, until released.
     """
 
     event_id: str
@@ -189,6 +194,7 @@ class FailoverEvent:
     failure_reason: str
     success: bool
     trigger: str
+    detached: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,9 +667,15 @@ class AdaptiveResourceManager:
             self.monitor.set_offline(failed)
         moved: list[tuple[str, str]] = []
         requeued: list[str] = []
+        detached: list[str] = []
         moves: list[TaskMovedEvent] = []
         for rid in alloc.active_on(failed):
             task_id = alloc.status(rid).task_id
+            if not alloc.is_movable(rid):
+                alloc.detach(rid)
+                detached.append(rid)
+                moves.append(TaskMovedEvent(rid, task_id, failed, None, False, now, True))
+                continue
             to = alloc.move(rid, backup)
             if to is None:
                 requeued.append(rid)
@@ -680,15 +692,16 @@ class AdaptiveResourceManager:
             timestamp=now,
             duration_s=time.perf_counter() - t0,
             failure_reason=reason,
-            success=True,      # every task is on an agent or in the queue
+            success=True,      # every task is on an agent, in the queue or still running
             trigger=trigger,
+            detached=tuple(detached),
         )
         self._history.append(event)
         self._failover_count += 1
         self._pending.extend(moves)
         self._pending.append(event)
-        log.info("failover of %r (%s): %d moved, %d requeued", failed, trigger,
-                 len(moved), len(requeued))
+        log.info("failover of %r (%s): %d moved, %d requeued, %d detached", failed, trigger,
+                 len(moved), len(requeued), len(detached))
         return event
 
     def _announce(self) -> None:
