@@ -13,7 +13,7 @@ bench
 demo
     Record and query a metric stream (the foundation's demonstration).
 
-Exit codes: 0 success, 1 runtime failure, 2 bad arguments or scenario file.
+Exit codes: 0 success, 1 runtime failure, 2 bad arguments, scenario or trace file.
 """
 
 from __future__ import annotations
