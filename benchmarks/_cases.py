@@ -12,6 +12,7 @@ import collections
 import importlib
 import itertools
 import logging
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -771,7 +772,47 @@ def deep_queue() -> Comparison:
     )
 
 
-ALLOCATION_CASES = [allocation_case(n) for n in ALLOCATION_SIZES] + [p2c_flat, deep_queue]
+def tenants_overhead() -> Comparison:
+    """allocate+release with tenants in use (policies, three tenants in turn)
+    against the same pool with no tenants at all."""
+    ManualClock, AdaptiveResourceManager, ResourceManagerConfig, AllocationRequest = need(
+        "ManualClock", "AdaptiveResourceManager", "ResourceManagerConfig", "AllocationRequest")
+
+    def build(tenants: bool) -> Callable[[], Any]:
+        arm = AdaptiveResourceManager(ResourceManagerConfig(seed=7), clock=ManualClock())
+        for i in range(100):
+            arm.register_agent(f"agent-{i}", max_tasks=10)
+        names = ["gold", "silver", "bronze"] if tenants else ["default"]
+        if tenants:
+            arm.set_tenant_policy("gold", weight=3.0, max_active=500, rate_per_s=1e9)
+            arm.set_tenant_policy("silver", weight=2.0, max_queued=1000)
+            arm.set_tenant_policy("bronze", weight=1.0)
+        reqs = itertools.cycle([AllocationRequest(f"bench-{t}", "task", tenant=t)
+                                for t in names])
+
+        def cycle() -> Any:
+            r = next(reqs)
+            res = arm.allocate_resources(r)
+            arm.release_resources(r.request_id, True, 0.01)
+            return res.status.value
+
+        return cycle
+
+    def check(status: Any) -> None:
+        assert status == "allocated"
+
+    return Comparison(
+        "allocate+release with tenants vs none",
+        Op("arbiter", build(True), check=check,
+           note="three tenants with weights, caps and a bucket, in turn; 100 agents"),
+        peers=[Op("no tenants", build(False), check=check,
+                  note="the same cycle, every request in the default tenant")],
+        targets={"no tenants": 1.3},
+    )
+
+
+ALLOCATION_CASES = [allocation_case(n) for n in ALLOCATION_SIZES] + [
+    p2c_flat, deep_queue, tenants_overhead]
 
 # LiteLLM's Router (optional: only where litellm is installed, never in CI).
 # Each of its strategies against ours with the closest policy.
@@ -789,6 +830,9 @@ def litellm_case(routing: str, strategy: str, n: int) -> Callable[[], Comparison
 
     def factory() -> Comparison:
         try:
+            # LiteLLM fetches a model cost map over the network at import
+            # unless told to use its bundled copy: never leave the machine
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             router_cls = importlib.import_module("litellm").Router
         except ImportError:
             raise NotImplementedError("litellm is not installed") from None

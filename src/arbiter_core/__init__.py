@@ -55,6 +55,7 @@ from .resources import (
     ResourcePoolStats,
     ResourceRequirements,
     TaskMovedEvent,
+    TenantPolicy,
     TickReport,
 )
 from .types import (
@@ -127,6 +128,7 @@ __all__ = [
     "ScalingAction",
     "SeriesHandle",
     "TaskMovedEvent",
+    "TenantPolicy",
     "TaskPriority",
     "TickReport",
     "TrendDirection",

@@ -20,6 +20,20 @@
 # record knows its position), so a withdrawn or dispatched request leaves both
 # at once: no stale entries, no compaction.
 #
+# Tenants.  Every request belongs to a tenant (``"default"`` unless named);
+# each tenant has its own queue heap (the order above), and the queue serves
+# tenants by start-time fair queuing (Goyal et al., SFQ): a tenant's next
+# dispatch carries the start tag S = max(V, F), where F is the finish tag of
+# its last dispatch (S + 1 / weight) and V the start tag of the latest
+# dispatch; the backlogged tenant with the smallest S goes next, ties broken
+# by the requests' own order.  Backlogged tenants therefore share dispatches
+# in proportion to their weights, an idle tenant's share goes to the others,
+# and with one tenant the order is exactly the single queue's.  A tenant at
+# its ``max_active`` cap is passed over, so it never blocks the others.
+# Per-tenant counters obey the global identities; past ``max_tenants`` the
+# least recently active tenant without a policy or live request is folded
+# into ``"other"``.
+#
 # Concurrency.  Every public method holds the resource subsystem's lock (the
 # monitor's RLock, shared with the table's other users), so multi-step
 # operations elsewhere (failover) see a consistent allocator.  Python code is
@@ -69,9 +83,36 @@ cdef enum:
 
 cdef enum:
     N_SAMPLES = 10000     # wait and decision samples kept for percentiles
+    N_TSAMPLES = 256      # the same, per tenant
     MAX_SKIP = 64         # queued requests skipped per dispatch for resources
     N_REASONS = 64        # distinct failure reasons tallied before "other"
     HIGH_PRIORITY = 75
+
+
+cdef struct Tenant:
+    double w_inv            # 1 / weight
+    double S                # SFQ start tag of its next dispatch
+    double F                # finish tag of its last dispatch
+    double rate             # bucket refill per second (< 0: no bucket)
+    double burst
+    double tokens
+    double t_last           # time of the last refill
+    int64_t max_active      # -1: no cap
+    int64_t max_queued      # -1: no cap
+    int64_t last_use        # submission counter at its latest submission
+    int64_t counts[6]       # requests by state (N_STATES)
+    int64_t total
+    int64_t fallbacks
+    int64_t slow
+    int64_t iw              # wait samples taken
+    int64_t id              # decision samples taken
+    int32_t* q              # its queue: a heap of record indices
+    Py_ssize_t nq
+    Py_ssize_t qcap
+    Py_ssize_t pos          # position in the tenant heap (-1: not in it)
+    bint policy
+    double* waits           # the last N_TSAMPLES waits
+    double* decs            # the last N_TSAMPLES decision times
 
 
 cdef class AllocCore:
@@ -145,12 +186,26 @@ cdef class AllocCore:
     cdef int32_t* _head
     cdef Py_ssize_t _nhead
 
-    # heaps of record indices
-    cdef int32_t* _q
+    # the deadline heap of every queued record (the queues are per tenant)
     cdef int32_t* _dl
     cdef Py_ssize_t _nq
     cdef Py_ssize_t _qcap
     cdef int64_t _seqno
+
+    # tenants
+    cdef Tenant* _t
+    cdef Py_ssize_t _ntn            # tenants in use
+    cdef Py_ssize_t _tcap           # allocated
+    cdef Py_ssize_t _max_tenants
+    cdef int32_t* _th               # heap of backlogged tenants, by (S, head order)
+    cdef Py_ssize_t _nth
+    cdef double _V                  # SFQ virtual time
+    cdef int64_t _use               # submission counter (tenant recency)
+    cdef Py_ssize_t _other          # the "other" tenant, -1 until needed
+    cdef int32_t* _rtn              # per record: its tenant
+    cdef list _tnames
+    cdef dict _tindex
+    cdef list _treasons
 
     # finished-request history: a FIFO ring of record indices
     cdef int32_t* _hist
@@ -176,6 +231,14 @@ cdef class AllocCore:
         self._rcap = self._rhw = self._nfree = 0
         self._nhead = 0
         self._nq = self._qcap = 0
+        self._ntn = self._tcap = self._nth = 0
+        self._max_tenants = 10000
+        self._V = 0.0
+        self._use = 0
+        self._other = -1
+        self._tnames = []
+        self._tindex = {}
+        self._treasons = []
         self._hstart = self._hn = self._hcap_alloc = 0
         self._seqno = 0
         memset(self._counts, 0, sizeof(self._counts))
@@ -220,7 +283,14 @@ cdef class AllocCore:
         PyMem_Free(self._fin_at)
         PyMem_Free(self._dec)
         PyMem_Free(self._head)
-        PyMem_Free(self._q)
+        cdef Py_ssize_t k
+        for k in range(self._ntn):
+            PyMem_Free(self._t[k].q)
+            PyMem_Free(self._t[k].waits)
+            PyMem_Free(self._t[k].decs)
+        PyMem_Free(self._t)
+        PyMem_Free(self._th)
+        PyMem_Free(self._rtn)
         PyMem_Free(self._dl)
         PyMem_Free(self._hist)
         PyMem_Free(self._waits)
@@ -245,6 +315,8 @@ cdef class AllocCore:
         self._request_type = request_type
         self._result_type = result_type
         self._statuses = statuses
+        if self._ntn == 0:
+            self._new_tenant("default")
 
     # -- configuration (Python sets these; validated there) -------------------
 
@@ -325,6 +397,7 @@ cdef class AllocCore:
         self._alloc_at = <double*>_re(self._alloc_at, n, sizeof(double))
         self._fin_at = <double*>_re(self._fin_at, n, sizeof(double))
         self._dec = <double*>_re(self._dec, n, sizeof(double))
+        self._rtn = <int32_t*>_re(self._rtn, n, sizeof(int32_t))
         extra = [None] * (n - self._rcap)
         self._rid.extend(extra)
         self._task.extend(extra)
@@ -335,11 +408,18 @@ cdef class AllocCore:
         self._rcap = n
         return 0
 
-    cdef int _grow_queue(self) except -1:
-        cdef Py_ssize_t n = self._qcap * 2 if self._qcap else 64
-        self._q = <int32_t*>_re(self._q, n, sizeof(int32_t))
-        self._dl = <int32_t*>_re(self._dl, n, sizeof(int32_t))
-        self._qcap = n
+    cdef int _grow_queue(self, Py_ssize_t tn) except -1:
+        """Room for one more queued record, globally and in tenant ``tn``."""
+        cdef Py_ssize_t n
+        cdef Tenant* t = &self._t[tn]
+        if self._nq == self._qcap:
+            n = self._qcap * 2 if self._qcap else 64
+            self._dl = <int32_t*>_re(self._dl, n, sizeof(int32_t))
+            self._qcap = n
+        if t.nq == t.qcap:
+            n = t.qcap * 2 if t.qcap else 8
+            t.q = <int32_t*>_re(t.q, n, sizeof(int32_t))
+            t.qcap = n
         return 0
 
     cdef int _grow_heads(self, Py_ssize_t slot) except -1:
@@ -394,6 +474,7 @@ cdef class AllocCore:
             self._fl[<Py_ssize_t>old] |= R_DETACHED
         self._ids[rid] = i
         self._total += 1
+        self._t[self._rtn[i]].total += 1
         return 0
 
     # -- history --------------------------------------------------------------
@@ -436,35 +517,96 @@ cdef class AllocCore:
         return self._deadline[a] < self._deadline[b] or (
             self._deadline[a] == self._deadline[b] and self._seq[a] < self._seq[b])
 
-    cdef void _qup(self, Py_ssize_t k) noexcept nogil:
-        cdef int32_t x = self._q[k]
+    cdef void _qup(self, Tenant* t, Py_ssize_t k) noexcept nogil:
+        cdef int32_t x = t.q[k]
         cdef Py_ssize_t p
         while k > 0:
             p = (k - 1) >> 1
-            if not self._qless(x, self._q[p]):
+            if not self._qless(x, t.q[p]):
                 break
-            self._q[k] = self._q[p]
-            self._qpos[self._q[k]] = <int32_t>k
+            t.q[k] = t.q[p]
+            self._qpos[t.q[k]] = <int32_t>k
             k = p
-        self._q[k] = x
+        t.q[k] = x
         self._qpos[x] = <int32_t>k
 
-    cdef void _qdown(self, Py_ssize_t k) noexcept nogil:
-        cdef int32_t x = self._q[k]
-        cdef Py_ssize_t c, n = self._nq
+    cdef void _qdown(self, Tenant* t, Py_ssize_t k) noexcept nogil:
+        cdef int32_t x = t.q[k]
+        cdef Py_ssize_t c, n = t.nq
         while True:
             c = 2 * k + 1
             if c >= n:
                 break
-            if c + 1 < n and self._qless(self._q[c + 1], self._q[c]):
+            if c + 1 < n and self._qless(t.q[c + 1], t.q[c]):
                 c += 1
-            if not self._qless(self._q[c], x):
+            if not self._qless(t.q[c], x):
                 break
-            self._q[k] = self._q[c]
-            self._qpos[self._q[k]] = <int32_t>k
+            t.q[k] = t.q[c]
+            self._qpos[t.q[k]] = <int32_t>k
             k = c
-        self._q[k] = x
+        t.q[k] = x
         self._qpos[x] = <int32_t>k
+
+    # the tenant heap: backlogged tenants by (start tag, their head's order)
+
+    cdef inline bint _tless(self, int32_t a, int32_t b) noexcept nogil:
+        cdef Tenant* ta = &self._t[a]
+        cdef Tenant* tb = &self._t[b]
+        return ta.S < tb.S or (ta.S == tb.S and self._qless(ta.q[0], tb.q[0]))
+
+    cdef void _thup(self, Py_ssize_t k) noexcept nogil:
+        cdef int32_t x = self._th[k]
+        cdef Py_ssize_t p
+        while k > 0:
+            p = (k - 1) >> 1
+            if not self._tless(x, self._th[p]):
+                break
+            self._th[k] = self._th[p]
+            self._t[self._th[k]].pos = k
+            k = p
+        self._th[k] = x
+        self._t[x].pos = k
+
+    cdef void _thdown(self, Py_ssize_t k) noexcept nogil:
+        cdef int32_t x = self._th[k]
+        cdef Py_ssize_t c, n = self._nth
+        while True:
+            c = 2 * k + 1
+            if c >= n:
+                break
+            if c + 1 < n and self._tless(self._th[c + 1], self._th[c]):
+                c += 1
+            if not self._tless(self._th[c], x):
+                break
+            self._th[k] = self._th[c]
+            self._t[self._th[k]].pos = k
+            k = c
+        self._th[k] = x
+        self._t[x].pos = k
+
+    cdef void _th_push(self, Py_ssize_t tn) noexcept nogil:
+        self._th[self._nth] = <int32_t>tn
+        self._nth += 1
+        self._thup(self._nth - 1)
+
+    cdef void _th_remove(self, Py_ssize_t tn) noexcept nogil:
+        cdef Py_ssize_t k = self._t[tn].pos
+        cdef int32_t y
+        self._t[tn].pos = -1
+        self._nth -= 1
+        if k != self._nth:
+            y = self._th[self._nth]
+            self._th[k] = y
+            self._t[y].pos = k
+            self._thup(k)
+            self._thdown(self._t[y].pos)
+
+    cdef void _th_fix(self, Py_ssize_t tn) noexcept nogil:
+        """Restore the tenant heap after tenant ``tn``'s key changed."""
+        cdef Py_ssize_t k = self._t[tn].pos
+        if k >= 0:
+            self._thup(k)
+            self._thdown(self._t[tn].pos)
 
     cdef void _dup(self, Py_ssize_t k) noexcept nogil:
         cdef int32_t x = self._dl[k]
@@ -497,32 +639,53 @@ cdef class AllocCore:
         self._dpos[x] = <int32_t>k
 
     cdef int _heap_push(self, Py_ssize_t i) except -1:
-        """Put a record on both heaps (the queue and the deadlines)."""
-        if self._nq == self._qcap:
-            self._grow_queue()
-        self._q[self._nq] = <int32_t>i
+        """Put a record on its tenant's queue and the deadline heap (room
+        made by _grow_queue beforehand)."""
+        cdef Py_ssize_t tn = self._rtn[i]
+        cdef Tenant* t = &self._t[tn]
+        cdef bint was_empty = t.nq == 0
+        t.q[t.nq] = <int32_t>i
+        t.nq += 1
+        self._qup(t, t.nq - 1)
         self._dl[self._nq] = <int32_t>i
         self._nq += 1
-        self._qup(self._nq - 1)
         self._dup(self._nq - 1)
+        if was_empty:
+            # newly backlogged: it starts no earlier than the virtual time
+            if t.S < self._V:
+                t.S = self._V
+            if t.F > t.S:
+                t.S = t.F
+            self._th_push(tn)
+        elif t.q[0] == i:
+            self._th_fix(tn)        # a new head: the tenant's order changed
         return 0
 
     cdef void _heap_remove(self, Py_ssize_t i) noexcept nogil:
-        """Take a record off both heaps (it is on them: QUEUED)."""
-        cdef Py_ssize_t k, last
+        """Take a record off its tenant's queue and the deadline heap."""
+        cdef Py_ssize_t k, last, tn = self._rtn[i]
+        cdef Tenant* t = &self._t[tn]
         cdef int32_t y
-        self._nq -= 1
-        last = self._nq
-        # the queue heap
+        cdef bint was_head = t.q[0] == i
+        # the tenant's queue
+        t.nq -= 1
+        last = t.nq
         k = self._qpos[i]
         self._qpos[i] = -1
         if k != last:
-            y = self._q[last]
-            self._q[k] = y
+            y = t.q[last]
+            t.q[k] = y
             self._qpos[y] = <int32_t>k
-            self._qup(k)
-            self._qdown(self._qpos[y])
+            self._qup(t, k)
+            self._qdown(t, self._qpos[y])
+        if t.nq == 0:
+            if t.pos >= 0:
+                self._th_remove(tn)
+        elif was_head:
+            self._th_fix(tn)        # a new head (a non-head never overtakes it)
         # the deadline heap
+        self._nq -= 1
+        last = self._nq
         k = self._dpos[i]
         self._dpos[i] = -1
         if k != last:
@@ -538,6 +701,12 @@ cdef class AllocCore:
         cdef int8_t s = self._st[i]
         if s < N_STATES:
             self._counts[s] -= 1
+            self._t[self._rtn[i]].counts[s] -= 1
+
+    cdef inline void _enter_state(self, Py_ssize_t i, int s) noexcept nogil:
+        self._st[i] = <int8_t>s
+        self._counts[s] += 1
+        self._t[self._rtn[i]].counts[s] += 1
 
     cdef int _link(self, Py_ssize_t i, Py_ssize_t slot) except -1:
         if slot >= self._nhead:
@@ -579,13 +748,13 @@ cdef class AllocCore:
     cdef int _grant(self, Py_ssize_t i, Py_ssize_t slot, double now) except -1:
         """-> ALLOCATED on ``slot`` (already reserved)."""
         cdef int8_t old = self._st[i]
+        cdef Tenant* t
         if slot >= self._nhead:
             self._grow_heads(slot)      # before any change: may raise
         self._leave_state(i)
         if old == ST_QUEUED:
             self._heap_remove(i)
-        self._counts[ST_ALLOCATED] += 1
-        self._st[i] = ST_ALLOCATED
+        self._enter_state(i, ST_ALLOCATED)
         agent = self._table._ids[slot]
         self._agent[i] = agent
         self._link(i, slot)
@@ -594,6 +763,9 @@ cdef class AllocCore:
             self._alloc_at[i] = now
             self._waits[self._iw % N_SAMPLES] = now - self._req_at[i]
             self._iw += 1
+            t = &self._t[self._rtn[i]]
+            t.waits[t.iw % N_TSAMPLES] = now - self._req_at[i]
+            t.iw += 1
         if self._waiters:
             self._wake(i)
         if old == ST_QUEUED and self._transition_cb is not None:
@@ -603,11 +775,9 @@ cdef class AllocCore:
 
     cdef int _enqueue(self, Py_ssize_t i, double key_time) except -1:
         """-> QUEUED, ordered by ``key_time`` (its submission time)."""
-        if self._nq == self._qcap:
-            self._grow_queue()          # before any change: may raise
+        self._grow_queue(self._rtn[i])  # before any change: may raise
         self._leave_state(i)
-        self._counts[ST_QUEUED] += 1
-        self._st[i] = ST_QUEUED
+        self._enter_state(i, ST_QUEUED)
         self._seqno += 1
         self._seq[i] = self._seqno
         # min-heap on aging * t - priority == order of effective priority
@@ -622,15 +792,15 @@ cdef class AllocCore:
         self._leave_state(i)
         if old == ST_QUEUED:
             self._heap_remove(i)
-        self._counts[status] += 1
-        self._st[i] = <int8_t>status
+        self._enter_state(i, status)
         self._fin_at[i] = now
         if reason is not None:
             self._reason[i] = reason
-            # callers may pass their own withdrawal reasons: cap the tally
-            key = reason if (reason in self._reasons or len(self._reasons) < N_REASONS) \
-                else "other"
-            self._reasons[key] = self._reasons.get(key, 0) + 1
+            _tally(self._reasons, reason)
+            tr = self._treasons[self._rtn[i]]
+            if tr is None:
+                self._treasons[self._rtn[i]] = tr = {}
+            _tally(tr, reason)
         if self._waiters:
             self._wake(i)
         if old == ST_QUEUED and self._transition_cb is not None:
@@ -699,33 +869,205 @@ cdef class AllocCore:
         return s
 
     cdef Py_ssize_t _dispatch(self, double now) except -1:
-        """Serve the queue in order while agents have room; returns the count."""
-        cdef Py_ssize_t served = 0, nskip = 0, s, k
+        """Serve the queues while agents have room; returns the count.
+
+        The backlogged tenant with the smallest start tag goes first; within
+        it, its own order.  A tenant at its ``max_active`` cap is set aside
+        for this round; a request that needs resources (or agents) nobody
+        has now is set aside too, so the ones behind it may pass.
+        """
+        cdef Py_ssize_t served = 0, nskip = 0, naside = 0, s, k, tn
         cdef int32_t i
         cdef int32_t skipped[MAX_SKIP]
-        cdef AgentTable t = self._table
+        cdef list aside
+        cdef Tenant* t
         if not self._nq:
             return 0
-        while self._nq:
-            i = self._q[0]
+        aside = None
+        while self._nth:
+            tn = self._th[0]
+            t = &self._t[tn]
+            if t.max_active >= 0 and t.counts[ST_ALLOCATED] >= t.max_active:
+                self._th_remove(tn)
+                if aside is None:
+                    aside = []
+                aside.append(tn)
+                continue
+            i = t.q[0]
             s = self._pick(i, now)
             if s < 0:
                 if not (self._fl[i] & (R_FIT | R_EXCL)) or not self._any_free(now):
                     break           # no free slot anywhere: later ones cannot go either
-                # this one needs resources (or agents) nobody else has now:
-                # let the others past
-                # (taken off the heaps, put back below with their keys unchanged)
                 self._heap_remove(i)
                 skipped[nskip] = i
                 nskip += 1
                 if nskip == MAX_SKIP:
                     break
                 continue
+            # start-time fair queuing: the virtual time moves to this
+            # dispatch's start tag, and the tenant's next one starts at its
+            # finish tag
+            self._V = t.S
+            t.F = t.S + t.w_inv
+            t.S = t.F
             self._grant(i, s, now)
             served += 1
         for k in range(nskip):
             self._heap_push(skipped[k])
+        if aside is not None:
+            for tn in aside:
+                if self._t[tn].pos < 0 and self._t[tn].nq:
+                    self._th_push(tn)
         return served
+
+    # -- tenants ------------------------------------------------------------------
+
+    cdef Py_ssize_t _new_tenant(self, object name) except -1:
+        cdef Py_ssize_t tn = self._ntn, n
+        cdef Tenant* t
+        if tn == self._tcap:
+            n = self._tcap * 2 if self._tcap else 8
+            self._t = <Tenant*>_re(self._t, n, sizeof(Tenant))
+            self._th = <int32_t*>_re(self._th, n, sizeof(int32_t))
+            self._tcap = n
+        t = &self._t[tn]
+        memset(t, 0, sizeof(Tenant))
+        t.waits = <double*>_re(NULL, N_TSAMPLES, sizeof(double))
+        t.decs = <double*>PyMem_Realloc(NULL, N_TSAMPLES * sizeof(double))
+        if t.decs == NULL:
+            PyMem_Free(t.waits)
+            raise MemoryError()
+        _reset_tenant(t, self._V)
+        self._ntn += 1
+        self._tnames.append(name)
+        self._treasons.append(None)
+        self._tindex[name] = tn
+        return tn
+
+    cdef Py_ssize_t _tenant(self, object name) except -1:
+        """The tenant called ``name``, created on first sight; past
+        ``max_tenants`` the least recently active idle tenant without a
+        policy is folded into "other" and its slot reused."""
+        cdef object tn = self._tindex.get(name)
+        cdef Py_ssize_t k, victim = -1
+        cdef int64_t oldest = 0
+        cdef Tenant* t
+        if tn is not None:
+            return <Py_ssize_t>tn
+        if self._ntn < self._max_tenants:
+            return self._new_tenant(name)
+        for k in range(self._ntn):
+            t = &self._t[k]
+            if (not t.policy and k != self._other and t.nq == 0
+                    and t.counts[ST_QUEUED] == 0 and t.counts[ST_ALLOCATED] == 0
+                    and (victim < 0 or t.last_use < oldest)):
+                victim = k
+                oldest = t.last_use
+        if self._other < 0:
+            self._other = self._new_tenant("other")     # its own slot, beyond the cap
+        if victim < 0:
+            return self._other          # everyone busy or configured: counted as "other"
+        self._fold(victim, self._other)
+        del self._tindex[self._tnames[victim]]
+        self._tnames[victim] = name
+        self._tindex[name] = victim
+        return victim
+
+    cdef void _fold(self, Py_ssize_t src, Py_ssize_t dst):
+        """Add an idle tenant's tallies to another's and reset it."""
+        cdef Tenant* a = &self._t[src]
+        cdef Tenant* b = &self._t[dst]
+        cdef int k
+        for k in range(N_STATES):
+            b.counts[k] += a.counts[k]
+        b.total += a.total
+        b.fallbacks += a.fallbacks
+        b.slow += a.slow
+        ra = self._treasons[src]
+        if ra:
+            rb = self._treasons[dst]
+            if rb is None:
+                self._treasons[dst] = rb = {}
+            for reason, n in ra.items():
+                _tally(rb, reason, n)
+        self._treasons[src] = None
+        _reset_tenant(a, self._V)
+
+    def _set_max_tenants(self, Py_ssize_t n):
+        """_set_max_tenants(n): the cap before idle tenants fold into "other"."""
+        self._max_tenants = n
+
+    def _set_tenant_policy(self, name, double weight, int64_t max_active, int64_t max_queued,
+                           double rate, double burst):
+        """_set_tenant_policy(name, weight, max_active, max_queued, rate, burst)
+
+        Replace a tenant's policy (validated by the caller; -1 = no cap,
+        ``rate < 0`` = no bucket); its bucket starts full.  Serves the queue,
+        since a raised cap may let work through.
+        """
+        cdef Py_ssize_t tn
+        cdef Tenant* t
+        self._acquire()
+        try:
+            tn = self._tindex[name] if name in self._tindex else self._new_tenant(name)
+            t = &self._t[tn]
+            t.policy = True
+            t.w_inv = 1.0 / weight
+            t.max_active = max_active
+            t.max_queued = max_queued
+            t.rate = rate
+            t.burst = burst
+            t.tokens = burst
+            t.t_last = self._now()
+            self._dispatch(t.t_last)
+            self._flush()
+        finally:
+            self._release()
+
+    def _clear_tenant_policy(self, name):
+        """_clear_tenant_policy(name): back to weight 1, no caps, no bucket."""
+        cdef Tenant* t
+        self._acquire()
+        try:
+            if name not in self._tindex:
+                return
+            t = &self._t[<Py_ssize_t>self._tindex[name]]
+            t.policy = False
+            t.w_inv = 1.0
+            t.max_active = t.max_queued = -1
+            t.rate = -1.0
+            self._dispatch(self._now())
+            self._flush()
+        finally:
+            self._release()
+
+    def _tenant_names(self):
+        """_tenant_names(): every tenant with state, in creation order."""
+        return list(self._tnames)
+
+    def _tenant_stats(self, name):
+        """_tenant_stats(name)
+
+        :meth:`_stats` for one tenant, plus its bucket ``(rate, burst)``
+        (``rate < 0``: none); KeyError for a tenant never seen.
+        """
+        cdef Tenant* t
+        cdef Py_ssize_t nw, nd
+        self._acquire()
+        try:
+            if name not in self._tindex:
+                raise KeyError(f"unknown tenant {name!r}")
+            t = &self._t[<Py_ssize_t>self._tindex[name]]
+            counts = tuple([t.counts[k] for k in range(N_STATES)])
+            nw = min(t.iw, N_TSAMPLES)
+            nd = min(t.id, N_TSAMPLES)
+            waits = np.asarray(<double[:nw]>t.waits).copy() if nw else np.empty(0)
+            decs = np.asarray(<double[:nd]>t.decs).copy() if nd else np.empty(0)
+            reasons = self._treasons[<Py_ssize_t>self._tindex[name]]
+            return (counts, t.total, 0, t.fallbacks, t.slow,
+                    dict(reasons) if reasons else {}, waits, decs, t.rate, t.burst)
+        finally:
+            self._release()
 
     # -- results ----------------------------------------------------------------
 
@@ -769,10 +1111,11 @@ cdef class AllocCore:
 
     cdef object _submit(self, object request, double t0, bint fallback):
         cdef double now, req_at, timeout, cpu = 0.0, mem = 0.0, net = 0.0, dec
-        cdef Py_ssize_t i, s = -1, old
+        cdef Py_ssize_t i, s = -1, old, tn
         cdef int prio
-        cdef bint reserved = False
+        cdef bint reserved = False, spent = False
         cdef AgentTable t = self._table
+        cdef Tenant* tt
         rid = request.request_id
         old = self._find(rid)
         if old >= 0 and self._st[old] <= ST_ALLOCATED:
@@ -786,6 +1129,8 @@ cdef class AllocCore:
         ra = request.requested_at
         req_at = now if ra is None else <double>ra
         task = request.task_id
+        tenant = request.tenant
+        tn = self._tenant(tenant)           # may create it: a tenant seen
         excl = request.exclude
         pinned = request.movable is False
         res = request.required_resources
@@ -794,6 +1139,10 @@ cdef class AllocCore:
             mem = res.memory_mb
             net = res.network_mbps
         i = self._new_record()
+        self._rtn[i] = <int32_t>tn
+        tt = &self._t[tn]
+        self._use += 1
+        tt.last_use = self._use
         # the fields, not the request: the history then holds no object the
         # garbage collector must traverse, and no caller's metadata
         self._rid[i] = rid
@@ -822,6 +1171,7 @@ cdef class AllocCore:
                 s = t._select(S_ROUND_ROBIN, False, 0.0, 0.0, 0.0, now, True)
                 self._commit(i, rid)
                 self._fallbacks += 1
+                tt.fallbacks += 1
                 if s >= 0:
                     self._grant(i, s, now)
                 else:
@@ -829,18 +1179,28 @@ cdef class AllocCore:
             elif t._n == 0:
                 self._commit(i, rid)
                 self._finish(i, ST_FAILED, "no agents registered", now)
+            elif tt.rate >= 0.0 and _refill(tt, now) < 1.0:
+                # the tenant's own limits first, then the global ones
+                self._commit(i, rid)
+                self._finish(i, ST_REJECTED, f"tenant rate limit exceeded ({tenant!r})", now)
             elif limiter is not None and limiter.available(now) < 1.0:
                 self._commit(i, rid)
                 self._finish(i, ST_REJECTED, "rate limit exceeded", now)
             elif now > self._deadline[i]:
                 self._commit(i, rid)
                 self._finish(i, ST_TIMED_OUT, "request timeout", now)
-            elif self._nq:
-                # others are waiting: this one takes its place in line
-                if self._nq >= self._max_queue:
+            elif self._nq or (tt.max_active >= 0
+                              and tt.counts[ST_ALLOCATED] >= tt.max_active):
+                # others are waiting (or the tenant is at its cap): this one
+                # takes its place in line
+                if tt.max_queued >= 0 and tt.counts[ST_QUEUED] >= tt.max_queued:
+                    self._commit(i, rid)
+                    self._finish(i, ST_REJECTED, _tenant_full(tenant, tt.max_queued), now)
+                elif self._nq >= self._max_queue:
                     self._commit(i, rid)
                     self._finish(i, ST_REJECTED, "queue full", now)
                 else:
+                    spent = _spend(tt)
                     if limiter is not None:
                         limiter.try_acquire(now)
                     self._commit(i, rid)
@@ -850,6 +1210,7 @@ cdef class AllocCore:
                 s = self._pick(i, now)
                 if s >= 0:
                     reserved = True
+                    spent = _spend(tt)
                     if limiter is not None:
                         limiter.try_acquire(now)
                     self._commit(i, rid)
@@ -858,7 +1219,11 @@ cdef class AllocCore:
                 elif self._max_queue == 0:
                     self._commit(i, rid)
                     self._finish(i, ST_REJECTED, "queue full", now)
+                elif tt.max_queued == 0:
+                    self._commit(i, rid)
+                    self._finish(i, ST_REJECTED, _tenant_full(tenant, 0), now)
                 else:
+                    spent = _spend(tt)
                     if limiter is not None:
                         limiter.try_acquire(now)
                     self._commit(i, rid)
@@ -868,14 +1233,20 @@ cdef class AllocCore:
             if reserved:
                 t._unreserve(s, cpu, mem, net)
             if self._st[i] == ST_NEW:
+                if spent:
+                    self._t[tn].tokens += 1.0
                 self._drop_record(i)
             raise
         dec = _mono() - t0
         self._dec[i] = dec
         self._decs[self._id % N_SAMPLES] = dec
         self._id += 1
+        tt = &self._t[tn]
+        tt.decs[tt.id % N_TSAMPLES] = dec
+        tt.id += 1
         if dec > self._slow_s:
             self._slow += 1
+            tt.slow += 1
         return self._result(i, now)
 
     def allocate(self, request):
@@ -1165,8 +1536,7 @@ cdef class AllocCore:
             if to_agent is not None:
                 # resolve the target before anything changes (KeyError naming it)
                 to_slot = t.slot(to_agent)
-            if self._nq == self._qcap:
-                self._grow_queue()      # a requeue below must not fail half-way
+            self._grow_queue(self._rtn[i])  # a requeue below must not fail half-way
             self._unbind(i)
             s = -1
             if to_slot >= 0:
@@ -1304,6 +1674,53 @@ cdef class AllocCore:
         """Records held (live plus history): bounded by live + ``history``."""
         return self._rhw - self._nfree
 
+    cdef int _check_tenants(self) except -1:
+        """Per-tenant queues, the tenant heap and per-tenant counts."""
+        cdef Py_ssize_t tn, k, i, queued = 0, in_heap = 0
+        cdef int64_t total = 0, sums[N_STATES]
+        cdef Tenant* t
+        memset(sums, 0, sizeof(sums))
+        if len(self._tnames) != self._ntn or len(self._tindex) != self._ntn:
+            raise AssertionError("tenant names out of step")
+        for tn in range(self._ntn):
+            t = &self._t[tn]
+            if self._tindex[self._tnames[tn]] != tn:
+                raise AssertionError(f"tenant {tn} not found by its name")
+            if t.nq != t.counts[ST_QUEUED]:
+                raise AssertionError(f"tenant {self._tnames[tn]!r}: {t.nq} in its queue, "
+                                     f"{t.counts[ST_QUEUED]} counted")
+            for k in range(t.nq):
+                i = t.q[k]
+                if self._qpos[i] != k or self._rtn[i] != tn or self._st[i] != ST_QUEUED:
+                    raise AssertionError(f"tenant {tn} queue position {k} out of step")
+                if k and self._qless(t.q[k], t.q[(k - 1) >> 1]):
+                    raise AssertionError(f"tenant {tn} queue order broken at {k}")
+            if (t.nq > 0) != (t.pos >= 0):
+                raise AssertionError(f"tenant {self._tnames[tn]!r} backlog {t.nq} but "
+                                     f"heap position {t.pos}")
+            if t.pos >= 0:
+                in_heap += 1
+                if self._th[t.pos] != tn:
+                    raise AssertionError(f"tenant heap position of {tn} out of step")
+            queued += t.nq
+            total += t.total
+            for k in range(N_STATES):
+                sums[k] += t.counts[k]
+                if t.counts[k] < 0:
+                    raise AssertionError(f"tenant {tn} negative count")
+        if in_heap != self._nth or queued != self._nq:
+            raise AssertionError("tenant heap does not hold the backlogged tenants")
+        for k in range(1, self._nth):
+            if self._tless(self._th[k], self._th[(k - 1) >> 1]):
+                raise AssertionError(f"tenant heap order broken at {k}")
+        if total != self._total:
+            raise AssertionError(f"tenants' totals {total} != total {self._total}")
+        for k in range(N_STATES):
+            if sums[k] != self._counts[k]:
+                raise AssertionError(f"tenants' {STATUS_NAMES[k]} {sums[k]} != "
+                                     f"{self._counts[k]}")
+        return 0
+
     def _check_invariants(self):
         """_check_invariants()
 
@@ -1327,11 +1744,11 @@ cdef class AllocCore:
         if self._nq != self._counts[ST_QUEUED]:
             raise AssertionError(f"heap holds {self._nq}, queued {self._counts[ST_QUEUED]}")
         for k in range(self._nq):
-            if self._qpos[self._q[k]] != k or self._dpos[self._dl[k]] != k:
-                raise AssertionError(f"heap position {k} out of step")
-            if k and (self._qless(self._q[k], self._q[(k - 1) >> 1])
-                      or self._dless(self._dl[k], self._dl[(k - 1) >> 1])):
-                raise AssertionError(f"heap order broken at {k}")
+            if self._dpos[self._dl[k]] != k:
+                raise AssertionError(f"deadline heap position {k} out of step")
+            if k and self._dless(self._dl[k], self._dl[(k - 1) >> 1]):
+                raise AssertionError(f"deadline heap order broken at {k}")
+        self._check_tenants()
         on_lists = 0
         for k in range(self._nhead):
             i = self._head[k]
@@ -1361,6 +1778,57 @@ cdef class AllocCore:
         if n_hist != live + self._hn:
             raise AssertionError("records by state do not add up")
         return True
+
+
+cdef inline void _reset_tenant(Tenant* t, double v) noexcept nogil:
+    """A tenant without policy or history (its buffers are kept)."""
+    cdef int k
+    t.w_inv = 1.0
+    t.S = v
+    t.F = v
+    t.rate = -1.0
+    t.burst = 0.0
+    t.tokens = 0.0
+    t.t_last = 0.0
+    t.max_active = -1
+    t.max_queued = -1
+    t.last_use = 0
+    for k in range(N_STATES):
+        t.counts[k] = 0
+    t.total = t.fallbacks = t.slow = 0
+    t.iw = t.id = 0
+    t.nq = 0
+    t.pos = -1
+    t.policy = False
+
+
+cdef inline double _refill(Tenant* t, double now) noexcept nogil:
+    """Refill a tenant's bucket to ``now``; returns the tokens held."""
+    if now > t.t_last:
+        t.tokens += (now - t.t_last) * t.rate
+        if t.tokens > t.burst:
+            t.tokens = t.burst
+        t.t_last = now
+    return t.tokens
+
+
+cdef inline bint _spend(Tenant* t) noexcept nogil:
+    """Take one token at admission (the bucket was refilled by the check)."""
+    if t.rate < 0.0:
+        return False
+    t.tokens -= 1.0
+    return True
+
+
+cdef str _tenant_full(object tenant, int64_t n):
+    return f"tenant queue full ({tenant!r}: max_queued={n})"
+
+
+cdef int _tally(dict reasons, object reason, int64_t n=1) except -1:
+    # callers may pass their own withdrawal reasons: cap the tally
+    key = reason if (reason in reasons or len(reasons) < N_REASONS) else "other"
+    reasons[key] = reasons.get(key, 0) + n
+    return 0
 
 
 cdef void* _re(void* p, Py_ssize_t n, size_t size) except NULL:

@@ -29,6 +29,7 @@ from .records import (
     ResourcePoolStats,
     ResourceRequirements,
 )
+from .tenants import TenantPolicy
 
 __all__ = [
     "AdaptiveResourceManager",
@@ -54,5 +55,6 @@ __all__ = [
     "ResourcePoolStats",
     "ResourceRequirements",
     "TaskMovedEvent",
+    "TenantPolicy",
     "TickReport",
 ]

@@ -34,6 +34,7 @@ from .ratelimit import AdaptiveTokenBucket, RateLimitConfig
 from .records import (
     ResourceRequirements,
 )
+from .tenants import TenantPolicy, check_tenant
 
 __all__ = [
     "AllocationRequest",
@@ -83,6 +84,10 @@ class AllocationRequest:
     exclude : iterable of str, optional
         Agents this request must not get (a retry after a failure); kept as
         a frozenset.  Unknown ids are allowed (they exclude nothing).
+    tenant : str
+        Who the request is for (default ``"default"``; 1 to 256 characters):
+        its queue share, caps and rate limit (see
+        :class:`~arbiter_core.TenantPolicy`).
     """
 
     request_id: str
@@ -94,6 +99,7 @@ class AllocationRequest:
     requested_at: float | None = None
     movable: bool = True
     exclude: frozenset[str] | None = None
+    tenant: str = "default"
 
     def __post_init__(self) -> None:
         t = self.timeout_s
@@ -101,7 +107,8 @@ class AllocationRequest:
                 and self.task_id and self.priority.__class__ is TaskPriority
                 and type(t) is float and 0.0 < t < _INF and self.required_resources is None
                 and self.metadata is None and self.requested_at is None
-                and self.movable is True and self.exclude is None):
+                and self.movable is True and self.exclude is None
+                and self.tenant == "default"):
             return      # the common request: nothing to convert, every check passed
         self._check()
 
@@ -127,6 +134,7 @@ class AllocationRequest:
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
         if self.requested_at is not None:
             check_number(self.requested_at, "requested_at")
+        check_tenant(self.tenant)
         if not isinstance(self.movable, bool):
             raise TypeError(f"movable must be a bool, got {type(self.movable).__name__}")
         ex = self.exclude
@@ -257,6 +265,11 @@ class ResourceAllocator(AllocCore):
     slow_decision_s : float
         A submission that takes longer than this is counted in
         ``slow_decisions`` (default 0.05 s).
+    max_tenants : int
+        Tenants with their own state (default 10,000); past it, the least
+        recently active tenant without a policy or live request is folded
+        into ``"other"`` (its tallies move there), so per-tenant totals still
+        add up to the global ones.
 
     Notes
     -----
@@ -291,6 +304,7 @@ class ResourceAllocator(AllocCore):
         aging_per_s: float = 0.7,
         history: int = 100_000,
         slow_decision_s: float = 0.05,
+        max_tenants: int = 10_000,
     ) -> None:
         if not isinstance(balancer, LoadBalancer):
             raise TypeError(f"balancer must be a LoadBalancer, got {type(balancer).__name__}")
@@ -310,6 +324,8 @@ class ResourceAllocator(AllocCore):
         self._outcomes = Listeners("outcome listener", self._wire)
         self._leaving = Listeners("agent-leaving listener", self._wire)
         self._reconfigure()
+        self._set_max_tenants(check_int(max_tenants, "max_tenants", 1, 2**31 - 2))
+        self._policies: dict[str, TenantPolicy] = {}
         self.set_rate_limit(rate_limit)
         # follow the balancer's strategy in C, without a call per allocation
         balancer.on_strategy_change(self._on_strategy)
@@ -467,6 +483,69 @@ class ResourceAllocator(AllocCore):
     def _on_timer(self) -> None:
         self.tick()
 
+    # -- tenants --------------------------------------------------------------
+
+    def set_tenant_policy(self, tenant: str, *, weight: float = 1.0,
+                          max_active: int | None = None, max_queued: int | None = None,
+                          rate_per_s: float | None = None,
+                          burst: float | None = None) -> TenantPolicy:
+        """Replace ``tenant``'s whole policy (see :class:`TenantPolicy`); its
+        bucket starts full.  Lowering ``max_active`` below the running count
+        lets running tasks finish and dispatches nothing for the tenant until
+        it is below the cap.  A tenant with a policy counts as seen.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A bad value, naming the argument (nothing changes).
+        """
+        check_tenant(tenant)
+        policy = TenantPolicy(weight=weight, max_active=max_active, max_queued=max_queued,
+                              rate_per_s=rate_per_s, burst=burst)
+        return self.apply_tenant_policy(tenant, policy)
+
+    def apply_tenant_policy(self, tenant: str, policy: TenantPolicy) -> TenantPolicy:
+        """:meth:`set_tenant_policy` with a ready :class:`TenantPolicy`."""
+        check_tenant(tenant)
+        if not isinstance(policy, TenantPolicy):
+            raise TypeError(f"policy must be a TenantPolicy, got {type(policy).__name__}")
+        with self._lock:
+            self._set_tenant_policy(tenant, *policy.core_args())
+            self._policies[tenant] = policy
+        return policy
+
+    def clear_tenant_policy(self, tenant: str) -> None:
+        """Back to the default policy (weight 1, no caps, no bucket)."""
+        with self._lock:
+            self._clear_tenant_policy(tenant)
+            self._policies.pop(tenant, None)
+
+    def tenant_policy(self, tenant: str) -> TenantPolicy:
+        """``tenant``'s policy (the default one when it has none)."""
+        return self._policies.get(tenant, _DEFAULT_POLICY)
+
+    def tenants(self) -> list[str]:
+        """Every tenant with state of its own (``"other"`` included once used)."""
+        return self._tenant_names()
+
+    def get_tenant_statistics(self, tenant: str) -> AllocationStatistics:
+        """:meth:`get_allocation_statistics` for one tenant: the same
+        identities hold, and tenants' totals add up to the global ones.
+        ``rate_limit``/``rate_limit_per_s`` are the tenant's bucket;
+        percentiles cover its last 256 samples; ``unknown_releases`` and
+        ``listener_errors`` cannot be attributed and are 0.
+
+        Raises
+        ------
+        KeyError
+            A tenant never seen (no request, no policy).
+        """
+        (counts, total, unknown, fallbacks, slow, reasons, waits, decisions, rate,
+         burst) = self._tenant_stats(tenant)
+        return _statistics(counts, total, unknown, fallbacks, slow, reasons, waits,
+                           decisions, None if rate < 0 else burst, None if rate < 0 else rate,
+                           0)
+
     # -- statistics -----------------------------------------------------------
 
     def counts(self) -> dict[AllocationStatus, int]:
@@ -474,37 +553,50 @@ class ResourceAllocator(AllocCore):
         return dict(zip(_STATUSES, self._stats()[0]))
 
     def get_allocation_statistics(self) -> AllocationStatistics:
+        """Requests by state (the identities hold), timings, the rate limit."""
         (counts, total, unknown, fallbacks, slow, reasons, waits,
          decisions) = self._stats()
-        c = dict(zip(_STATUSES, counts))
         lim = self._limiter
-        active, released = c[ALLOCATED], c[RELEASED]
-        return AllocationStatistics(
-            total_requests=total,
-            queued=c[QUEUED],
-            active=active,
-            released=released,
-            allocated=active + released,
-            rejected=c[REJECTED],
-            timed_out=c[TIMED_OUT],
-            failed=c[FAILED],
-            unknown_releases=unknown,
-            fallback_allocations=fallbacks,
-            wait_p50_s=_q(waits, 0.5),
-            wait_p95_s=_q(waits, 0.95),
-            wait_p99_s=_q(waits, 0.99),
-            decision_p50_s=_q(decisions, 0.5),
-            decision_p99_s=_q(decisions, 0.99),
-            rate_limit=None if lim is None else lim.limit,
-            rate_limit_per_s=None if lim is None else lim.rate_per_s,
-            by_reason=MappingProxyType(reasons),
-            slow_decisions=slow,
-            listener_errors=self.listener_errors,
-        )
+        return _statistics(counts, total, unknown, fallbacks, slow, reasons, waits, decisions,
+                           None if lim is None else lim.limit,
+                           None if lim is None else lim.rate_per_s, self.listener_errors)
 
     def __repr__(self) -> str:
         return (f"ResourceAllocator(active={self.active_count}, "
                 f"queued={self.queued_count}, total={self.total_requests})")
+
+
+_DEFAULT_POLICY = TenantPolicy()
+
+
+def _statistics(counts: tuple[int, ...], total: int, unknown: int, fallbacks: int, slow: int,
+                reasons: dict[str, int], waits: np.ndarray[Any, np.dtype[np.float64]],
+                decisions: np.ndarray[Any, np.dtype[np.float64]], rate_limit: float | None,
+                rate_per_s: float | None, listener_errors: int) -> AllocationStatistics:
+    c = dict(zip(_STATUSES, counts))
+    active, released = c[ALLOCATED], c[RELEASED]
+    return AllocationStatistics(
+        total_requests=total,
+        queued=c[QUEUED],
+        active=active,
+        released=released,
+        allocated=active + released,
+        rejected=c[REJECTED],
+        timed_out=c[TIMED_OUT],
+        failed=c[FAILED],
+        unknown_releases=unknown,
+        fallback_allocations=fallbacks,
+        wait_p50_s=_q(waits, 0.5),
+        wait_p95_s=_q(waits, 0.95),
+        wait_p99_s=_q(waits, 0.99),
+        decision_p50_s=_q(decisions, 0.5),
+        decision_p99_s=_q(decisions, 0.99),
+        rate_limit=rate_limit,
+        rate_limit_per_s=rate_per_s,
+        by_reason=MappingProxyType(reasons),
+        slow_decisions=slow,
+        listener_errors=listener_errors,
+    )
 
 
 def _q(a: np.ndarray[Any, np.dtype[np.float64]], q: float) -> float | None:

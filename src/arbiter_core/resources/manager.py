@@ -11,9 +11,9 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from .records import (
     HealthThresholds,
     ResourcePoolStats,
 )
+from .tenants import TenantPolicy, check_tenant
 
 __all__ = [
     "AdaptiveResourceManager",
@@ -102,7 +103,8 @@ class ResourceManagerConfig:
     ``rate_limit`` (``None``: no limit; the original's
     ``enable_dynamic_rate_limiting`` is ``RateLimitConfig.adaptive``),
     ``max_queue``, ``stale_after_s``, ``aging_per_s``, ``ejection``,
-    ``capacity``, ``history_size`` (failover events kept), ``seed``.
+    ``capacity``, ``history_size`` (failover events kept), ``seed``,
+    ``tenants`` (``{tenant: TenantPolicy}``) and ``max_tenants``.
     """
 
     enabled: bool = True
@@ -122,6 +124,8 @@ class ResourceManagerConfig:
     history_size: int = 100
     max_agents: int = 100_000
     seed: int | None = None
+    tenants: Mapping[str, TenantPolicy] = dataclasses.field(default_factory=dict)
+    max_tenants: int = 10_000
 
     def __post_init__(self) -> None:
         for name in ("enabled", "enable_auto_failover", "enable_capacity_planning"):
@@ -149,6 +153,16 @@ class ResourceManagerConfig:
                             f"got {type(self.capacity).__name__}")
         check_int(self.history_size, "history_size", 1, 1_000_000)
         check_int(self.max_agents, "max_agents", 1)
+        if not isinstance(self.tenants, Mapping):
+            raise TypeError(f"tenants must be a mapping of tenant -> TenantPolicy, "
+                            f"got {type(self.tenants).__name__}")
+        for tenant, policy in self.tenants.items():
+            check_tenant(tenant, "tenants key")
+            if not isinstance(policy, TenantPolicy):
+                raise TypeError(f"tenants[{tenant!r}] must be a TenantPolicy, "
+                                f"got {type(policy).__name__}")
+        object.__setattr__(self, "tenants", MappingProxyType(dict(self.tenants)))
+        check_int(self.max_tenants, "max_tenants", 1, 2**31 - 2)
         if self.seed is not None:
             check_int(self.seed, "seed", 0, 2**63 - 1)
 
@@ -453,7 +467,10 @@ class AdaptiveResourceManager:
         self.balancer = LoadBalancer(self.monitor, cfg.load_balancing_strategy, seed=cfg.seed)
         self.allocator = ResourceAllocator(self.balancer, rate_limit=cfg.rate_limit,
                                            max_queue=cfg.max_queue, aging_per_s=cfg.aging_per_s,
-                                           slow_decision_s=cfg.max_allocation_decision_s)
+                                           slow_decision_s=cfg.max_allocation_decision_s,
+                                           max_tenants=cfg.max_tenants)
+        for tenant, policy in cfg.tenants.items():
+            self.allocator.apply_tenant_policy(tenant, policy)
         self.ejector = OutlierEjector(self.monitor, cfg.ejection)
         self._lock = self.monitor.lock
         self.allocator.on_outcome(self._on_outcome)
@@ -498,8 +515,9 @@ class AdaptiveResourceManager:
         for k in changes:
             if k not in names:
                 raise TypeError(f"unknown config field {k!r}")
-        if "max_agents" in changes and changes["max_agents"] != self._config.max_agents:
-            raise ValueError("max_agents cannot change on a live manager")
+        for fixed in ("max_agents", "max_tenants"):
+            if fixed in changes and changes[fixed] != getattr(self._config, fixed):
+                raise ValueError(f"{fixed} cannot change on a live manager")
         new = dataclasses.replace(self._config, **changes)
         stop = False
         with self._lock:
@@ -514,6 +532,13 @@ class AdaptiveResourceManager:
             self.allocator.max_queue = new.max_queue
             self.allocator.slow_decision_s = new.max_allocation_decision_s
             self.ejector.config = new.ejection
+            if new.tenants != old.tenants:
+                for tenant in old.tenants:
+                    if tenant not in new.tenants:
+                        self.allocator.clear_tenant_policy(tenant)
+                for tenant, policy in new.tenants.items():
+                    if old.tenants.get(tenant) != policy:
+                        self.allocator.apply_tenant_policy(tenant, policy)
             if new.capacity != old.capacity:
                 self._planner = _CapacityPlanner(new.capacity)
             if new.history_size != old.history_size:
@@ -613,6 +638,30 @@ class AdaptiveResourceManager:
         if self._pending:
             self._announce()
         return res
+
+    # -- tenants ----------------------------------------------------------------
+
+    def set_tenant_policy(self, tenant: str, *, weight: float = 1.0,
+                          max_active: int | None = None, max_queued: int | None = None,
+                          rate_per_s: float | None = None,
+                          burst: float | None = None) -> TenantPolicy:
+        """Replace ``tenant``'s policy (see :meth:`ResourceAllocator.set_tenant_policy`);
+        the config's ``tenants`` mapping follows."""
+        check_tenant(tenant)
+        policy = TenantPolicy(weight=weight, max_active=max_active, max_queued=max_queued,
+                              rate_per_s=rate_per_s, burst=burst)
+        self.update_config(tenants={**self._config.tenants, tenant: policy})
+        if self._pending:
+            self._announce()
+        return policy
+
+    def get_tenant_statistics(self, tenant: str) -> AllocationStatistics:
+        """Allocation statistics of one tenant; KeyError for a tenant never seen."""
+        return self.allocator.get_tenant_statistics(tenant)
+
+    def tenants(self) -> list[str]:
+        """Every tenant with state of its own."""
+        return self.allocator.tenants()
 
     # -- ejection and failover ------------------------------------------------
 

@@ -1,24 +1,31 @@
-"""Discrete-event simulation of a scheduler built on arbiter_core.
+"""The event loop: one strategy, one seed, one scenario.
 
 The simulation drives the *real* :class:`AdaptiveResourceManager` and
 :class:`RuntimeOptimizer` on a :class:`ManualClock`: arrivals, task
-completions, usage reports and maintenance ticks are events in a heap, the
-clock jumps from one to the next, and nothing sleeps.  A run is
-deterministic for a given scenario, strategy and seed.
+completions, usage reports and maintenance ticks are events, the clock jumps
+from one to the next, and nothing sleeps.  A run is deterministic for a given
+scenario, strategy, seed (and trace).
 
 What the simulator plays (the manager only sees the calls a real scheduler
 would make):
 
-* **agents** run the tasks the manager assigns, each taking
-  ``lognormal(mean_task_s) / speed`` seconds, and report cpu/memory usage
-  every ``report_interval_s``;
-* **faults**: a *slow* agent takes ``factor`` times longer; a *silent* agent
-  stops reporting and never finishes what it holds (the manager marks it
-  OFFLINE after ``stale_after_s`` and fails its work over); a *failing* agent
-  fails tasks (the manager ejects it after consecutive failures);
-* **the scheduler** submits requests, releases them when their task ends
-  (``success=False`` for a failed task) and restarts moved tasks after a
-  failover.
+* **agents** run the tasks the manager assigns under their service model
+  (:mod:`.service`: independent slots, or limited processor sharing where
+  tasks slow each other down) and report cpu/memory usage every
+  ``report_interval_s``;
+* **faults**: a *slow* agent serves ``factor`` times slower (its running
+  tasks too); a *silent* agent stops reporting and never finishes what it
+  holds (the manager marks it OFFLINE after ``stale_after_s`` and fails its
+  work over); a *failing* agent fails tasks (the manager ejects it after
+  consecutive failures);
+* **the scheduler** submits requests (:mod:`.workload`: generated or from a
+  trace), releases them when their task ends (``success=False`` for a failed
+  task) and restarts moved tasks from scratch after a failover.
+
+Besides the manager's public API the simulator uses one hook,
+``manager.allocator.on_transition``, the allocator's documented way for a
+synchronous scheduler to learn that a queued request was dispatched or timed
+out without polling.
 """
 
 from __future__ import annotations
@@ -33,30 +40,45 @@ from typing import Any
 
 import numpy as np
 
-from .clock import ManualClock
-from .optimization import OptimizerConfig, RuntimeOptimizer
-from .resources import (
+from ..clock import ManualClock
+from ..optimization import OptimizerConfig, RuntimeOptimizer
+from ..resources import (
     AdaptiveResourceManager,
     AllocationRequest,
     FailoverEvent,
     RateLimitConfig,
     ResourceManagerConfig,
 )
-from .scenario import Scenario
-from .types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
+from ..scenario import PRIORITY_NAMES, Scenario
+from ..types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
+from .service import AgentService
+from .trace import Trace
+from .workload import Workload, generate_workload
 
-__all__ = ["SimulationResult", "compare_strategies", "jain_index", "run_simulation"]
+__all__ = ["SimulationResult", "compare_strategies", "jain_index", "progress_printer",
+           "run_simulation"]
 
-_PRIORITY = {
-    "low": TaskPriority.LOW,
-    "medium": TaskPriority.MEDIUM,
-    "high": TaskPriority.HIGH,
-    "critical": TaskPriority.CRITICAL,
-}
+_PRIORITY_VALUES = tuple(TaskPriority[name.upper()] for name in PRIORITY_NAMES)
 
 # event kinds, ordered so that simultaneous events resolve deterministically:
-# completions free slots before new arrivals look for one
-_DONE, _FAULT, _REPORT, _TICK, _SNAPSHOT, _ARRIVE = range(6)
+# completions free slots before anything else; arrivals (kept out of the heap)
+# come after every event at the same time
+_DONE, _FAULT, _REPORT, _TICK, _SNAPSHOT = range(5)
+
+
+class _SimClock(ManualClock):
+    """A ManualClock the event loop moves with one store.
+
+    The loop only ever moves it forward to finite event times it computed
+    itself, so :meth:`ManualClock.set`'s checks and lock (about a tenth of a
+    run's time) buy nothing here; everything else is the ManualClock.
+    """
+
+    __slots__ = ()
+
+    def jump(self, t: float) -> float:
+        self._t = t
+        return t
 
 
 def jain_index(loads: Iterable[float]) -> float:
@@ -69,21 +91,34 @@ def jain_index(loads: Iterable[float]) -> float:
 
 @dataclass
 class SimulationResult:
-    """The outcome of one strategy on one scenario (all counts add up).
+    """The outcome of one strategy on one scenario and seed (all counts add up).
 
     ``submitted = completed + timed_out + rejected + failed``, where *failed*
     counts requests the manager failed and tasks that ran and failed.
+
+    Wait and end-to-end statistics cover the requests that arrived at or after
+    the scenario's ``warmup_s``; wait is submission to first allocation (every
+    request that got an agent), end-to-end is submission to completion
+    (completed tasks).  ``mean_in_system`` is the time average of the number
+    of requests in the system (queued or running), integrated over the whole
+    run, and ``sojourn_mean_s`` the mean time from submission to any outcome
+    (0 for a rejection): Little's law says ``mean_in_system ==
+    arrival_rate_per_s * sojourn_mean_s``, and the simulator's bookkeeping
+    keeps it exact.
     """
 
     strategy: str
+    seed: int = 0
     submitted: int = 0
     completed: int = 0
     timed_out: int = 0
     rejected: int = 0
     failed: int = 0
+    wait_mean_s: float = math.nan
     wait_p50_s: float = math.nan
     wait_p95_s: float = math.nan
     wait_p99_s: float = math.nan
+    e2e_mean_s: float = math.nan
     e2e_p50_s: float = math.nan
     e2e_p99_s: float = math.nan
     fairness: float = math.nan
@@ -96,6 +131,9 @@ class SimulationResult:
     capacity_action: str = ""
     desired_agents: int = 0
     rate_limit_final: float = math.nan
+    mean_in_system: float = math.nan
+    arrival_rate_per_s: float = math.nan
+    sojourn_mean_s: float = math.nan
     simulated_s: float = 0.0
     wall_s: float = 0.0
     recommendations: list[str] = field(default_factory=list)
@@ -105,7 +143,7 @@ class SimulationResult:
     agent_busy_s: dict[str, float] = field(default_factory=dict, repr=False)
 
     def table_row(self) -> dict[str, Any]:
-        """The JSON/table view: every field but the name and the plot series."""
+        """The JSON/table view: every field but the name, seed and the plot series."""
         out = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name not in _NOT_IN_TABLE}
         for k, v in out.items():
@@ -114,32 +152,41 @@ class SimulationResult:
         return out
 
 
-_NOT_IN_TABLE = frozenset({"strategy", "timeline", "e2e_samples", "agent_busy_s"})
+_NOT_IN_TABLE = frozenset({"strategy", "seed", "timeline", "e2e_samples", "agent_busy_s"})
 
 
-@dataclass
 class _Task:
-    request_id: str
-    priority: str
-    work_s: float
-    submitted_at: float
-    fail_draw: float = 0.0  # uniform draw fixed at arrival: fails where failure rate > it
-    agent: str | None = None
-    started_at: float = math.nan
-    epoch: int = 0        # bumps when the task is moved: stale completions are ignored
+    __slots__ = ("agent", "began", "fail_draw", "index", "request_id", "started",
+                 "submitted_at", "work_s")
+
+    def __init__(self, request_id: str, index: int, work_s: float, submitted_at: float,
+                 fail_draw: float) -> None:
+        self.request_id = request_id
+        self.index = index
+        self.work_s = work_s
+        self.submitted_at = submitted_at
+        # a uniform draw fixed at arrival: fails where the failure rate > it
+        self.fail_draw = fail_draw
+        self.agent: str | None = None
+        self.began = math.nan      # when it started on its current agent
+        self.started = False       # ever allocated (the wait is measured once)
 
 
 class _Simulation:
     def __init__(self, scenario: Scenario, strategy: LoadBalancingStrategy, seed: int,
-                 progress: Callable[[float], None] | None) -> None:
+                 progress: Callable[[float], None] | None,
+                 trace: Trace | None = None) -> None:
         self.sc = scenario
         self.strategy = strategy
-        # independent streams: the arrivals (times, priorities, work, failure
-        # draws) are identical for every strategy; only the noise differs
+        # independent streams: the workload (times, priorities, work, failure
+        # draws) is identical for every strategy; only the noise differs
         arrival_ss, noise_ss = np.random.SeedSequence(seed).spawn(2)
-        self.rng = np.random.default_rng(arrival_ss)
+        rng = np.random.default_rng(arrival_ss)
         self.noise = np.random.default_rng(noise_ss)
-        self.clock = ManualClock(start=0.0)
+        self.work: Workload = (generate_workload(scenario, rng) if trace is None
+                               else trace.to_workload(scenario, rng))
+        self.duration = self.work.duration_s
+        self.clock = _SimClock(start=0.0)
         self.progress = progress
         rate_limit = None
         if scenario.rate_limit_per_s is not None:
@@ -171,27 +218,29 @@ class _Simulation:
             ),
             clock=self.clock,
         )
-        self.result = SimulationResult(strategy=strategy.value)
+        self.result = SimulationResult(strategy=strategy.value, seed=seed)
         self.events: list[tuple[float, int, int, Any]] = []
         self.seq = 0
         self.tasks: dict[str, _Task] = {}
         # insertion-ordered (a dict, not a set) so runs are deterministic
         self.queued: dict[str, None] = {}
         self.transitions: list[tuple[str, AllocationStatus, str | None]] = []
-        self.running: dict[str, set[str]] = {}
-        self.speed: dict[str, float] = {}
-        self.slow: dict[str, float] = {}
+        self.services: dict[str, AgentService] = {}
         self.silent: set[str] = set()
+        self.slow: dict[str, float] = {}
         self.fail_rate: dict[str, float] = {}
         self.memory: dict[str, tuple[float, float]] = {}
         self.max_tasks: dict[str, int] = {}
-        self.busy_s: dict[str, float] = {}
         self.waits: list[float] = []
         self.e2e: list[float] = []
         self.bottleneck_keys: set[tuple[str, str]] = set()
         self.timeline: dict[str, list[float]] = {"t": [], "queue": [], "utilization": []}
         self.completed_window = 0
         self.failed_window = 0
+        # Little's law: the integral of the number in system, and the sum of
+        # the time each request spent in it
+        self.area = 0.0
+        self.sojourn_sum = 0.0
 
     # -- setup -----------------------------------------------------------------
 
@@ -203,13 +252,10 @@ class _Simulation:
         for g in self.sc.groups:
             for i in range(g.count):
                 aid = f"{g.name}-{i}"
-                weight = g.weight if g.weight is not None else g.max_tasks * g.speed
-                self.arm.register_agent(aid, max_tasks=g.max_tasks, weight=weight)
-                self.speed[aid] = g.speed
+                self.arm.register_agent(aid, max_tasks=g.max_tasks, weight=g.effective_weight)
+                self.services[aid] = AgentService(g.speed, g.effective_parallelism)
                 self.memory[aid] = (g.base_memory, g.memory_per_task)
                 self.max_tasks[aid] = g.max_tasks
-                self.running[aid] = set()
-                self.busy_s[aid] = 0.0
         self.arm.on_failover(self._on_failover)
         self.arm.allocator.on_transition(self._on_transition)
         self.opt.on_bottleneck(self._on_bottleneck)
@@ -218,44 +264,21 @@ class _Simulation:
         self._push(0.0, _REPORT)
         # the health verdict is taken when arrivals stop, not after the drain
         # (an idle pool's throughput would read as a bottleneck)
-        self._push(self.sc.duration_s, _SNAPSHOT)
+        self._push(self.duration, _SNAPSHOT)
         self._push(self.sc.tick_interval_s, _TICK)
-        self._schedule_arrival(0.0)
 
-    # -- arrivals ----------------------------------------------------------------
+    # -- arrivals and outcomes -----------------------------------------------------
 
-    def _rate_at(self, t: float) -> float:
-        rate = self.sc.arrivals.rate_per_s
-        for b in self.sc.arrivals.bursts:
-            if b.start_s <= t < b.start_s + b.duration_s:
-                rate *= b.factor
-        return rate
-
-    def _schedule_arrival(self, now: float) -> None:
-        # thinning-free: the rate is piecewise constant, so draw from the
-        # current rate and re-draw when the gap crosses a burst edge
-        t = now + self.rng.exponential(1.0 / self._rate_at(now))
-        edges = [e for b in self.sc.arrivals.bursts for e in (b.start_s, b.start_s + b.duration_s)
-                 if now < e < t]
-        if edges:
-            t = min(edges)
-            self._push(t, _ARRIVE, False)   # a rate change, not an arrival
-            return
-        if t < self.sc.duration_s:
-            self._push(t, _ARRIVE, True)
-
-    def _arrive(self, now: float) -> None:
-        ar = self.sc.arrivals
-        shares = np.array([p.share for p in ar.priorities])
-        pc = ar.priorities[int(self.rng.choice(len(shares), p=shares / shares.sum()))]
-        mu = math.log(ar.mean_task_s) - ar.task_sigma ** 2 / 2
-        work = float(self.rng.lognormal(mu, ar.task_sigma)) if ar.task_sigma > 0 else ar.mean_task_s
-        rid = f"r{self.result.submitted}"
+    def _arrive(self, i: int, now: float) -> None:
+        w = self.work
+        rid = f"r{i}"
         self.result.submitted += 1
-        task = _Task(rid, pc.priority, work, now, fail_draw=float(self.rng.random()))
+        task = _Task(rid, i, float(w.work_s[i]), now, float(w.fail_draw[i]))
         self.tasks[rid] = task
-        req = AllocationRequest(request_id=rid, task_id=f"t{self.result.submitted}",
-                                priority=_PRIORITY[pc.priority], timeout_s=pc.timeout_s)
+        req = AllocationRequest(request_id=rid, task_id=f"t{i}",
+                                priority=_PRIORITY_VALUES[w.priority[i]],
+                                timeout_s=float(w.timeout_s[i]),
+                                metadata={"tenant": w.tenant[i]} if w.tenant else None)
         res = self.arm.allocate_resources(req)
         if res.status is AllocationStatus.ALLOCATED:
             self._start(task, res.agent_id, now)
@@ -263,44 +286,71 @@ class _Simulation:
             self.queued[rid] = None
         elif res.status is AllocationStatus.REJECTED:
             self.result.rejected += 1
-            del self.tasks[rid]
+            self._end(task, now)
         else:
             self.result.failed += 1
-            del self.tasks[rid]
+            self._end(task, now)
         self._dispatch_queued(now)   # a call may expire other queued requests
 
+    def _end(self, task: _Task, now: float) -> None:
+        self.sojourn_sum += now - task.submitted_at
+        del self.tasks[task.request_id]
+
     # -- running tasks -------------------------------------------------------------
+
+    def _reschedule(self, agent: str) -> None:
+        """Make the agent's pending completion event match its state."""
+        svc = self.services[agent]
+        t = svc.next_completion()
+        pending = svc.scheduled
+        if t is not None and pending is not None and abs(t - pending) <= 1e-12 * max(1.0, t):
+            # the same task still ends at the same time (a start that neither
+            # changed the rate nor finishes first): the pending event stands;
+            # it differs from t by rounding at most
+            return
+        svc.epoch += 1
+        svc.scheduled = t
+        if t is not None:
+            self._push(t, _DONE, (agent, svc.epoch))
 
     def _start(self, task: _Task, agent: str | None, now: float) -> None:
         assert agent is not None
         task.agent = agent
-        task.epoch += 1
-        if math.isnan(task.started_at):
-            task.started_at = now
-            self.waits.append(now - task.submitted_at)
-        self.running[agent].add(task.request_id)
-        if agent in self.silent:
-            return          # a crashed agent never finishes; failover will move it
-        duration = task.work_s / self.speed[agent] * self.slow.get(agent, 1.0)
-        self._push(now + duration, _DONE, (task.request_id, task.epoch, now))
+        task.began = now
+        if not task.started:
+            task.started = True
+            if task.submitted_at >= self.sc.warmup_s:
+                self.waits.append(now - task.submitted_at)
+        self.services[agent].add(task.request_id, task.work_s, now)
+        self._reschedule(agent)
 
-    def _finish(self, payload: tuple[str, int, float], now: float) -> None:
-        rid, epoch, began = payload
-        task = self.tasks.get(rid)
-        if task is None or task.epoch != epoch or task.agent is None:
-            return          # moved or already ended
-        agent = task.agent
-        self.running[agent].discard(rid)
-        self.busy_s[agent] += now - began
+    def _stop_running(self, task: _Task, now: float) -> None:
+        """Take a task off its agent unfinished (failover moved or requeued it)."""
+        if task.agent is not None:
+            self.services[task.agent].remove(task.request_id, now)
+            self._reschedule(task.agent)
+            task.agent = None
+
+    def _finish(self, payload: tuple[str, int], now: float) -> None:
+        agent, epoch = payload
+        svc = self.services[agent]
+        if epoch != svc.epoch:
+            return          # superseded: the agent's load or speed changed since
+        svc.scheduled = None
+        rid = svc.pop(now)
+        self._reschedule(agent)
+        task = self.tasks[rid]
+        task.agent = None
         success = task.fail_draw >= self.fail_rate.get(agent, 0.0)
-        self.arm.release_resources(rid, success=success, duration_s=now - began)
-        del self.tasks[rid]
+        self.arm.release_resources(rid, success=success, duration_s=now - task.began)
+        self._end(task, now)
         e2e = now - task.submitted_at
         self.opt.record_metric(MetricType.LATENCY, e2e * 1000.0, source="scheduler",
                                timestamp=now)
         if success:
             self.result.completed += 1
-            self.e2e.append(e2e)
+            if task.submitted_at >= self.sc.warmup_s:
+                self.e2e.append(e2e)
             self.completed_window += 1
         else:
             self.result.failed += 1
@@ -308,7 +358,7 @@ class _Simulation:
         self._dispatch_queued(now)
 
     def _on_transition(self, rid: str, status: AllocationStatus, agent: str | None) -> None:
-        # called under the manager's lock: only record, act after the call returns
+        # called from inside a manager call: only record, act after the call returns
         self.transitions.append((rid, status, agent))
 
     def _dispatch_queued(self, now: float) -> None:
@@ -326,7 +376,7 @@ class _Simulation:
                     self.result.timed_out += 1
                 else:
                     self.result.failed += 1
-                del self.tasks[rid]
+                self._end(task, now)
 
     def _on_failover(self, event: FailoverEvent) -> None:
         now = self.clock.now()
@@ -336,17 +386,13 @@ class _Simulation:
             if task is None:
                 continue
             self.result.tasks_moved += 1
-            if task.agent is not None:
-                self.running[task.agent].discard(rid)
+            self._stop_running(task, now)
             self._start(task, new_agent, now)
         for rid in event.requeued:
             task = self.tasks.get(rid)
             if task is None:
                 continue
-            if task.agent is not None:
-                self.running[task.agent].discard(rid)
-            task.agent = None
-            task.epoch += 1
+            self._stop_running(task, now)
             self.queued[rid] = None
 
     def _on_bottleneck(self, event: Any) -> None:
@@ -357,14 +403,16 @@ class _Simulation:
 
     def _report(self, now: float) -> None:
         total_running = 0
-        for aid, tasks in self.running.items():
-            if aid in self.silent:
-                continue
-            n = len(tasks)
+        for aid, svc in self.services.items():
+            n = svc.n
             total_running += n
-            share = n / self.max_tasks[aid]
+            if aid in self.silent or not self.sc.usage_reports:
+                continue
+            # cpu follows how busy the agent is: the share of its parallel
+            # capacity in use (n / max_tasks for slots)
+            busy = min(1.0, n / svc.parallelism)
             slow = self.slow.get(aid, 1.0)
-            cpu = min(100.0, 8.0 + 80.0 * share * min(slow, 1.2) + self.noise.normal(0, 2.0))
+            cpu = min(100.0, 8.0 + 80.0 * busy * min(slow, 1.2) + self.noise.normal(0, 2.0))
             base, per_task = self.memory[aid]
             mem = min(100.0, base + per_task * n + self.noise.normal(0, 1.0))
             self.arm.record_usage(aid, cpu=max(cpu, 0.0), memory=max(mem, 0.0))
@@ -383,7 +431,7 @@ class _Simulation:
         self.timeline["t"].append(now)
         self.timeline["queue"].append(float(queue))
         self.timeline["utilization"].append(100.0 * total_running / slots)
-        if now < self.sc.duration_s or self.tasks:
+        if now < self.duration or self.tasks:
             self._push(now + interval, _REPORT)
 
     def _tick(self, now: float) -> None:
@@ -393,14 +441,19 @@ class _Simulation:
         self.result.peak_queue = max(self.result.peak_queue, len(self.queued))
         if self.progress is not None:
             self.progress(now)
-        if now < self.sc.duration_s or self.tasks:
+        if now < self.duration or self.tasks:
             self._push(now + self.sc.tick_interval_s, _TICK)
 
     def _fault(self, f: Any, now: float) -> None:
+        svc = self.services[f.agent]
         if f.kind == "slow":
             self.slow[f.agent] = f.factor
+            svc.set_slowdown(f.factor, now)
+            self._reschedule(f.agent)
         elif f.kind == "silent":
             self.silent.add(f.agent)
+            svc.stop(now)
+            self._reschedule(f.agent)
         elif f.kind == "failing":
             self.fail_rate[f.agent] = f.failure_rate
 
@@ -420,74 +473,102 @@ class _Simulation:
         wall = time.perf_counter()
         self.setup()
         # a hard stop far past any deadline guarantees termination
-        horizon = self.sc.duration_s + 10 * max(
-            [p.timeout_s for p in self.sc.arrivals.priorities] + [self.sc.stale_after_s]
-        ) + 100 * self.sc.arrivals.mean_task_s
-        while self.events:
-            at, kind, _, payload = heapq.heappop(self.events)
-            if at > horizon:
-                break
-            if at > self.clock.now():
-                self.clock.set(at)
-            if kind == _DONE:
-                self._finish(payload, at)
-            elif kind == _ARRIVE:
-                if payload:
-                    self._arrive(at)
-                self._schedule_arrival(at)
-            elif kind == _REPORT:
-                self._report(at)
-            elif kind == _TICK:
-                self._tick(at)
-            elif kind == _SNAPSHOT:
-                self._snapshot_health()
+        longest_timeout = float(self.work.timeout_s.max()) if len(self.work) else 0.0
+        horizon = self.duration + 10 * max(longest_timeout, self.sc.stale_after_s) \
+            + 100 * max(self.work.mean_work_s, self.sc.arrivals.mean_task_s)
+        arrivals = self.work.arrival_s.tolist()
+        n = len(arrivals)
+        i = 0
+        events = self.events
+        clock = self.clock
+        now = 0.0
+        while True:
+            t_arrive = arrivals[i] if i < n else math.inf
+            if events and events[0][0] <= t_arrive:
+                at, kind, _, payload = heapq.heappop(events)
+                if at > horizon:
+                    break
+                if at > now:
+                    self.area += len(self.tasks) * (at - now)
+                    now = clock.jump(at)
+                if kind == _DONE:
+                    self._finish(payload, at)
+                elif kind == _REPORT:
+                    self._report(at)
+                elif kind == _TICK:
+                    self._tick(at)
+                elif kind == _SNAPSHOT:
+                    self._snapshot_health()
+                else:
+                    self._fault(payload, at)
+            elif i < n:
+                if t_arrive > now:
+                    self.area += len(self.tasks) * (t_arrive - now)
+                    now = clock.jump(t_arrive)
+                self._arrive(i, t_arrive)
+                i += 1
             else:
-                self._fault(payload, at)
+                break
         self._close(time.perf_counter() - wall)
         return self.result
 
     def _close(self, wall_s: float) -> None:
         r = self.result
+        now = self.clock.now()
         # whatever is still open after the horizon (only possible with a
         # scenario whose work never ends) is counted as failed, never dropped
-        for rid in list(self.tasks):
+        for task in list(self.tasks.values()):
             r.failed += 1
-            del self.tasks[rid]
+            self._end(task, now)
         if self.waits:
+            r.wait_mean_s = float(np.mean(self.waits))
             r.wait_p50_s, r.wait_p95_s, r.wait_p99_s = (
                 float(x) for x in np.quantile(self.waits, [0.5, 0.95, 0.99]))
         if self.e2e:
+            r.e2e_mean_s = float(np.mean(self.e2e))
             r.e2e_p50_s, r.e2e_p99_s = (float(x) for x in np.quantile(self.e2e, [0.5, 0.99]))
-        elapsed = max(self.clock.now(), 1e-9)
-        loads = [self.busy_s[a] / (self.max_tasks[a] * elapsed) for a in self.busy_s]
+        elapsed = max(now, 1e-9)
+        busy: dict[str, float] = {}
+        for aid, svc in self.services.items():
+            svc.advance(now)
+            busy[aid] = svc.busy_area
+        loads = [busy[a] / (self.max_tasks[a] * elapsed) for a in busy]
         r.fairness = jain_index(loads)
         r.bottlenecks_found = len(self.bottleneck_keys)
         stats = self.arm.get_allocation_statistics()
         r.ejections = sum(p.ejection_count for p in self.arm.monitor.get_all_agent_resources())
         r.rate_limit_final = math.nan if stats.rate_limit is None else float(stats.rate_limit)
-        r.simulated_s = self.clock.now()
+        r.mean_in_system = self.area / elapsed
+        r.arrival_rate_per_s = r.submitted / elapsed
+        r.sojourn_mean_s = self.sojourn_sum / r.submitted if r.submitted else math.nan
+        r.simulated_s = now
         r.wall_s = wall_s
         r.timeline = self.timeline
         r.e2e_samples = self.e2e
-        r.agent_busy_s = self.busy_s
+        r.agent_busy_s = busy
 
 
 def run_simulation(scenario: Scenario, strategy: LoadBalancingStrategy | str, seed: int = 0,
-                   progress: Callable[[float], None] | None = None) -> SimulationResult:
-    """Run one strategy on ``scenario``; deterministic for a given seed."""
+                   progress: Callable[[float], None] | None = None,
+                   trace: Trace | None = None) -> SimulationResult:
+    """Run one strategy on ``scenario``; deterministic for a given seed.
+
+    ``trace`` (a :class:`~arbiter_core.simulate.Trace`) replaces the scenario's
+    generated arrivals with the trace's requests.
+    """
     strat = LoadBalancingStrategy(strategy)
-    return _Simulation(scenario, strat, seed, progress).run()
+    return _Simulation(scenario, strat, seed, progress, trace).run()
 
 
 def compare_strategies(scenario: Scenario, strategies: Iterable[LoadBalancingStrategy | str],
                        seed: int = 0, progress: Callable[[str, float], None] | None = None,
-                       ) -> dict[str, SimulationResult]:
-    """Run every strategy on the same scenario and seed."""
+                       trace: Trace | None = None) -> dict[str, SimulationResult]:
+    """Run every strategy on the same scenario and seed (one process)."""
     out: dict[str, SimulationResult] = {}
     for s in strategies:
         name = LoadBalancingStrategy(s).value
         cb = None if progress is None else (lambda t, n=name: progress(n, t))
-        out[name] = run_simulation(scenario, s, seed, cb)
+        out[name] = run_simulation(scenario, s, seed, cb, trace)
     return out
 
 
