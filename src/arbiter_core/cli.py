@@ -19,6 +19,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad arguments, scenario or trace fil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -140,6 +141,17 @@ def _simulate(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         sys.stderr.write(f"arbiter-core simulate: bad scenario: {exc}\n")
         return 2
+    if args.replicas is not None:
+        from .scenario import check_replicas
+
+        try:
+            if args.replicas < 1:
+                raise ScenarioError(f"--replicas must be >= 1, got {args.replicas}")
+            scenario = dataclasses.replace(scenario, replicas=args.replicas)
+            check_replicas(scenario)
+        except ScenarioError as exc:
+            sys.stderr.write(f"arbiter-core simulate: {exc}\n")
+            return 2
     trace = None
     if args.trace:
         try:
@@ -356,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--trace", metavar="FILE",
                      help="replay these requests (CSV with a header, or JSON lines) "
                           "instead of the scenario's arrivals")
+    sim.add_argument("--replicas", type=int, default=None, metavar="N",
+                     help="N scheduler replicas sharing the pool through slot leases "
+                          "(default: the scenario's, 1)")
     sim.add_argument("--json", action="store_true", help="print one JSON document")
     sim.add_argument("--plot", metavar="FILE.png", help="write plots (needs matplotlib)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")

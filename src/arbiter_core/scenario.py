@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 PRIORITY_NAMES = ("low", "medium", "high", "critical")
-FAULT_KINDS = ("slow", "silent", "failing")
+FAULT_KINDS = ("slow", "silent", "failing", "replica_crash")
 SERVICE_MODELS = ("slots", "shared")
 TASK_DISTRIBUTIONS = ("lognormal", "exponential", "deterministic", "pareto")
 #: generated arrivals are held in memory (a few tens of bytes each): bound them
@@ -45,7 +45,7 @@ MAX_ARRIVALS = 20_000_000
 _TOP_FIELDS = frozenset({
     "name", "duration_s", "pool", "arrivals", "faults", "rate_limit", "report_interval_s",
     "tick_interval_s", "stale_after_s", "latency_threshold_ms", "throughput_threshold_per_s",
-    "max_queue", "warmup_s", "usage_reports"})
+    "max_queue", "warmup_s", "usage_reports", "replicas", "sync_interval_s", "lease_ttl_s"})
 _GROUP_FIELDS = frozenset({"name", "count", "max_tasks", "speed", "weight", "base_memory",
                            "memory_per_task", "service", "parallelism"})
 _ARRIVAL_FIELDS = frozenset({"rate_per_s", "mean_task_s", "task_sigma", "bursts", "priorities",
@@ -161,6 +161,10 @@ class Fault:
     ``slow``: its tasks take ``factor`` times longer.  ``silent``: it stops
     reporting usage and never finishes the tasks it holds (a crash).
     ``failing``: each task fails with probability ``failure_rate``.
+    ``replica_crash`` (no agent): scheduler replica number ``replica`` stops
+    (with ``replicas > 1``): its queued requests are lost, the tasks it
+    started run on to the end on their agents but their results are lost
+    (counted as failed), and its lease is left to expire.
     """
 
     kind: str
@@ -168,6 +172,7 @@ class Fault:
     at_s: float
     factor: float = 4.0
     failure_rate: float = 1.0
+    replica: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,13 @@ class Scenario:
     state).  ``usage_reports = False`` stops the agents' cpu/memory reports,
     so the balancer sees task counts and outcomes only (the queueing-theory
     checks use it: a report is always a little stale).
+
+    ``replicas > 1`` runs that many scheduler replicas
+    (:class:`~arbiter_core.fleet.FleetMember`) sharing the pool through an
+    :class:`~arbiter_core.fleet.InMemoryLeaseStore` with ``lease_ttl_s``;
+    each arrival goes to a live replica drawn at random, every replica syncs
+    every ``sync_interval_s`` and the agents report their running counts to
+    the store every ``report_interval_s``.
     """
 
     name: str
@@ -198,6 +210,9 @@ class Scenario:
     max_queue: int = 10_000
     warmup_s: float = 0.0
     usage_reports: bool = True
+    replicas: int = 1
+    sync_interval_s: float = 0.25
+    lease_ttl_s: float = 10.0
 
     @property
     def agent_count(self) -> int:
@@ -369,11 +384,16 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
     faults = []
     for i, f in enumerate(r.items("faults")):
         fr = _Reader(f, f"faults[{i}]",
-                     frozenset({"kind", "agent", "at_s", "factor", "failure_rate"}))
+                     frozenset({"kind", "agent", "at_s", "factor", "failure_rate", "replica"}))
         kind = fr.text("kind")
         if kind not in FAULT_KINDS:
             raise ScenarioError(f"faults[{i}].kind: must be one of {', '.join(FAULT_KINDS)}, "
                                 f"got {kind!r}")
+        if kind == "replica_crash":
+            faults.append(Fault(kind, "", fr.number("at_s", lo=0.0),
+                                replica=fr.integer("replica", default=0, minimum=0)))
+            fr.done()
+            continue
         agent = fr.text("agent")
         if agent not in agent_ids:
             raise ScenarioError(f"faults[{i}].agent: no agent {agent!r} in the pool "
@@ -404,12 +424,29 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
         max_queue=r.integer("max_queue", default=10_000, minimum=1),
         warmup_s=r.number("warmup_s", default=0.0, lo=0.0),
         usage_reports=r.boolean("usage_reports", default=True),
+        replicas=r.integer("replicas", default=1, minimum=1),
+        sync_interval_s=r.number("sync_interval_s", default=0.25, positive=True),
+        lease_ttl_s=r.number("lease_ttl_s", default=10.0, positive=True),
     )
+    check_replicas(sc)
     if sc.warmup_s >= sc.duration_s:
         raise ScenarioError(f"warmup_s: must be < duration_s ({sc.duration_s:g}), "
                             f"got {sc.warmup_s:g}")
     r.done(extra_ok={"pool", "arrivals", "faults", "rate_limit"})
     return sc
+
+
+def check_replicas(sc: Scenario) -> None:
+    """The replica settings agree with each other and with the faults."""
+    if sc.replicas > 64:
+        raise ScenarioError(f"replicas: at most 64, got {sc.replicas}")
+    if sc.sync_interval_s >= sc.lease_ttl_s:
+        raise ScenarioError(f"sync_interval_s: must be below lease_ttl_s "
+                            f"({sc.lease_ttl_s:g}), got {sc.sync_interval_s:g}")
+    for i, f in enumerate(sc.faults):
+        if f.kind == "replica_crash" and f.replica >= sc.replicas:
+            raise ScenarioError(f"faults[{i}].replica: no replica {f.replica} "
+                                f"(replicas = {sc.replicas}; numbered from 0)")
 
 
 _MISSING: Any = object()

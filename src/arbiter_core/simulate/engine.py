@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..clock import ManualClock
+from ..fleet import FleetMember, InMemoryLeaseStore
 from ..optimization import OptimizerConfig, RuntimeOptimizer
 from ..resources import (
     AdaptiveResourceManager,
@@ -63,7 +64,7 @@ _PRIORITY_VALUES = tuple(TaskPriority[name.upper()] for name in PRIORITY_NAMES)
 # event kinds, ordered so that simultaneous events resolve deterministically:
 # completions free slots before anything else; arrivals (kept out of the heap)
 # come after every event at the same time
-_DONE, _FAULT, _REPORT, _TICK, _SNAPSHOT = range(5)
+_DONE, _FAULT, _REPORT, _TICK, _SNAPSHOT, _SYNC = range(6)
 
 
 class _SimClock(ManualClock):
@@ -94,7 +95,11 @@ class SimulationResult:
     """The outcome of one strategy on one scenario and seed (all counts add up).
 
     ``submitted = completed + timed_out + rejected + failed``, where *failed*
-    counts requests the manager failed and tasks that ran and failed.
+    counts requests the manager failed, tasks that ran and failed, and the
+    requests of a crashed replica (also counted in ``lost_in_crash``).
+
+    ``oversubscribed`` counts the moments an agent ran more tasks than its
+    ``max_tasks`` (summed over replicas when there are several): it must be 0.
 
     Wait and end-to-end statistics cover the requests that arrived at or after
     the scenario's ``warmup_s``; wait is submission to first allocation (every
@@ -136,6 +141,9 @@ class SimulationResult:
     sojourn_mean_s: float = math.nan
     simulated_s: float = 0.0
     wall_s: float = 0.0
+    replicas: int = 1
+    oversubscribed: int = 0
+    lost_in_crash: int = 0
     recommendations: list[str] = field(default_factory=list)
     # time series for plots (not part of the table)
     timeline: dict[str, list[float]] = field(default_factory=dict, repr=False)
@@ -156,7 +164,7 @@ _NOT_IN_TABLE = frozenset({"strategy", "seed", "timeline", "e2e_samples", "agent
 
 
 class _Task:
-    __slots__ = ("agent", "began", "fail_draw", "index", "request_id", "started",
+    __slots__ = ("agent", "began", "fail_draw", "index", "replica", "request_id", "started",
                  "submitted_at", "work_s")
 
     def __init__(self, request_id: str, index: int, work_s: float, submitted_at: float,
@@ -170,6 +178,7 @@ class _Task:
         self.agent: str | None = None
         self.began = math.nan      # when it started on its current agent
         self.started = False       # ever allocated (the wait is measured once)
+        self.replica = 0           # the scheduler replica that holds it
 
 
 class _Simulation:
@@ -180,9 +189,10 @@ class _Simulation:
         self.strategy = strategy
         # independent streams: the workload (times, priorities, work, failure
         # draws) is identical for every strategy; only the noise differs
-        arrival_ss, noise_ss = np.random.SeedSequence(seed).spawn(2)
+        arrival_ss, noise_ss, route_ss = np.random.SeedSequence(seed).spawn(3)
         rng = np.random.default_rng(arrival_ss)
         self.noise = np.random.default_rng(noise_ss)
+        self.route = np.random.default_rng(route_ss)
         self.work: Workload = (generate_workload(scenario, rng) if trace is None
                                else trace.to_workload(scenario, rng))
         self.duration = self.work.duration_s
@@ -195,8 +205,8 @@ class _Simulation:
                                          window_s=burst / scenario.rate_limit_per_s
                                          if scenario.rate_limit_per_s > 0 else 1.0,
                                          adaptive=True)
-        self.arm = AdaptiveResourceManager(
-            config=ResourceManagerConfig(
+        def config(k: int) -> ResourceManagerConfig:
+            return ResourceManagerConfig(
                 load_balancing_strategy=strategy,
                 rate_limit=rate_limit,
                 stale_after_s=scenario.stale_after_s,
@@ -204,10 +214,28 @@ class _Simulation:
                 # the simulator ticks every tick_interval_s; analyse capacity
                 # every 15 s so the run sees the recommendation move
                 capacity_analysis_interval_s=15.0,
-                seed=seed,
-            ),
-            clock=self.clock,
-        )
+                seed=seed + 1_000_003 * k,
+            )
+
+        # one manager, or N fleet members sharing the pool through a store
+        self.store: InMemoryLeaseStore | None = None
+        self.members: list[FleetMember] = []
+        if scenario.replicas == 1:
+            self.arms = [AdaptiveResourceManager(config=config(0), clock=self.clock)]
+            self.allocs: list[Callable[[AllocationRequest], Any]] = [
+                self.arms[0].allocate_resources]
+        else:
+            self.store = InMemoryLeaseStore(lease_ttl_s=scenario.lease_ttl_s,
+                                            clock=self.clock)
+            self.members = [FleetMember(f"replica-{k}", self.store, config(k),
+                                        clock=self.clock,
+                                        sync_interval_s=scenario.sync_interval_s)
+                            for k in range(scenario.replicas)]
+            self.arms = [m.manager for m in self.members]
+            self.allocs = [m.allocate_resources for m in self.members]
+        self.arm = self.arms[0]
+        self.live = list(range(scenario.replicas))
+        self.crashed: set[int] = set()
         self.opt = RuntimeOptimizer(
             config=OptimizerConfig(
                 analysis_interval_s=5.0,
@@ -218,7 +246,8 @@ class _Simulation:
             ),
             clock=self.clock,
         )
-        self.result = SimulationResult(strategy=strategy.value, seed=seed)
+        self.result = SimulationResult(strategy=strategy.value, seed=seed,
+                                       replicas=scenario.replicas)
         self.events: list[tuple[float, int, int, Any]] = []
         self.seq = 0
         self.tasks: dict[str, _Task] = {}
@@ -252,12 +281,22 @@ class _Simulation:
         for g in self.sc.groups:
             for i in range(g.count):
                 aid = f"{g.name}-{i}"
-                self.arm.register_agent(aid, max_tasks=g.max_tasks, weight=g.effective_weight)
+                if self.store is None:
+                    self.arm.register_agent(aid, max_tasks=g.max_tasks,
+                                            weight=g.effective_weight)
+                else:
+                    self.store.register_agent(aid, max_tasks=g.max_tasks,
+                                              weight=g.effective_weight)
                 self.services[aid] = AgentService(g.speed, g.effective_parallelism)
                 self.memory[aid] = (g.base_memory, g.memory_per_task)
                 self.max_tasks[aid] = g.max_tasks
-        self.arm.on_failover(self._on_failover)
-        self.arm.allocator.on_transition(self._on_transition)
+        for arm in self.arms:
+            arm.on_failover(self._on_failover)
+            arm.allocator.on_transition(self._on_transition)
+        if self.members:
+            for m in self.members:      # learn the agents (each gets its floor)
+                m.sync()
+            self._push(self.sc.sync_interval_s, _SYNC)
         self.opt.on_bottleneck(self._on_bottleneck)
         for f in self.sc.faults:
             self._push(f.at_s, _FAULT, f)
@@ -279,7 +318,9 @@ class _Simulation:
                                 priority=_PRIORITY_VALUES[w.priority[i]],
                                 timeout_s=float(w.timeout_s[i]),
                                 metadata={"tenant": w.tenant[i]} if w.tenant else None)
-        res = self.arm.allocate_resources(req)
+        if len(self.arms) > 1:
+            task.replica = self.live[int(self.route.integers(len(self.live)))]
+        res = self.allocs[task.replica](req)
         if res.status is AllocationStatus.ALLOCATED:
             self._start(task, res.agent_id, now)
         elif res.status is AllocationStatus.QUEUED:
@@ -321,7 +362,10 @@ class _Simulation:
             task.started = True
             if task.submitted_at >= self.sc.warmup_s:
                 self.waits.append(now - task.submitted_at)
-        self.services[agent].add(task.request_id, task.work_s, now)
+        svc = self.services[agent]
+        svc.add(task.request_id, task.work_s, now)
+        if svc.n > self.max_tasks[agent]:
+            self.result.oversubscribed += 1
         self._reschedule(agent)
 
     def _stop_running(self, task: _Task, now: float) -> None:
@@ -342,7 +386,18 @@ class _Simulation:
         task = self.tasks[rid]
         task.agent = None
         success = task.fail_draw >= self.fail_rate.get(agent, 0.0)
-        self.arm.release_resources(rid, success=success, duration_s=now - task.began)
+        if task.replica in self.crashed:
+            # the agent finished it, but the replica that would deliver the
+            # result (and release the slot) is gone
+            self.result.failed += 1
+            self.result.lost_in_crash += 1
+            self._end(task, now)
+            return
+        if self.members:
+            self.members[task.replica].release_resources(rid, success=success,
+                                                         duration_s=now - task.began)
+        else:
+            self.arm.release_resources(rid, success=success, duration_s=now - task.began)
         self._end(task, now)
         e2e = now - task.submitted_at
         self.opt.record_metric(MetricType.LATENCY, e2e * 1000.0, source="scheduler",
@@ -406,6 +461,9 @@ class _Simulation:
         for aid, svc in self.services.items():
             n = svc.n
             total_running += n
+            if self.store is not None and aid not in self.silent:
+                # the agent's own count: frees a crashed replica's slots
+                self.store.report_agent(aid, n)
             if aid in self.silent or not self.sc.usage_reports:
                 continue
             # cpu follows how busy the agent is: the share of its parallel
@@ -415,7 +473,8 @@ class _Simulation:
             cpu = min(100.0, 8.0 + 80.0 * busy * min(slow, 1.2) + self.noise.normal(0, 2.0))
             base, per_task = self.memory[aid]
             mem = min(100.0, base + per_task * n + self.noise.normal(0, 1.0))
-            self.arm.record_usage(aid, cpu=max(cpu, 0.0), memory=max(mem, 0.0))
+            for k in self.live:
+                self.arms[k].record_usage(aid, cpu=max(cpu, 0.0), memory=max(mem, 0.0))
         self._dispatch_queued(now)
         interval = self.sc.report_interval_s
         self.opt.record_metric(MetricType.THROUGHPUT, self.completed_window / interval,
@@ -435,7 +494,11 @@ class _Simulation:
             self._push(now + interval, _REPORT)
 
     def _tick(self, now: float) -> None:
-        self.arm.tick()
+        if self.members:
+            for k in self.live:
+                self.members[k].tick()
+        else:
+            self.arm.tick()
         self.opt.tick()
         self._dispatch_queued(now)
         self.result.peak_queue = max(self.result.peak_queue, len(self.queued))
@@ -444,7 +507,32 @@ class _Simulation:
         if now < self.duration or self.tasks:
             self._push(now + self.sc.tick_interval_s, _TICK)
 
+    def _sync(self, now: float) -> None:
+        for k in self.live:
+            self.members[k].sync()
+        self._dispatch_queued(now)
+        if now < self.duration or self.tasks:
+            self._push(now + self.sc.sync_interval_s, _SYNC)
+
+    def _crash(self, k: int, now: float) -> None:
+        """Replica ``k`` stops: its queued requests are lost with it; what it
+        started runs on (its slots stay leased until the store frees them)."""
+        if k in self.crashed or len(self.live) <= 1:
+            return
+        self.crashed.add(k)
+        self.live.remove(k)
+        self._dispatch_queued(now)
+        for rid in [r for r in self.queued if self.tasks[r].replica == k]:
+            del self.queued[rid]
+            self.result.failed += 1
+            self.result.lost_in_crash += 1
+            self._end(self.tasks[rid], now)
+
     def _fault(self, f: Any, now: float) -> None:
+        if f.kind == "replica_crash":
+            if self.members:
+                self._crash(f.replica, now)
+            return
         svc = self.services[f.agent]
         if f.kind == "slow":
             self.slow[f.agent] = f.factor
@@ -499,6 +587,8 @@ class _Simulation:
                     self._tick(at)
                 elif kind == _SNAPSHOT:
                     self._snapshot_health()
+                elif kind == _SYNC:
+                    self._sync(at)
                 else:
                     self._fault(payload, at)
             elif i < n:
@@ -536,7 +626,8 @@ class _Simulation:
         r.fairness = jain_index(loads)
         r.bottlenecks_found = len(self.bottleneck_keys)
         stats = self.arm.get_allocation_statistics()
-        r.ejections = sum(p.ejection_count for p in self.arm.monitor.get_all_agent_resources())
+        r.ejections = sum(p.ejection_count for arm in self.arms
+                          for p in arm.monitor.get_all_agent_resources())
         r.rate_limit_final = math.nan if stats.rate_limit is None else float(stats.rate_limit)
         r.mean_in_system = self.area / elapsed
         r.arrival_rate_per_s = r.submitted / elapsed
