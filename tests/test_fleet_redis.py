@@ -11,10 +11,10 @@ import time
 import uuid
 
 import pytest
-from fleet_support import RedisServer, fleet_worker
 
 from arbiter_core import AllocationRequest, AllocationStatus, ManualClock
 from arbiter_core.fleet import FleetMember, RedisLeaseStore
+from fleet_support import RedisServer, fleet_worker
 
 ALLOCATED = AllocationStatus.ALLOCATED
 QUEUED = AllocationStatus.QUEUED
