@@ -24,6 +24,7 @@ SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*
 help:
 	@echo "make demo    run the main job on its built-in default scenario"
 	@echo "make test    build the wheel from source, install it, run the tests"
+	@echo "make test-ray  install the ray extra and run the simulator-on-Ray test"
 	@echo "make lint    ruff, mypy and stubtest"
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
 	@echo "make bench-report  measure the comparisons and rewrite BENCHMARKS.md"
@@ -53,6 +54,14 @@ demo: $(WHEEL_STAMP)
 test: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest -q tests benchmarks --benchmark-disable -p no:cacheprovider
 	$(VENV)/bin/pytest -q --doctest-modules --pyargs arbiter_core -p no:cacheprovider
+
+# Ray is big, so it is not in EXTRAS: this adds it (CI runs it before make test,
+# so tests/test_ray_executor.py runs there; without Ray it skips).
+install-ray: $(WHEEL_STAMP)
+	$(PIP) install --quiet "$$(ls dist/arbiter_runtime-*.whl)[ray]"
+
+test-ray: install-ray
+	$(VENV)/bin/pytest -q tests/test_ray_executor.py -p no:cacheprovider
 
 # Bounds-checked build (ARBITER_DEBUG=ON) in its own build dir, then the tests.
 test-debug: $(VENV)/.bootstrapped

@@ -172,8 +172,16 @@ def _simulate(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else default_jobs(n_cases)
     show_progress = not args.quiet and sys.stderr.isatty()
     wall = time.perf_counter()
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            sys.stderr.write("arbiter-core simulate: --executor ray needs Ray: "
+                             "pip install 'arbiter-runtime[ray]'\n")
+            return 2
     runs = run_cases(scenario, strategies, seeds, jobs=jobs, trace=trace,
-                     progress=_progress_bar("simulating") if show_progress else None)
+                     progress=_progress_bar("simulating") if show_progress else None,
+                     executor=args.executor)
     wall = time.perf_counter() - wall
     if show_progress:
         sys.stderr.write("\r" + " " * 80 + "\r")
@@ -214,6 +222,8 @@ def _simulate(args: argparse.Namespace) -> int:
               f"mean ± 95% CI half-width over {len(seeds)} seeds; ")
         cpu = sum(r.wall_s for per_seed in runs.values() for r in per_seed)
         procs = "1 process" if jobs == 1 or n_cases == 1 else f"{min(jobs, n_cases)} processes"
+        if args.executor == "ray":
+            procs = "Ray tasks"
         out.write(f"\n(times in seconds; {ci}{n_cases} runs in {wall:.1f} s "
                   f"({cpu:.1f} s of simulation, {procs}))\n\n")
         if best is None:
@@ -368,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--trace", metavar="FILE",
                      help="replay these requests (CSV with a header, or JSON lines) "
                           "instead of the scenario's arrivals")
+    sim.add_argument("--executor", choices=("process", "ray"), default="process",
+                     help="where the cases run: local processes (--jobs), or Ray tasks "
+                          "on the cluster at RAY_ADDRESS, else a local Ray with --jobs "
+                          "CPUs (extra ray)")
     sim.add_argument("--replicas", type=int, default=None, metavar="N",
                      help="N scheduler replicas sharing the pool through slot leases "
                           "(default: the scenario's, 1)")

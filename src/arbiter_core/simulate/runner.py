@@ -17,7 +17,7 @@ from ..types import LoadBalancingStrategy
 from .engine import SimulationResult, run_simulation
 from .trace import Trace
 
-__all__ = ["default_jobs", "run_cases", "seed_list"]
+__all__ = ["EXECUTORS", "default_jobs", "run_cases", "seed_list"]
 
 Case = tuple[str, int]
 #: progress(cases finished, cases in all, fraction of the running cases done)
@@ -52,23 +52,68 @@ def _run_case(scenario: Scenario, trace: Trace | None, strategy: str,
     return run_simulation(scenario, strategy, seed, trace=trace)
 
 
+EXECUTORS = ("process", "ray")
+
+
+def _run_on_ray(scenario: Scenario, trace: Trace | None, cases: list[Case], jobs: int,
+                done: dict[Case, SimulationResult], progress: Progress | None) -> None:
+    """Every case as a Ray task: on the cluster at ``RAY_ADDRESS`` when set
+    (``ray.init()`` reads it), else on a local instance with ``jobs`` CPUs."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("the ray executor needs Ray: pip install "
+                           "'arbiter-runtime[ray]'") from exc
+    started = False
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(num_cpus=jobs, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False)
+        started = True
+    try:
+        task = ray.remote(num_cpus=1)(_run_case)
+        # the scenario and trace go to the object store once, not per case
+        sc_ref, tr_ref = ray.put(scenario), ray.put(trace)
+        pending = {task.remote(sc_ref, tr_ref, name, seed): (name, seed)
+                   for name, seed in cases}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                done[pending.pop(ref)] = ray.get(ref)
+            if progress is not None:
+                progress(len(done), len(cases), 0.0)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_cases(scenario: Scenario, strategies: Sequence[LoadBalancingStrategy | str],
               seeds: Sequence[int], *, jobs: int = 1, trace: Trace | None = None,
-              progress: Progress | None = None) -> dict[str, list[SimulationResult]]:
+              progress: Progress | None = None,
+              executor: str = "process") -> dict[str, list[SimulationResult]]:
     """Run every strategy on every seed.
 
     Returns ``{strategy: [result per seed, in seed order]}`` in strategy
-    order, identical whatever ``jobs`` is.  With ``jobs == 1`` the cases run
-    in this process and ``progress`` also sees the running case's simulated
-    time; with more, ``progress`` counts finished cases.
+    order, identical whatever ``jobs`` and ``executor`` are.  With
+    ``jobs == 1`` the cases run in this process and ``progress`` also sees
+    the running case's simulated time; with more, ``progress`` counts
+    finished cases.  ``executor="ray"`` runs every case as a Ray task (on
+    the cluster at ``RAY_ADDRESS``, else a local instance with ``jobs``
+    CPUs; extra ``ray``).
     """
     names = [LoadBalancingStrategy(s).value for s in strategies]
     cases: list[Case] = [(n, s) for n in names for s in seeds]
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     done: dict[Case, SimulationResult] = {}
     total = len(cases)
-    if jobs == 1 or total == 1:
+    if executor == "ray":
+        _run_on_ray(scenario, trace, cases, jobs, done, progress)
+    elif jobs == 1 or total == 1:
         for name, seed in cases:
             cb = None
             if progress is not None:
