@@ -227,7 +227,11 @@ def _check_usage(mapping: Mapping[str, int], name: str) -> dict[str, int]:
     if not isinstance(mapping, Mapping):
         raise TypeError(f"{name} must be a mapping of agent id to int, "
                         f"got {type(mapping).__name__}")
-    return {str(a): check_int(n, f"{name}[{a!r}]", 0) for a, n in mapping.items()}
+    out = {}
+    for a, n in mapping.items():
+        # the common case (plain non-negative ints from a member) skips the checker
+        out[str(a)] = n if type(n) is int and n >= 0 else check_int(n, f"{name}[{a!r}]", 0)
+    return out
 
 
 class InMemoryLeaseStore:
