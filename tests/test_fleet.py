@@ -170,6 +170,26 @@ def test_a_shrinking_lease_only_drains_and_the_queue_does_not_reuse_drained_slot
     check(store, a, b)
 
 
+def test_a_new_agent_arrives_with_a_zero_cap_and_the_queue_stays_off_it():
+    clock, store = pool(agents=1, max_tasks=4)
+    a = member("a", store, clock)
+    a.sync()
+    for i in range(6):
+        a.allocate_resources(req(i))
+    a.sync()
+    assert a.leased_slots() == {"a0": 4}
+    b = member("b", store, clock)
+    b.sync()
+    for i in range(10, 16):
+        b.allocate_resources(req(i))
+    store.register_agent("new", max_tasks=2)
+    b.sync()                          # b takes the new agent's free slots
+    assert b.leased_slots() == {"new": 2}
+    a.sync()                          # a learns the agent with nothing leased there
+    assert a.running() == {"a0": 4}   # its queue stayed off it
+    check(store, a, b)
+
+
 def test_zero_caps_are_full_one_slot_agents_hidden_from_pool_statistics():
     clock, store = pool(agents=3, max_tasks=2)
     a, b = member("a", store, clock), member("b", store, clock)

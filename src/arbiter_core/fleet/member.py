@@ -346,7 +346,6 @@ class FleetMember:
 
     def _apply(self, res: SyncResult, t0: float) -> list[str]:
         """Take a sync result (lock taken here); returns agents to remove."""
-        mgr = self._manager
         with self._lock:
             self._incarnation = res.incarnation
             # stop using the lease one sync interval before the store could
@@ -356,7 +355,9 @@ class FleetMember:
             for a, spec in res.agents.items():
                 old = self._specs.get(a)
                 if a not in self._caps:
-                    mgr.register_agent(a, max_tasks=1, weight=spec.weight)
+                    # the monitor's register (the manager's would serve the
+                    # queue at once, before the agent has its zero cap)
+                    self._monitor.register_agent(a, max_tasks=1, weight=spec.weight)
                     self._caps[a] = 1
                     self._set_cap(a, 0)
                 elif old is not None and old.weight != spec.weight:
