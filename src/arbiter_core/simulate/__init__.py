@@ -15,6 +15,7 @@ split by concern:
 from __future__ import annotations
 
 from .engine import (
+    TENANT_FIELDS,
     SimulationResult,
     compare_strategies,
     jain_index,
@@ -28,6 +29,7 @@ from .trace import Trace, TraceError, load_trace
 from .workload import Workload, draw_work, generate_workload
 
 __all__ = [
+    "TENANT_FIELDS",
     "AgentService",
     "BestStrategy",
     "SimulationResult",

@@ -272,11 +272,14 @@ class _Simulation:
             self.tenant_of: list[int] = []
         else:
             names = dict.fromkeys(t.name for t in self.sc.tenants)
-            names.update(dict.fromkeys(n or "default" for n in w.tenant))
+            if w.tenant:
+                names.update(dict.fromkeys(n or "default" for n in w.tenant))
+            elif len(w):
+                names["default"] = None      # a trace that names no tenant
             index = {n: k for k, n in enumerate(names)}
             self.tenant_names = list(names)
-            self.tenant_of = [index[n or "default"] for n in w.tenant] if w.tenant \
-                else [index["default"]] * len(w)
+            self.tenant_of = ([index[n or "default"] for n in w.tenant] if w.tenant
+                              else [index["default"]] * len(w))
         k = len(self.tenant_names)
         self.t_submitted = [0] * k
         self.t_outcomes = [[0, 0, 0, 0] for _ in range(k)]

@@ -19,9 +19,9 @@ task's work: seconds alone on an agent of speed 1, > 0) are required;
 its longest) and ``tenant`` (the request's ``AllocationRequest.tenant``, 1 to
 256 characters: a tenant of the scenario's ``[[tenants]]`` gets its policy,
 any other runs with the default policy; default: the ``"default"`` tenant) are
-optional, and an empty cell or ``null`` means the default.  Rows may come in any order; they are replayed
-in arrival order (ties in file order).  Anything else is an error that names
-the line and the column.
+optional, and an empty cell or ``null`` means the default.  Rows may come in
+any order; they are replayed in arrival order (ties in file order).  Anything
+else is an error that names the line and the column.
 """
 
 from __future__ import annotations
