@@ -30,6 +30,7 @@ from arbiter_core.types import LoadBalancingStrategy
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISY = ROOT / "examples" / "scenarios" / "noisy_neighbour.toml"
+NOISY_ALONE = ROOT / "examples" / "scenarios" / "noisy_neighbour_alone.toml"
 
 TWO = {
     "duration_s": 20.0,
@@ -333,7 +334,10 @@ def test_noisy_neighbour_the_quiet_tenant_keeps_its_share():
     (group,) = sc.groups
     alone = dataclasses.replace(
         sc, tenants=(quiet,),
+        arrivals=dataclasses.replace(sc.arrivals, rate_per_s=quiet.arrival_rate_per_s),
         groups=(dataclasses.replace(group, count=round(group.count * share)),))
+    # the example that runs it from the command line is exactly this
+    assert dataclasses.replace(load_scenario(NOISY_ALONE), name=sc.name) == alone
     seeds = range(3)
     shared_runs = quiet_rows(sc, seeds)
     alone_runs = quiet_rows(alone, seeds)
