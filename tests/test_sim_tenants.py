@@ -112,6 +112,13 @@ def test_bad_tenants_name_their_path(tenants, message):
     assert message in str(exc.value)
 
 
+def test_tenant_names_have_the_allocators_bound():
+    from arbiter_core import scenario
+    from arbiter_core.resources import tenants
+
+    assert scenario.MAX_TENANT_NAME == tenants.MAX_TENANT_NAME
+
+
 def test_arrivals_rate_is_not_used_with_tenants():
     with pytest.raises(ScenarioError, match=r"arrivals.rate_per_s: not used when \[\[tenants\]\]"):
         scenario_from_dict({**TWO, "arrivals": {"rate_per_s": 5, "mean_task_s": 1}})
@@ -174,6 +181,8 @@ def test_requests_carry_their_tenant_and_policies_reach_the_manager():
     r = sim.run()
     assert list(r.tenants) == ["quiet", "flood"]
     assert_tenants_add_up(r)
+    assert r.mean_in_system == pytest.approx(r.arrival_rate_per_s * r.sojourn_mean_s,
+                                             rel=1e-9)     # Little's law, as without tenants
     assert sim.arm.allocator.tenant_policy("quiet").weight == 2.0
     assert sim.arm.allocator.tenant_policy("flood").max_queued == 5
     for t in ("quiet", "flood"):

@@ -34,6 +34,7 @@ import heapq
 import math
 import sys
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -267,9 +268,10 @@ class _Simulation:
         names (a trace's), in order of appearance; "default" for requests
         that name none."""
         w = self.work
+        # the tenant of every request, 4 bytes each (a trace may hold millions)
+        self.tenant_of = array("i")
         if not self.sc.tenants and not w.tenant:
             self.tenant_names: list[str] = []
-            self.tenant_of: list[int] = []
         else:
             names = dict.fromkeys(t.name for t in self.sc.tenants)
             if w.tenant:
@@ -278,8 +280,10 @@ class _Simulation:
                 names["default"] = None      # a trace that names no tenant
             index = {n: k for k, n in enumerate(names)}
             self.tenant_names = list(names)
-            self.tenant_of = ([index[n or "default"] for n in w.tenant] if w.tenant
-                              else [index["default"]] * len(w))
+            if w.tenant:
+                self.tenant_of.extend(index[n or "default"] for n in w.tenant)
+            else:
+                self.tenant_of.extend([index["default"]] * len(w))
         k = len(self.tenant_names)
         self.t_submitted = [0] * k
         self.t_outcomes = [[0, 0, 0, 0] for _ in range(k)]
