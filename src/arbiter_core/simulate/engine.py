@@ -19,7 +19,8 @@ would make):
   work over); a *failing* agent fails tasks (the manager ejects it after
   consecutive failures);
 * **the scheduler** submits requests (:mod:`.workload`: generated or from a
-  trace), releases them when their task ends (``success=False`` for a failed
+  trace), each under its tenant (the scenario's tenant policies are the
+  manager's), releases them when their task ends (``success=False`` for a failed
   task) and restarts moved tasks from scratch after a failover.
 
 Besides the manager's public API the simulator uses one hook,
