@@ -90,6 +90,68 @@ def render_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
         out.write(fmt_line(b) + "\n")
 
 
+TENANT_COLUMNS = [
+    ("submitted", "submitted", 0), ("completed", "completed", 0),
+    ("timed_out", "timed_out", 0), ("rejected", "rejected", 0), ("failed", "failed", 0),
+    ("wait_p50", "wait_p50_s", 2), ("wait_p95", "wait_p95_s", 2),
+    ("wait_p99", "wait_p99_s", 2), ("e2e_mean", "e2e_mean_s", 2),
+]
+#: tenants printed per strategy (the JSON has them all)
+MAX_TABLE_TENANTS = 20
+
+
+def render_tenant_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
+    """Print the per-tenant block: one line per (strategy, tenant), at most
+    ``MAX_TABLE_TENANTS`` tenants per strategy; nothing without tenants."""
+    body: list[list[str]] = []
+    more: dict[str, int] = {}
+    for name, r in rows.items():
+        tenants = r.get("tenants") or {}
+        for k, (tenant, t) in enumerate(tenants.items()):
+            if k == MAX_TABLE_TENANTS:
+                more[name] = len(tenants) - k
+                break
+            body.append([name if k == 0 else "", tenant]
+                        + [_cell(t, key, d) for _, key, d in TENANT_COLUMNS])
+    if not body:
+        return
+    headers = ["strategy", "tenant"] + [h for h, _, _ in TENANT_COLUMNS]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
+
+    def fmt_line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i > 1 else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    line = fmt_line(headers)
+    out.write("\nper tenant:\n" + line + "\n" + "-" * len(line) + "\n")
+    for b in body:
+        out.write(fmt_line(b) + "\n")
+    for name, n in more.items():
+        out.write(f"({name}: {n} more tenants in --json)\n")
+
+
+def check_accounting(name: str, r: Any) -> str | None:
+    """Why a run's counts do not add up, or None: every request has one
+    outcome, per tenant too, and the tenants add up to the totals."""
+    keys = ("submitted", "completed", "timed_out", "rejected", "failed")
+    total = r.completed + r.timed_out + r.rejected + r.failed
+    if total != r.submitted:
+        return f"accounting broken for {name} (seed {r.seed}): {total} != {r.submitted}"
+    if not r.tenants:
+        return None
+    for tenant, t in r.tenants.items():
+        total = t["completed"] + t["timed_out"] + t["rejected"] + t["failed"]
+        if total != t["submitted"]:
+            return (f"accounting broken for {name} (seed {r.seed}), tenant {tenant!r}: "
+                    f"{total} != {t['submitted']}")
+    for key in keys:
+        total = sum(t[key] for t in r.tenants.values())
+        if total != getattr(r, key):
+            return (f"accounting broken for {name} (seed {r.seed}): the tenants' {key} "
+                    f"add up to {total}, not {getattr(r, key)}")
+    return None
+
+
 def _progress_bar(label: str) -> Callable[[int, int, float], None]:
     """A one-line bar on stderr counting finished cases (strategy x seed)."""
     def show(done: int, total: int, frac: float) -> None:
@@ -115,9 +177,22 @@ def _describe(scenario: Any, trace: Any, seeds: list[int]) -> str:
                   if ar.bursts else "")
         load = (f"{scenario.duration_s:g} s of arrivals at {ar.rate_per_s:g}/s{bursts}, "
                 f"{ar.task_distribution} work of mean {ar.mean_task_s:g} s")
+    if scenario.tenants:
+        load += ", tenants " + ", ".join(_describe_tenant(t, trace is None)
+                                         for t in scenario.tenants)
     seed_txt = (f"seed {seeds[0]}" if len(seeds) == 1
                 else f"seeds {seeds[0]}..{seeds[-1]}")
     return f"scenario {scenario.name!r}: {pool}, {load}, {seed_txt}"
+
+
+def _describe_tenant(t: Any, rate: bool) -> str:
+    policy = [f"weight {t.weight:g}"]
+    for key in ("max_active", "max_queued", "rate_per_s", "burst"):
+        v = getattr(t, key)
+        if v is not None:
+            policy.append(f"{key} {v:g}")
+    return f"{t.name}" + (f" {t.arrival_rate_per_s:g}/s" if rate else "") + \
+        f" ({', '.join(policy)})"
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -187,10 +262,9 @@ def _simulate(args: argparse.Namespace) -> int:
         sys.stderr.write("\r" + " " * 80 + "\r")
     for name, per_seed in runs.items():
         for r in per_seed:
-            total = r.completed + r.timed_out + r.rejected + r.failed
-            if total != r.submitted:  # the simulator's own invariant: never hide a loss
-                sys.stderr.write(f"arbiter-core simulate: accounting broken for {name} "
-                                 f"(seed {r.seed}): {total} != {r.submitted}\n")
+            broken = check_accounting(name, r)
+            if broken is not None:  # the simulator's own invariant: never hide a loss
+                sys.stderr.write(f"arbiter-core simulate: {broken}\n")
                 return 1
     rows = {name: summarize(per_seed) for name, per_seed in runs.items()}
     best = best_strategy(runs)
@@ -218,6 +292,7 @@ def _simulate(args: argparse.Namespace) -> int:
         out = sys.stdout
         out.write(_describe(scenario, trace, seeds) + "\n\n")
         render_table(rows, out)
+        render_tenant_table(rows, out)
         ci = ("" if len(seeds) == 1 else
               f"mean ± 95% CI half-width over {len(seeds)} seeds; ")
         cpu = sum(r.wall_s for per_seed in runs.values() for r in per_seed)

@@ -29,6 +29,7 @@ __all__ = [
     "PriorityClass",
     "Scenario",
     "ScenarioError",
+    "Tenant",
     "default_scenario",
     "load_scenario",
     "scenario_from_dict",
@@ -45,11 +46,18 @@ MAX_ARRIVALS = 20_000_000
 _TOP_FIELDS = frozenset({
     "name", "duration_s", "pool", "arrivals", "faults", "rate_limit", "report_interval_s",
     "tick_interval_s", "stale_after_s", "latency_threshold_ms", "throughput_threshold_per_s",
-    "max_queue", "warmup_s", "usage_reports", "replicas", "sync_interval_s", "lease_ttl_s"})
+    "max_queue", "warmup_s", "usage_reports", "tenants", "replicas", "sync_interval_s",
+    "lease_ttl_s"})
 _GROUP_FIELDS = frozenset({"name", "count", "max_tasks", "speed", "weight", "base_memory",
                            "memory_per_task", "service", "parallelism"})
 _ARRIVAL_FIELDS = frozenset({"rate_per_s", "mean_task_s", "task_sigma", "bursts", "priorities",
                              "task_distribution", "pareto_shape"})
+_TENANT_FIELDS = frozenset({"name", "arrival_rate_per_s", "weight", "max_active", "max_queued",
+                            "rate_per_s", "burst"})
+#: tenant names are the allocator's (at most this many characters)
+MAX_TENANT_NAME = 256
+#: at most this many [[tenants]] tables (the allocator keeps up to 10,000 by default)
+MAX_SCENARIO_TENANTS = 1_000
 
 
 class ScenarioError(ValueError):
@@ -155,6 +163,29 @@ class Arrivals:
 
 
 @dataclass(frozen=True)
+class Tenant:
+    """One tenant: its own Poisson stream and its policy in the manager.
+
+    ``arrival_rate_per_s`` is the mean rate of the tenant's own Poisson
+    stream (the ``[arrivals]`` bursts multiply it; its requests take their
+    work and priorities from ``[arrivals]``).  The policy fields are
+    :class:`~arbiter_core.TenantPolicy`'s: ``weight`` is the tenant's share
+    of dispatches from the queue while it is backlogged, ``max_active`` caps
+    its allocated requests, ``max_queued`` its queued ones (beyond it:
+    REJECTED), and ``rate_per_s``/``burst`` are its own token bucket (burst
+    defaults to ``max(1, rate_per_s)``).
+    """
+
+    name: str
+    arrival_rate_per_s: float
+    weight: float = 1.0
+    max_active: int | None = None
+    max_queued: int | None = None
+    rate_per_s: float | None = None
+    burst: float | None = None
+
+
+@dataclass(frozen=True)
 class Fault:
     """Something that happens to one agent at ``at_s``.
 
@@ -187,6 +218,9 @@ class Scenario:
     so the balancer sees task counts and outcomes only (the queueing-theory
     checks use it: a report is always a little stale).
 
+    With ``tenants`` every tenant has its own Poisson stream and its policy in
+    the manager, and ``arrivals.rate_per_s`` is the sum of the tenants' rates.
+
     ``replicas > 1`` runs that many scheduler replicas
     (:class:`~arbiter_core.fleet.FleetMember`) sharing the pool through an
     :class:`~arbiter_core.fleet.InMemoryLeaseStore` with ``lease_ttl_s``;
@@ -210,6 +244,7 @@ class Scenario:
     max_queue: int = 10_000
     warmup_s: float = 0.0
     usage_reports: bool = True
+    tenants: tuple[Tenant, ...] = ()
     replicas: int = 1
     sync_interval_s: float = 0.25
     lease_ttl_s: float = 10.0
@@ -366,8 +401,18 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
     if shape <= 1.0:
         raise ScenarioError(f"arrivals.pareto_shape: must be > 1 (the mean is infinite "
                             f"otherwise), got {shape!r}")
+    tenants = _tenants(r.items("tenants"))
+    if tenants:
+        # each tenant has its own stream: a global rate would be a second,
+        # contradicting one, so it is an error rather than silently unused
+        if "rate_per_s" in ar.data:
+            raise ScenarioError("arrivals.rate_per_s: not used when [[tenants]] are given "
+                                "(each tenant has its arrival_rate_per_s); remove it")
+        rate = math.fsum(t.arrival_rate_per_s for t in tenants)
+    else:
+        rate = ar.number("rate_per_s", positive=True, hi=1e6)
     arrivals = Arrivals(
-        rate_per_s=ar.number("rate_per_s", positive=True, hi=1e6),
+        rate_per_s=rate,
         mean_task_s=ar.number("mean_task_s", positive=True),
         task_sigma=ar.number("task_sigma", default=0.5, lo=0.0, hi=5.0),
         bursts=tuple(bursts),
@@ -378,7 +423,8 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
     ar.done()
     expected = arrivals.expected_count(duration_s)
     if expected > MAX_ARRIVALS:
-        raise ScenarioError(f"arrivals.rate_per_s: about {expected:.3g} requests in "
+        what = "tenants[].arrival_rate_per_s" if tenants else "arrivals.rate_per_s"
+        raise ScenarioError(f"{what}: about {expected:.3g} requests in "
                             f"duration_s; at most {MAX_ARRIVALS:,} are simulated")
     agent_ids = {f"{g.name}-{k}" for g in groups for k in range(g.count)}
     faults = []
@@ -424,6 +470,7 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
         max_queue=r.integer("max_queue", default=10_000, minimum=1),
         warmup_s=r.number("warmup_s", default=0.0, lo=0.0),
         usage_reports=r.boolean("usage_reports", default=True),
+        tenants=tenants,
         replicas=r.integer("replicas", default=1, minimum=1),
         sync_interval_s=r.number("sync_interval_s", default=0.25, positive=True),
         lease_ttl_s=r.number("lease_ttl_s", default=10.0, positive=True),
@@ -447,6 +494,44 @@ def check_replicas(sc: Scenario) -> None:
         if f.kind == "replica_crash" and f.replica >= sc.replicas:
             raise ScenarioError(f"faults[{i}].replica: no replica {f.replica} "
                                 f"(replicas = {sc.replicas}; numbered from 0)")
+
+
+def _tenants(items: list[Any]) -> tuple[Tenant, ...]:
+    """The ``[[tenants]]`` tables, validated field by field."""
+    if len(items) > MAX_SCENARIO_TENANTS:
+        raise ScenarioError(f"tenants: at most {MAX_SCENARIO_TENANTS} tenants, "
+                            f"got {len(items)}")
+    out: list[Tenant] = []
+    seen: set[str] = set()
+    for i, t in enumerate(items):
+        path = f"tenants[{i}]"
+        tr = _Reader(t, path, _TENANT_FIELDS)
+        name = tr.text("name")
+        if len(name) > MAX_TENANT_NAME:
+            raise ScenarioError(f"{path}.name: at most {MAX_TENANT_NAME} characters, "
+                                f"got {len(name)}")
+        if name in seen:
+            raise ScenarioError(f"{path}.name: tenant names must be unique, "
+                                f"{name!r} appears twice")
+        seen.add(name)
+        rate_per_s = tr.number("rate_per_s", default=None, lo=0.0, hi=1e9)
+        burst = tr.number("burst", default=None, lo=0.0, hi=1e9)
+        if burst is not None and rate_per_s is None:
+            raise ScenarioError(f"{path}.burst: needs rate_per_s (a token bucket "
+                                f"without a refill rate)")
+        out.append(Tenant(
+            name=name,
+            arrival_rate_per_s=tr.number("arrival_rate_per_s", lo=0.0, hi=1e6),
+            weight=tr.number("weight", default=1.0, positive=True, hi=1e9),
+            max_active=tr.integer("max_active", default=None, minimum=0,
+                                  maximum=1_000_000_000),
+            max_queued=tr.integer("max_queued", default=None, minimum=0,
+                                  maximum=1_000_000_000),
+            rate_per_s=rate_per_s,
+            burst=burst,
+        ))
+        tr.done()
+    return tuple(out)
 
 
 _MISSING: Any = object()

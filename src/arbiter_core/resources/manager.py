@@ -515,7 +515,8 @@ class AdaptiveResourceManager:
         for k in changes:
             if k not in names:
                 raise TypeError(f"unknown config field {k!r}")
-        for fixed in ("max_agents", "max_tenants"):
+        # the queue's heap keys are built with aging_per_s: it cannot change live
+        for fixed in ("max_agents", "max_tenants", "aging_per_s"):
             if fixed in changes and changes[fixed] != getattr(self._config, fixed):
                 raise ValueError(f"{fixed} cannot change on a live manager")
         new = dataclasses.replace(self._config, **changes)
@@ -719,7 +720,10 @@ class AdaptiveResourceManager:
         detached: list[str] = []
         moves: list[TaskMovedEvent] = []
         for rid in alloc.active_on(failed):
-            task_id = alloc.status(rid).task_id
+            st = alloc.status(rid)
+            if st.status is not AllocationStatus.ALLOCATED or st.agent_id != failed:
+                continue        # a listener released or moved it meanwhile
+            task_id = st.task_id
             if not alloc.is_movable(rid):
                 alloc.detach(rid)
                 detached.append(rid)

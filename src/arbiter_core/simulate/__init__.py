@@ -6,7 +6,8 @@ split by concern:
 
 * :mod:`.engine` -- the event loop and the scheduler's side of the manager calls;
 * :mod:`.service` -- agent service models (slots, limited processor sharing);
-* :mod:`.workload` -- the requests of a run: Poisson arrivals and work distributions;
+* :mod:`.workload` -- the requests of a run: Poisson arrivals (one stream per
+  tenant) and work distributions;
 * :mod:`.trace` -- trace files (CSV or JSON lines) replayed instead;
 * :mod:`.runner` -- (strategy x seed) cases, in this process or in several;
 * :mod:`.stats` -- means over seeds, Student-t intervals, the significant winner.
@@ -15,6 +16,7 @@ split by concern:
 from __future__ import annotations
 
 from .engine import (
+    TENANT_FIELDS,
     SimulationResult,
     compare_strategies,
     jain_index,
@@ -28,6 +30,7 @@ from .trace import Trace, TraceError, load_trace
 from .workload import Workload, draw_work, generate_workload
 
 __all__ = [
+    "TENANT_FIELDS",
     "AgentService",
     "BestStrategy",
     "SimulationResult",

@@ -19,7 +19,8 @@ would make):
   work over); a *failing* agent fails tasks (the manager ejects it after
   consecutive failures);
 * **the scheduler** submits requests (:mod:`.workload`: generated or from a
-  trace), releases them when their task ends (``success=False`` for a failed
+  trace), each under its tenant (the scenario's tenant policies are the
+  manager's), releases them when their task ends (``success=False`` for a failed
   task) and restarts moved tasks from scratch after a failover.
 
 Besides the manager's public API the simulator uses one hook,
@@ -34,6 +35,7 @@ import heapq
 import math
 import sys
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -49,6 +51,7 @@ from ..resources import (
     FailoverEvent,
     RateLimitConfig,
     ResourceManagerConfig,
+    TenantPolicy,
 )
 from ..scenario import PRIORITY_NAMES, Scenario
 from ..types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
@@ -56,8 +59,14 @@ from .service import AgentService
 from .trace import Trace
 from .workload import Workload, generate_workload
 
-__all__ = ["SimulationResult", "compare_strategies", "jain_index", "progress_printer",
-           "run_simulation"]
+__all__ = ["TENANT_FIELDS", "SimulationResult", "compare_strategies", "jain_index",
+           "progress_printer", "run_simulation"]
+
+#: the fields of ``SimulationResult.tenants[t]`` (counts, then times in seconds)
+TENANT_FIELDS = ("submitted", "completed", "timed_out", "rejected", "failed",
+                 "wait_p50_s", "wait_p95_s", "wait_p99_s", "e2e_mean_s")
+#: index of each outcome in a tenant's tally
+_COMPLETED, _TIMED_OUT, _REJECTED, _FAILED = range(4)
 
 _PRIORITY_VALUES = tuple(TaskPriority[name.upper()] for name in PRIORITY_NAMES)
 
@@ -110,6 +119,12 @@ class SimulationResult:
     (0 for a rejection): Little's law says ``mean_in_system ==
     arrival_rate_per_s * sojourn_mean_s``, and the simulator's bookkeeping
     keeps it exact.
+
+    ``tenants`` breaks the counts and times down by tenant when the workload
+    has tenants (the scenario's ``[[tenants]]`` or a trace's ``tenant``
+    column; requests without one are ``"default"``): ``tenants[t]`` has the
+    :data:`TENANT_FIELDS`, with the same identity per tenant, and the
+    tenants' counts add up to the totals.  Empty without tenants.
     """
 
     strategy: str
@@ -145,6 +160,7 @@ class SimulationResult:
     oversubscribed: int = 0
     lost_in_crash: int = 0
     recommendations: list[str] = field(default_factory=list)
+    tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
     # time series for plots (not part of the table)
     timeline: dict[str, list[float]] = field(default_factory=dict, repr=False)
     e2e_samples: list[float] = field(default_factory=list, repr=False)
@@ -165,11 +181,12 @@ _NOT_IN_TABLE = frozenset({"strategy", "seed", "timeline", "e2e_samples", "agent
 
 class _Task:
     __slots__ = ("agent", "began", "fail_draw", "index", "replica", "request_id", "started",
-                 "submitted_at", "work_s")
+                 "submitted_at", "tenant", "work_s")
 
     def __init__(self, request_id: str, index: int, work_s: float, submitted_at: float,
-                 fail_draw: float) -> None:
+                 fail_draw: float, tenant: int) -> None:
         self.request_id = request_id
+        self.tenant = tenant       # index into the run's tenant names; -1: no tenants
         self.index = index
         self.work_s = work_s
         self.submitted_at = submitted_at
@@ -205,9 +222,15 @@ class _Simulation:
                                          window_s=burst / scenario.rate_limit_per_s
                                          if scenario.rate_limit_per_s > 0 else 1.0,
                                          adaptive=True)
+        self._init_tenants()
+
         def config(k: int) -> ResourceManagerConfig:
             return ResourceManagerConfig(
                 load_balancing_strategy=strategy,
+                tenants={t.name: TenantPolicy(weight=t.weight, max_active=t.max_active,
+                                              max_queued=t.max_queued,
+                                              rate_per_s=t.rate_per_s, burst=t.burst)
+                         for t in scenario.tenants},
                 rate_limit=rate_limit,
                 stale_after_s=scenario.stale_after_s,
                 max_queue=scenario.max_queue,
@@ -271,6 +294,33 @@ class _Simulation:
         self.area = 0.0
         self.sojourn_sum = 0.0
 
+    def _init_tenants(self) -> None:
+        """The run's tenants: the scenario's, then any other the workload
+        names (a trace's), in order of appearance; "default" for requests
+        that name none."""
+        w = self.work
+        # the tenant of every request, 4 bytes each (a trace may hold millions)
+        self.tenant_of = array("i")
+        if not self.sc.tenants and not w.tenant:
+            self.tenant_names: list[str] = []
+        else:
+            names = dict.fromkeys(t.name for t in self.sc.tenants)
+            if w.tenant:
+                names.update(dict.fromkeys(n or "default" for n in w.tenant))
+            elif len(w):
+                names["default"] = None      # a trace that names no tenant
+            index = {n: k for k, n in enumerate(names)}
+            self.tenant_names = list(names)
+            if w.tenant:
+                self.tenant_of.extend(index[n or "default"] for n in w.tenant)
+            else:
+                self.tenant_of.extend([index["default"]] * len(w))
+        k = len(self.tenant_names)
+        self.t_submitted = [0] * k
+        self.t_outcomes = [[0, 0, 0, 0] for _ in range(k)]
+        self.t_waits: list[list[float]] = [[] for _ in range(k)]
+        self.t_e2e: list[list[float]] = [[] for _ in range(k)]
+
     # -- setup -----------------------------------------------------------------
 
     def _push(self, at: float, kind: int, payload: Any = None) -> None:
@@ -312,12 +362,16 @@ class _Simulation:
         w = self.work
         rid = f"r{i}"
         self.result.submitted += 1
-        task = _Task(rid, i, float(w.work_s[i]), now, float(w.fail_draw[i]))
+        tenant = -1
+        if self.tenant_of:
+            tenant = self.tenant_of[i]
+            self.t_submitted[tenant] += 1
+        task = _Task(rid, i, float(w.work_s[i]), now, float(w.fail_draw[i]), tenant)
         self.tasks[rid] = task
         req = AllocationRequest(request_id=rid, task_id=f"t{i}",
                                 priority=_PRIORITY_VALUES[w.priority[i]],
                                 timeout_s=float(w.timeout_s[i]),
-                                metadata={"tenant": w.tenant[i]} if w.tenant else None)
+                                tenant=self.tenant_names[tenant] if tenant >= 0 else "default")
         if len(self.arms) > 1:
             task.replica = self.live[int(self.route.integers(len(self.live)))]
         res = self.allocs[task.replica](req)
@@ -327,11 +381,17 @@ class _Simulation:
             self.queued[rid] = None
         elif res.status is AllocationStatus.REJECTED:
             self.result.rejected += 1
+            self._tally(task, _REJECTED)
             self._end(task, now)
         else:
             self.result.failed += 1
+            self._tally(task, _FAILED)
             self._end(task, now)
         self._dispatch_queued(now)   # a call may expire other queued requests
+
+    def _tally(self, task: _Task, outcome: int) -> None:
+        if task.tenant >= 0:
+            self.t_outcomes[task.tenant][outcome] += 1
 
     def _end(self, task: _Task, now: float) -> None:
         self.sojourn_sum += now - task.submitted_at
@@ -362,6 +422,8 @@ class _Simulation:
             task.started = True
             if task.submitted_at >= self.sc.warmup_s:
                 self.waits.append(now - task.submitted_at)
+                if task.tenant >= 0:
+                    self.t_waits[task.tenant].append(now - task.submitted_at)
         svc = self.services[agent]
         svc.add(task.request_id, task.work_s, now)
         if svc.n > self.max_tasks[agent]:
@@ -404,11 +466,15 @@ class _Simulation:
                                timestamp=now)
         if success:
             self.result.completed += 1
+            self._tally(task, _COMPLETED)
             if task.submitted_at >= self.sc.warmup_s:
                 self.e2e.append(e2e)
+                if task.tenant >= 0:
+                    self.t_e2e[task.tenant].append(e2e)
             self.completed_window += 1
         else:
             self.result.failed += 1
+            self._tally(task, _FAILED)
             self.failed_window += 1
         self._dispatch_queued(now)
 
@@ -429,8 +495,10 @@ class _Simulation:
             else:
                 if status is AllocationStatus.TIMED_OUT:
                     self.result.timed_out += 1
+                    self._tally(task, _TIMED_OUT)
                 else:
                     self.result.failed += 1
+                    self._tally(task, _FAILED)
                 self._end(task, now)
 
     def _on_failover(self, event: FailoverEvent) -> None:
@@ -609,6 +677,7 @@ class _Simulation:
         # scenario whose work never ends) is counted as failed, never dropped
         for task in list(self.tasks.values()):
             r.failed += 1
+            self._tally(task, _FAILED)
             self._end(task, now)
         if self.waits:
             r.wait_mean_s = float(np.mean(self.waits))
@@ -637,6 +706,18 @@ class _Simulation:
         r.timeline = self.timeline
         r.e2e_samples = self.e2e
         r.agent_busy_s = busy
+        r.tenants = {name: self._tenant_row(k) for k, name in enumerate(self.tenant_names)}
+
+    def _tenant_row(self, k: int) -> dict[str, Any]:
+        completed, timed_out, rejected, failed = self.t_outcomes[k]
+        row: dict[str, Any] = {"submitted": self.t_submitted[k], "completed": completed,
+                               "timed_out": timed_out, "rejected": rejected, "failed": failed}
+        waits, e2e = self.t_waits[k], self.t_e2e[k]
+        qs = [round(float(x), 6) for x in np.quantile(waits, [0.5, 0.95, 0.99])] \
+            if waits else [None, None, None]
+        row["wait_p50_s"], row["wait_p95_s"], row["wait_p99_s"] = qs
+        row["e2e_mean_s"] = round(float(np.mean(e2e)), 6) if e2e else None
+        return row
 
 
 def run_simulation(scenario: Scenario, strategy: LoadBalancingStrategy | str, seed: int = 0,

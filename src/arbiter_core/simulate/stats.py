@@ -72,8 +72,9 @@ def summarize(runs: Sequence[SimulationResult]) -> dict[str, Any]:
     some seeds -- e.g. no task waited -- averages the seeds that have it), and
     with two or more seeds ``row["ci95"][field] = [lo, hi]`` is its 95 %
     Student-t interval.  ``capacity_action`` is the most frequent one (first
-    seed on ties), ``recommendations`` are the first seed's.  One seed gives
-    exactly that run's row.
+    seed on ties), ``recommendations`` are the first seed's, and every
+    ``tenants[t]`` is summarized the same way (its interval in
+    ``tenants[t]["ci95"]``).  One seed gives exactly that run's row.
     """
     rows = [r.table_row() for r in runs]
     if len(rows) == 1:
@@ -85,18 +86,43 @@ def summarize(runs: Sequence[SimulationResult]) -> dict[str, Any]:
             out[key] = Counter(r[key] for r in rows).most_common(1)[0][0]
         elif key == "recommendations":
             out[key] = first
+        elif key == "tenants":
+            out[key] = _summarize_tenants([r[key] for r in rows])
         elif isinstance(first, (int, float)) or first is None:
-            vals = [x for x in (_num(r[key]) for r in rows) if x is not None]
-            if not vals:
-                out[key] = None
-                ci[key] = None
-                continue
-            out[key] = round(math.fsum(vals) / len(vals), 6)
-            mc = mean_ci(vals)
-            ci[key] = None if mc is None else [round(mc[1], 6), round(mc[2], 6)]
+            out[key], ci[key] = _mean_and_ci([r[key] for r in rows])
         else:
             out[key] = first
     out["ci95"] = ci
+    return out
+
+
+def _mean_and_ci(values: Sequence[Any]) -> tuple[float | None, list[float] | None]:
+    """The mean of the seeds that have a value, and its 95 % interval."""
+    vals = [x for x in (_num(v) for v in values) if x is not None]
+    if not vals:
+        return None, None
+    mc = mean_ci(vals)
+    return (round(math.fsum(vals) / len(vals), 6),
+            None if mc is None else [round(mc[1], 6), round(mc[2], 6)])
+
+
+def _summarize_tenants(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Per tenant, every field's mean over the seeds and, in
+    ``tenants[t]["ci95"]``, its interval.  A tenant missing on a seed counts
+    as nothing submitted there (zeros, no times)."""
+    names = list(dict.fromkeys(t for tenants in per_seed for t in tenants))
+    out: dict[str, Any] = {}
+    for t in names:
+        rows = [tenants.get(t, {}) for tenants in per_seed]
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+        row_out: dict[str, Any] = {}
+        ci: dict[str, list[float] | None] = {}
+        for key in fields:
+            # a count is 0 on a seed without the tenant; a time is absent
+            default = None if key.endswith("_s") else 0
+            row_out[key], ci[key] = _mean_and_ci([row.get(key, default) for row in rows])
+        row_out["ci95"] = ci
+        out[t] = row_out
     return out
 
 

@@ -16,11 +16,12 @@ Columns: ``arrival_s`` (seconds from the start, >= 0) and ``work_s`` (the
 task's work: seconds alone on an agent of speed 1, > 0) are required;
 ``priority`` (low | medium | high | critical; default medium), ``timeout_s``
 (queue timeout, > 0; default: the scenario's timeout for that priority, else
-its longest) and ``tenant`` (any text; carried with the request as
-``metadata["tenant"]``, not yet scheduled on) are optional, and an empty cell
-or ``null`` means the default.  Rows may come in any order; they are replayed
-in arrival order (ties in file order).  Anything else is an error that names
-the line and the column.
+its longest) and ``tenant`` (the request's ``AllocationRequest.tenant``, 1 to
+256 characters: a tenant of the scenario's ``[[tenants]]`` gets its policy,
+any other runs with the default policy; default: the ``"default"`` tenant) are
+optional, and an empty cell or ``null`` means the default.  Rows may come in
+any order; they are replayed in arrival order (ties in file order).  Anything
+else is an error that names the line and the column.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..scenario import PRIORITY_NAMES, Scenario
+from ..scenario import MAX_TENANT_NAME, PRIORITY_NAMES, Scenario
 from .workload import FloatArray, IntArray, Workload
 
 __all__ = ["COLUMNS", "MAX_ROWS", "Trace", "TraceError", "load_trace"]
@@ -126,8 +127,7 @@ def load_trace(path: str | Path) -> Trace:
         t = row.get("timeout_s")
         timeout.append(math.nan if _empty(t) else
                        _number(t, where, "timeout_s", positive=True))
-        ten = row.get("tenant")
-        tenant.append("" if _empty(ten) else str(ten).strip())
+        tenant.append(_tenant(row.get("tenant"), where))
     if not arrival:
         raise TraceError(f"{p}: no requests (a trace needs at least one row)")
     arr = np.array(arrival)
@@ -203,6 +203,18 @@ def _number(v: object, where: str, col: str, *, lo: float | None = None,
     if lo is not None and x < lo:
         raise TraceError(f"{where}, column {col}: must be >= {lo:g}, got {v!r}")
     return x
+
+
+def _tenant(v: object, where: str) -> str:
+    if _empty(v):
+        return ""
+    if not isinstance(v, (str, int)) or isinstance(v, bool):
+        raise TraceError(f"{where}, column tenant: must be text, got {v!r}")
+    name = str(v).strip()
+    if len(name) > MAX_TENANT_NAME:
+        raise TraceError(f"{where}, column tenant: at most {MAX_TENANT_NAME} characters, "
+                         f"got {len(name)}")
+    return name
 
 
 def _priority(v: object, where: str) -> int:

@@ -9,6 +9,8 @@ random choices differ between strategies.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +31,9 @@ class Workload:
 
     ``priority`` holds indices into ``PRIORITY_NAMES`` (low, medium, high,
     critical); ``fail_draw`` is a uniform draw per request (the task fails on
-    an agent whose failure rate exceeds it); ``tenant`` is carried with each
-    request (empty when none).  ``duration_s`` is how long requests arrive.
+    an agent whose failure rate exceeds it); ``tenant`` is each request's
+    tenant (an empty tuple when the workload has none; an empty name is the
+    manager's ``"default"`` tenant).  ``duration_s`` is how long requests arrive.
     """
 
     arrival_s: FloatArray
@@ -81,10 +84,8 @@ def _arrival_times(arrivals: Arrivals, duration_s: float,
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-def generate_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
-    """Draw the scenario's arrivals (Poisson with bursts) and their work."""
-    ar = scenario.arrivals
-    times = _arrival_times(ar, scenario.duration_s, rng)
+def _draw(ar: Arrivals, duration_s: float, rng: np.random.Generator) -> Workload:
+    times = _arrival_times(ar, duration_s, rng)
     n = times.size
     shares = np.array([p.share for p in ar.priorities], dtype=float)
     cls = rng.choice(len(shares), size=n, p=shares / shares.sum())
@@ -94,4 +95,42 @@ def generate_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
     work = draw_work(ar, rng, n)
     fail = rng.random(n)
     return Workload(arrival_s=times, work_s=work, priority=prio_index[cls],
-                    timeout_s=timeouts[cls], fail_draw=fail, duration_s=scenario.duration_s)
+                    timeout_s=timeouts[cls], fail_draw=fail, duration_s=duration_s)
+
+
+def _name_key(name: str) -> list[int]:
+    # a stable key (hash() is salted per process): four 32-bit words of SHA-256
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return [int.from_bytes(digest[k:k + 4], "little") for k in range(0, 16, 4)]
+
+
+def generate_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
+    """Draw the scenario's arrivals (Poisson with bursts) and their work.
+
+    With tenants every tenant has its own Poisson stream of its
+    ``arrival_rate_per_s`` (the bursts multiply it), drawn from a generator
+    keyed by the seed and the tenant's *name*: a tenant's requests stay the
+    same when other tenants are added, removed or change their rates, so
+    runs with and without a neighbour compare like for like.  The streams
+    are merged in time order (ties in tenant order).
+    """
+    if not scenario.tenants:
+        return _draw(scenario.arrivals, scenario.duration_s, rng)
+    base = [int(x) for x in rng.integers(0, 2**32, size=2, dtype=np.uint64)]
+    parts = []
+    for t in scenario.tenants:
+        ar = dataclasses.replace(scenario.arrivals, rate_per_s=t.arrival_rate_per_s)
+        parts.append(_draw(ar, scenario.duration_s,
+                           np.random.default_rng([*base, *_name_key(t.name)])))
+    times = np.concatenate([p.arrival_s for p in parts])
+    order = np.argsort(times, kind="stable")
+    names = [t.name for t in scenario.tenants]
+    who = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(parts)])
+    return Workload(
+        arrival_s=times[order],
+        work_s=np.concatenate([p.work_s for p in parts])[order],
+        priority=np.concatenate([p.priority for p in parts])[order],
+        timeout_s=np.concatenate([p.timeout_s for p in parts])[order],
+        fail_draw=np.concatenate([p.fail_draw for p in parts])[order],
+        duration_s=scenario.duration_s,
+        tenant=tuple(names[k] for k in who[order].tolist()))
