@@ -296,3 +296,23 @@ def test_redis_store_validates_and_reports_errors(redis_server):
                            pool="x")
     with pytest.raises(LeaseStoreError):
         dead.leases()
+
+
+def test_a_failed_report_changes_nothing_in_either_store(redis_server):
+    from arbiter_core.fleet import RedisLeaseStore
+
+    clock = ManualClock()
+    stores = [InMemoryLeaseStore(lease_ttl_s=TTL, clock=clock),
+              RedisLeaseStore(redis_server.client(), pool=uuid.uuid4().hex, lease_ttl_s=TTL,
+                              clock=clock)]
+    for s in stores:
+        s.register_agent("a0", max_tasks=1)
+        s.sync("m0", 0, {}, {})
+    clock.advance(TTL + 1)
+    for s in stores:
+        with pytest.raises(KeyError):
+            s.report_agent("gone", 0)
+        assert s.orphans() == {}        # the death is not processed by a failed call
+        s.report_agent("a0", 1)
+        assert s.orphans() == {"a0": 1}
+    stores[1].clear()

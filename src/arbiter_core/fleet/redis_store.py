@@ -304,11 +304,12 @@ if op == 'sync' then
                        expires_at = fmt(now + ttl), now = fmt(now), share = share,
                        incarnation = inc, orphaned = osum})
 elseif op == 'report' then
-  maintain()
   local a, n = ARGV[8], tonumber(ARGV[9])
+  -- checked before anything is written: a failed call changes nothing
   if redis.call('HEXISTS', K_AGENTS, a) == 0 then
     return redis.error_reply('unknown agent_id')
   end
+  maintain()
   redis.call('HSET', K_REP, a, n .. '|' .. fmt(now))
   local o = orphans()
   if o[a] then
