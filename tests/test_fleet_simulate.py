@@ -99,3 +99,15 @@ def test_cli_replicas_and_the_oversubscribed_field(tmp_path):
                           str(tmp_path / "s.json"), "--replicas", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--replicas" in bad.stderr
+
+
+def test_the_replicas_example_scenario_runs_clean():
+    from pathlib import Path
+
+    from arbiter_core.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    sc = load_scenario(root / "examples" / "scenarios" / "llm_serving_replicas.toml")
+    assert sc.replicas == 4 and sc.faults[-1].kind == "replica_crash"
+    r = run_simulation(sc, "least_loaded", 0)
+    assert r.oversubscribed == 0 and accounted(r) and r.lost_in_crash > 0
