@@ -27,7 +27,6 @@ from arbiter_core.integrations.litellm import (  # noqa: E402
     ArbiterRoutingStrategy,
     default_is_deployment_failure,
 )
-
 from litellm_fake import model_list, register  # noqa: E402
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -276,7 +275,7 @@ def test_sync_router_waits_for_a_slot(fake, installed):
         for _ in range(5):
             try:
                 router.completion(model="gpt", messages=MSG)
-            except BaseException as exc:    # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]

@@ -1,10 +1,10 @@
 import pytest
 
 pytest.importorskip("opentelemetry.sdk.metrics")
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from arbiter_core import (  # noqa: E402
+from arbiter_core import (
     AdaptiveResourceManager,
     AllocationRequest,
     ManualClock,
@@ -12,7 +12,7 @@ from arbiter_core import (  # noqa: E402
     ResourceManagerConfig,
     RuntimeOptimizer,
 )
-from arbiter_core.exporters.opentelemetry import instrument  # noqa: E402
+from arbiter_core.exporters.opentelemetry import instrument
 
 
 def read(reader: InMemoryMetricReader) -> dict:

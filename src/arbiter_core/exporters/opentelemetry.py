@@ -8,23 +8,16 @@ to their hot paths.
 Instruments (manager ones carry a ``group`` attribute when ``manager`` is a
 mapping of names to managers):
 
-=================================  =========================  =====  ===========================
-name                               kind                       unit   attributes
-=================================  =========================  =====  ===========================
-``arbiter.allocation.requests``    observable counter         {request}
-``arbiter.allocations``            observable counter         {request}  ``outcome``: released,
-                                                                     rejected, timed_out, failed
-``arbiter.allocation.failures``    observable counter         {request}  ``reason``
-``arbiter.allocations.active``     observable up-down counter {slot}
-``arbiter.queue.length``           observable up-down counter {request}
-``arbiter.pool.agents``            observable up-down counter {agent}  ``health``
-``arbiter.capacity.desired_agents`` observable gauge          {agent}
-``arbiter.capacity.utilization``   observable gauge           1      (smoothed; can exceed 1)
-``arbiter.agent.active_tasks``     observable gauge           {task} ``agent`` (bounded)
-``arbiter.agent.ejected``          observable gauge           1      ``agent`` (bounded)
-``arbiter.health.score``           observable gauge           1      (0-100)
-``arbiter.bottlenecks.active``     observable gauge           {bottleneck}  ``severity``
-=================================  =========================  =====  ===========================
+* observable counters: ``arbiter.allocation.requests``,
+  ``arbiter.allocations`` (attribute ``outcome``: released, rejected,
+  timed_out, failed), ``arbiter.allocation.failures`` (attribute ``reason``);
+* observable up-down counters: ``arbiter.allocations.active``,
+  ``arbiter.queue.length``, ``arbiter.pool.agents`` (attribute ``health``);
+* observable gauges: ``arbiter.capacity.desired_agents``,
+  ``arbiter.capacity.utilization`` (unit 1, smoothed; can exceed 1),
+  ``arbiter.agent.active_tasks`` and ``arbiter.agent.ejected`` (attribute
+  ``agent``), and from the optimizer ``arbiter.health.score`` (0-100) and
+  ``arbiter.bottlenecks.active`` (attribute ``severity``).
 
 Per-agent instruments cover at most ``max_agent_series`` agents per manager
 (default 100), the busiest first.

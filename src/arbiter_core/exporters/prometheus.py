@@ -14,46 +14,35 @@ Manager series (every one gets a ``group`` label when ``manager`` is a
 mapping of names to managers, e.g. ``strategy.managers()`` of the LiteLLM
 integration):
 
-===============================================  ======  ==========================================
-name                                             type    meaning
-===============================================  ======  ==========================================
-``arbiter_allocation_requests_total``            counter requests submitted
-``arbiter_allocations_total{outcome}``           counter finished requests by outcome: ``released``,
-                                                         ``rejected``, ``timed_out``, ``failed``
-``arbiter_allocations_granted_total``            counter requests that got a slot (active + released)
-``arbiter_allocation_failures_total{reason}``    counter rejected / timed out / failed, by reason
-                                                         (at most 64 reasons, then "other")
-``arbiter_allocations_active``                   gauge   slots held now
-``arbiter_queue_length``                         gauge   requests waiting
-``arbiter_allocation_wait_seconds{percentile}``  gauge   p50/p95/p99 wait of the last 10,000 grants
-``arbiter_unknown_releases_total``, ``arbiter_fallback_allocations_total``,
-``arbiter_slow_decisions_total``, ``arbiter_listener_errors_total``,
-``arbiter_failovers_total``                      counter
-``arbiter_rate_limit_per_second``                gauge   current admission rate (when limited)
-``arbiter_pool_agents{health}``                  gauge   agents by health (``healthy``, ``degraded``,
-                                                         ``unhealthy``, ``offline``)
-``arbiter_pool_ejected_agents``                  gauge
-``arbiter_pool_task_slots``,
-``arbiter_pool_available_task_slots``,
-``arbiter_pool_tasks_in_progress``               gauge
-``arbiter_pool_tasks_completed_total``,
-``arbiter_pool_tasks_failed_total``              counter
-``arbiter_capacity_desired_agents``              gauge   HPA-style desired agent count (for
-                                                         autoscalers: HPA external metrics, KEDA)
-``arbiter_capacity_current_agents``              gauge
-``arbiter_capacity_utilization_ratio``           gauge   smoothed utilization (1.0 = 100 %; queued
-                                                         demand counts, so it can exceed 1)
-``arbiter_capacity_target_utilization_ratio``    gauge
-``arbiter_capacity_scaling_action{action}``      gauge   1 for the recommended action, else 0
-``arbiter_agent_active_tasks{agent}``            gauge   per agent (bounded, see below)
-``arbiter_agent_max_tasks{agent}``               gauge
-``arbiter_agent_health{agent,health}``           gauge   1 for the agent's health, else 0
-``arbiter_agent_ejected{agent}``                 gauge   1 while ejected
-``arbiter_agent_latency_ewma_seconds{agent}``    gauge   peak-EWMA task duration (once known)
-``arbiter_agent_tasks_completed_total{agent}``,
-``arbiter_agent_tasks_failed_total{agent}``      counter
-``arbiter_agent_series_dropped``                 gauge   agents left out by the cap
-===============================================  ======  ==========================================
+* counters: ``arbiter_allocation_requests_total`` (submitted),
+  ``arbiter_allocations_total{outcome}`` (finished requests by outcome:
+  ``released``, ``rejected``, ``timed_out``, ``failed``),
+  ``arbiter_allocations_granted_total`` (got a slot: active + released),
+  ``arbiter_allocation_failures_total{reason}`` (rejected, timed out and
+  failed requests by reason; at most 64 reasons, then "other"),
+  ``arbiter_unknown_releases_total``, ``arbiter_fallback_allocations_total``,
+  ``arbiter_slow_decisions_total``, ``arbiter_listener_errors_total``,
+  ``arbiter_failovers_total``, ``arbiter_pool_tasks_completed_total``,
+  ``arbiter_pool_tasks_failed_total``;
+* queue and pool gauges: ``arbiter_allocations_active``,
+  ``arbiter_queue_length``, ``arbiter_allocation_wait_seconds{percentile}``
+  (50/95/99 of the last 10,000 grants), ``arbiter_rate_limit_per_second``
+  (when limited), ``arbiter_pool_agents{health}`` (``healthy``,
+  ``degraded``, ``unhealthy``, ``offline``), ``arbiter_pool_ejected_agents``,
+  ``arbiter_pool_task_slots``, ``arbiter_pool_available_task_slots``,
+  ``arbiter_pool_tasks_in_progress``;
+* for autoscalers (HPA external metrics, KEDA's Prometheus scaler), from the
+  manager's last capacity analysis: ``arbiter_capacity_desired_agents``,
+  ``arbiter_capacity_current_agents``, ``arbiter_capacity_utilization_ratio``
+  (smoothed; queued demand counts, so it can exceed 1),
+  ``arbiter_capacity_target_utilization_ratio``,
+  ``arbiter_capacity_scaling_action{action}`` (1 for the recommended one);
+* per agent, label ``agent``: gauges ``arbiter_agent_active_tasks``,
+  ``arbiter_agent_max_tasks``, ``arbiter_agent_health{health}`` (1 for the
+  agent's health), ``arbiter_agent_ejected``,
+  ``arbiter_agent_latency_ewma_seconds`` (once known), counters
+  ``arbiter_agent_tasks_completed_total``, ``arbiter_agent_tasks_failed_total``;
+  and ``arbiter_agent_series_dropped`` (agents left out by the cap).
 
 Per-agent cardinality is bounded: at most ``max_agent_series`` agents per
 manager (default 100) get series -- the busiest first (active tasks, then
@@ -150,7 +139,7 @@ class _Families:
         return ([group or ""] + vals) if self.grouped else vals
 
 
-class ArbiterCollector(Collector):  # type: ignore[misc]
+class ArbiterCollector(Collector):
     """Expose an optimizer's and managers' state in Prometheus' conventions.
 
     Parameters

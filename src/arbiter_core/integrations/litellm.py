@@ -139,6 +139,9 @@ class RoutingStats:
     groups: Mapping[str, AllocationStatistics]
 
 
+_Prepared = tuple[str, AdaptiveResourceManager, AllocationRequest, str, Mapping[str, Any]]
+
+
 class _Hold:
     """One granted pick until it is released."""
 
@@ -305,7 +308,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         self._router: Any = None
         self._logger = _OutcomeLogger(self)
         self._managers: dict[str, AdaptiveResourceManager] = {}
-        self._deployments: dict[str, dict[str, Any]] = {}    # group -> id -> deployment
+        self._deployments: dict[str, dict[str, Mapping[str, Any]]] = {}  # group -> id -> deployment
         self._synced: dict[str, int] = {}                    # group -> registry version
         self._held: dict[str, _Hold] = {}
         self._by_task: dict[asyncio.Task[Any], set[str]] = {}
@@ -412,7 +415,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             if mgr is None:
                 mgr = self._managers[group] = AdaptiveResourceManager(self._config,
                                                                       clock=self._clock)
-            deps = {}
+            deps: dict[str, Mapping[str, Any]] = {}
             router = self._router
             found = router.registry().deployments(group) if router is not None else None
             for d in found or ():
@@ -446,8 +449,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
     # -- picking ----------------------------------------------------------------
 
     def _prepare(self, model: str, request_kwargs: Any, specific_deployment: bool | None,
-                 task: asyncio.Task[Any] | None
-                 ) -> tuple[str, AdaptiveResourceManager, AllocationRequest, str, Mapping[str, Any]]:
+                 task: asyncio.Task[Any] | None) -> _Prepared:
         if self._router is None:
             raise RuntimeError("ArbiterRoutingStrategy is not installed: call install(router)")
         now = self._clock.now()
