@@ -22,10 +22,10 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")    # no network at import
 
-import litellm  # noqa: E402
-from litellm import CustomLLM, Router  # noqa: E402
+import litellm
+from litellm import CustomLLM, Router
 
-from arbiter_core.integrations.litellm import ArbiterRoutingStrategy  # noqa: E402
+from arbiter_core.integrations.litellm import ArbiterRoutingStrategy
 
 
 class FakeLLM(CustomLLM):
@@ -66,7 +66,7 @@ async def burst(router: Router, calls: int) -> tuple[Counter[str], float]:
         try:
             await router.acompletion(model="gpt", messages=[{"role": "user", "content": "hi"}])
             return "ok"
-        except Exception as exc:   # noqa: BLE001 - counted
+        except Exception as exc:
             return type(exc).__name__
     t0 = time.perf_counter()
     results = await asyncio.gather(*(one() for _ in range(calls)))
