@@ -369,3 +369,50 @@ def test_bad_arguments_are_named():
         ArbiterRoutingStrategy(is_deployment_failure=3)
     with pytest.raises(ValueError):
         ArbiterRoutingStrategy("fastest")
+
+
+def test_specific_deployment_is_honoured_and_counted(fake, installed):
+    router = Router(model_list=model_list(3, 5), num_retries=0)
+    s = installed(router)
+
+    async def main():
+        for _ in range(3):
+            await router.acompletion(model="d1", specific_deployment=True, messages=MSG)
+
+    asyncio.run(main())
+    assert fake.calls == {"d1": 3}
+    assert s.stats().succeeded == 3 and s.outstanding == 0
+    assert s.manager("gpt").monitor.get_agent_resources("d1").tasks_completed == 3
+
+
+def test_priority_from_metadata_orders_the_queue(fake, installed):
+    clock = ManualClock()
+    router = Router(model_list=model_list(1, 1), num_retries=0)
+    s = installed(router, clock=clock)
+    order: list[str] = []
+
+    async def call(tag: str, prio: int | None):
+        md = {"tag": tag} if prio is None else {"tag": tag, "arbiter_priority": prio}
+        await router.acompletion(model="gpt", messages=MSG, metadata=md)
+        order.append(tag)
+
+    async def main():
+        fake.gate = asyncio.Event()
+        fake.behaviour["d0"] = "gate"
+        fake.started_event = asyncio.Event()
+        fake.start_target = 1
+        first = asyncio.create_task(call("first", None))
+        await fake.started_event.wait()
+        fake.behaviour["d0"] = "ok"
+        low = asyncio.create_task(call("low", 0))
+        await asyncio.sleep(0)
+        high = asyncio.create_task(call("high", 100))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert s.manager("gpt").allocator.queued_count == 2
+        fake.gate.set()
+        await asyncio.gather(first, low, high)
+
+    asyncio.run(main())
+    assert order == ["first", "high", "low"]
+    assert s.outstanding == 0
