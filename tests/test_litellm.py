@@ -416,3 +416,18 @@ def test_priority_from_metadata_orders_the_queue(fake, installed):
     asyncio.run(main())
     assert order == ["first", "high", "low"]
     assert s.outstanding == 0
+
+
+def test_the_only_deployment_of_a_group_is_never_ejected(fake, installed):
+    fake.behaviour["s0"] = "fail"
+    router = Router(model_list=model_list(1, 5, group="solo", prefix="s"), num_retries=0)
+    s = installed(router)
+
+    async def main():
+        return await gather_calls(router, 6, model="solo")
+
+    errors = asyncio.run(main())
+    assert all(e is not None for e in errors)
+    assert s.ejected() == frozenset()
+    assert s.stats().failed == 6 and s.stats().refused == 0
+    assert not s.manager("solo").config.ejection.enabled

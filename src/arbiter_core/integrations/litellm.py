@@ -247,7 +247,8 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         ``RouterRateLimitError`` (429) is raised.
     ejection : EjectionConfig, optional
         Outlier ejection of failing deployments; default 3 consecutive
-        failures, 30 s (doubling up to 300 s), at most half the group.
+        failures, 30 s (doubling up to 300 s), at most half the group.  The
+        only deployment of a group is never ejected.
     is_deployment_failure : callable, optional
         ``f(exception) -> bool``; default :func:`default_is_deployment_failure`.
     lease_s : float
@@ -261,9 +262,15 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
     Notes
     -----
     Memory: one manager per model group the router has, one hold per
-    unreleased pick (bounded by the slots plus the queue), one lease heap
-    entry per hold.  Thread-safe: sync picks and LiteLLM's logging threads
-    may call in concurrently.
+    unreleased pick (bounded by the slots plus the queue), and lease heap
+    entries for the picks of the last ``monitoring_interval_s`` (released
+    ones are dropped at :meth:`tick`).  Thread-safe: sync picks and
+    LiteLLM's logging threads may call in concurrently.
+
+    LiteLLM keeps a custom strategy until its routing strategy changes
+    (``router.apply`` with a new ``routing_strategy`` silently drops it);
+    install again after such a change.  The outcome callbacks are registered
+    process-wide until :meth:`uninstall`.
 
     Examples
     --------
@@ -442,6 +449,13 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                         except ValueError:
                             log.info("deployment %r: limit %d below its in-flight calls; "
                                      "kept %d for now", did, limit, prof.max_task_capacity)
+            # like LiteLLM's cooldowns: never eject the only deployment of a group
+            # (every call would wait out the ejection instead of trying it)
+            ejection = self._config.ejection
+            if len(deps) < 2 and ejection.enabled:
+                ejection = dataclasses.replace(ejection, enabled=False)
+            if mgr.config.ejection != ejection:
+                mgr.update_config(ejection=ejection)
             self._deployments[group] = deps
             self._synced[group] = version
         return mgr
