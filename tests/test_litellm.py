@@ -431,3 +431,21 @@ def test_the_only_deployment_of_a_group_is_never_ejected(fake, installed):
     assert s.ejected() == frozenset()
     assert s.stats().failed == 6 and s.stats().refused == 0
     assert not s.manager("solo").config.ejection.enabled
+
+
+def test_added_and_changed_deployments_are_followed(fake, installed):
+    from litellm.router_api import ChangeSet
+    from litellm.types.router import Deployment
+
+    router = Router(model_list=model_list(2, 5), num_retries=0)
+    s = installed(router)
+    router.apply(ChangeSet(upsert=[Deployment(**model_list(3, 7)[2]),      # new d2
+                                   Deployment(**model_list(1, 9)[0])]))    # d0: 5 -> 9
+
+    async def main():
+        return await gather_calls(router, 6)
+
+    assert asyncio.run(main()) == [None] * 6
+    caps = {p.agent_id: p.max_task_capacity
+            for p in s.manager("gpt").monitor.get_all_agent_resources()}
+    assert caps == {"d0": 9, "d1": 5, "d2": 7}
