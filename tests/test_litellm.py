@@ -84,6 +84,7 @@ def test_500_concurrent_calls_wait_instead_of_being_refused(fake, installed):
     assert sum(fake.peak.values()) == 300             # and every slot was used
     st = s.stats()
     assert (st.picks, st.granted, st.refused, st.succeeded) == (500, 500, 0, 500)
+    assert st.withdrawn == {}          # no attempt was refused before its call
     assert s.outstanding == 0
     assert set(s.in_flight().values()) == {0}
     g = st.groups["gpt"]
@@ -129,6 +130,7 @@ def test_always_failing_deployment_is_ejected_and_retries_go_elsewhere(fake, ins
     assert fake.calls["d0"] == 3                       # ejected after the third failure
     st = s.stats()
     assert st.failed == 3 and st.succeeded == 20
+    assert st.withdrawn == {}          # LiteLLM refused no retry
     assert s.outstanding == 0
 
 
