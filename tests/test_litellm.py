@@ -452,3 +452,25 @@ def test_added_and_changed_deployments_are_followed(fake, installed):
     caps = {p.agent_id: p.max_task_capacity
             for p in s.manager("gpt").monitor.get_all_agent_resources()}
     assert caps == {"d0": 9, "d1": 5, "d2": 7}
+
+
+def test_prometheus_scrape_of_every_model_group(fake, installed):
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from arbiter_core.exporters.prometheus import ArbiterCollector
+
+    fake.behaviour["d3"] = "fail"
+    router = Router(model_list=model_list(4, 5), num_retries=1, retry_after=0)
+    s = installed(router, strategy="round_robin")
+    asyncio.run(gather_calls(router, 12))
+    reg = CollectorRegistry()
+    reg.register(ArbiterCollector(manager=s.managers()))
+    fams = {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
+    ejected = {smp.labels["agent"]: smp.value for smp in fams["arbiter_agent_ejected"].samples}
+    assert ejected == {"d0": 0.0, "d1": 0.0, "d2": 0.0, "d3": 1.0}
+    assert all(smp.labels["group"] == "gpt" for smp in fams["arbiter_agent_ejected"].samples)
+    released = [smp.value for smp in fams["arbiter_allocations"].samples
+                if smp.labels["outcome"] == "released"]
+    assert released == [s.stats().succeeded + s.stats().failed]
