@@ -209,3 +209,25 @@ def test_several_managers_get_a_group_label():
 def test_needs_something_to_export():
     with pytest.raises(ValueError, match="optimizer, a manager"):
         ArbiterCollector()
+
+
+def test_tenants_get_a_tenant_label_and_a_cardinality_cap():
+    arm = AdaptiveResourceManager(ResourceManagerConfig(max_queue=2), clock=ManualClock())
+    arm.register_agent("a", max_tasks=1)
+    arm.set_tenant_policy("gold", weight=2.0)
+    arm.allocate_resources(AllocationRequest("g1", "t", tenant="gold"))
+    arm.allocate_resources(AllocationRequest("s1", "t", tenant="silver"))       # queued
+    arm.allocate_resources(AllocationRequest("s2", "t", tenant="silver"))       # queued
+    arm.allocate_resources(AllocationRequest("s3", "t", tenant="silver"))       # queue full
+    got = scrape(ArbiterCollector(manager=arm))
+    assert one(got, "arbiter_tenant_allocations_active", tenant="gold") == 1.0
+    assert one(got, "arbiter_tenant_queue_length", tenant="silver") == 2.0
+    assert one(got, "arbiter_tenant_allocations", tenant="silver", outcome="rejected") == 1.0
+    assert one(got, "arbiter_tenant_allocation_requests", tenant="silver") == 3.0
+    assert got["arbiter_tenant_allocations"][0] == "counter"
+    # tenants add up to the global series
+    total = sum(v for lab, v in got["arbiter_tenant_allocation_requests"][1])
+    assert total == one(got, "arbiter_allocation_requests")
+    capped = scrape(ArbiterCollector(manager=arm, max_tenant_series=1))
+    assert {dict(k)["tenant"] for k in values(capped, "arbiter_tenant_queue_length")} == {"silver"}
+    assert one(capped, "arbiter_tenant_series_dropped") == 2.0            # default, gold

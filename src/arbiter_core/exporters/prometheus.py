@@ -44,6 +44,15 @@ integration):
   ``arbiter_agent_tasks_completed_total``, ``arbiter_agent_tasks_failed_total``;
   and ``arbiter_agent_series_dropped`` (agents left out by the cap).
 
+* per tenant, label ``tenant``: counters
+  ``arbiter_tenant_allocation_requests_total``,
+  ``arbiter_tenant_allocations_total{outcome}``, gauges
+  ``arbiter_tenant_allocations_active``, ``arbiter_tenant_queue_length``;
+  and ``arbiter_tenant_series_dropped``.  At most ``max_tenant_series``
+  tenants (default 100) get series, the busiest first (active + queued, then
+  name); the manager itself folds idle tenants into "other" past its
+  ``max_tenants``.
+
 Per-agent cardinality is bounded: at most ``max_agent_series`` agents per
 manager (default 100) get series -- the busiest first (active tasks, then
 id) -- and ``arbiter_agent_series_dropped`` says how many were left out.
@@ -162,16 +171,19 @@ class ArbiterCollector(Collector):
     """
 
     def __init__(self, optimizer: Any = None, manager: Any = None,
-                 namespace: str = "arbiter", max_agent_series: int = 100) -> None:
+                 namespace: str = "arbiter", max_agent_series: int = 100,
+                 max_tenant_series: int = 100) -> None:
         if optimizer is None and manager is None:
             raise ValueError("ArbiterCollector needs an optimizer, a manager, or both")
-        if not isinstance(max_agent_series, int) or isinstance(max_agent_series, bool) \
-                or max_agent_series < 0:
-            raise ValueError(f"max_agent_series must be an int >= 0, got {max_agent_series!r}")
+        for name, cap in (("max_agent_series", max_agent_series),
+                          ("max_tenant_series", max_tenant_series)):
+            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {cap!r}")
         self.optimizer = optimizer
         self.manager = manager
         self.ns = namespace
         self.max_agent_series = max_agent_series
+        self.max_tenant_series = max_tenant_series
 
     def collect(self) -> Iterator[Metric]:
         if self.optimizer is not None:
@@ -258,6 +270,31 @@ class ArbiterCollector(Collector):
                         1.0 if a.scaling_recommendation.value == act else 0.0, action=act)
 
         self._agent_metrics(f, g, mgr)
+        self._tenant_metrics(f, g, mgr)
+
+    def _tenant_metrics(self, f: _Families, g: str | None, mgr: Any) -> None:
+        if not callable(getattr(mgr, "tenants", None)):
+            return
+        stats = []
+        for t in mgr.tenants():
+            try:
+                stats.append((t, mgr.get_tenant_statistics(t)))
+            except KeyError:        # folded away between the two calls
+                continue
+        stats.sort(key=lambda ts: (-(ts[1].active + ts[1].queued), ts[0]))
+        kept = stats[:self.max_tenant_series]
+        f.gauge("tenant_series_dropped", "Tenants left out of the per-tenant series (cap)",
+                g, len(stats) - len(kept))
+        for t, st in kept:
+            f.counter("tenant_allocation_requests", "Allocation requests submitted, by tenant",
+                      g, st.total_requests, tenant=t)
+            for outcome in _OUTCOMES:
+                f.counter("tenant_allocations", "Finished requests by tenant and outcome", g,
+                          getattr(st, outcome), tenant=t, outcome=outcome)
+            f.gauge("tenant_allocations_active", "Task slots held now, by tenant", g,
+                    st.active, tenant=t)
+            f.gauge("tenant_queue_length", "Requests waiting, by tenant", g, st.queued,
+                    tenant=t)
 
     def _agent_metrics(self, f: _Families, g: str | None, mgr: Any) -> None:
         docs = {
