@@ -1,5 +1,9 @@
 import os
 
+# LiteLLM fetches its model cost map from the network at import unless told
+# not to; the tests have no network
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 import pytest
 from hypothesis import HealthCheck, settings
 

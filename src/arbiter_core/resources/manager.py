@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _aio
 from .._listeners import Listeners
 from .._validate import check_int, check_non_negative, check_positive, check_range
 from ..clock import Clock, default_clock
@@ -870,8 +871,9 @@ class AdaptiveResourceManager:
 
     @property
     def is_running(self) -> bool:
+        """True while maintenance runs: on the thread or as an asyncio task."""
         t = self._thread
-        return t is not None and t.is_alive()
+        return (t is not None and t.is_alive()) or _aio.running(self)
 
     def start(self) -> None:
         """Run :meth:`tick` every ``monitoring_interval_s`` on a daemon thread
@@ -908,6 +910,25 @@ class AdaptiveResourceManager:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    async def __aenter__(self) -> AdaptiveResourceManager:
+        """Run :meth:`tick` every ``monitoring_interval_s`` as a task on the
+        running event loop (no thread); a disabled manager does not start."""
+        if self._config.enabled:
+            _aio.enter(self, self.tick, lambda: self._config.monitoring_interval_s,
+                       "arbiter-resources")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop maintenance -- the asyncio task and the thread, if any -- and
+        wait for it (idempotent)."""
+        await _aio.close(self)
+        if self._thread is not None:
+            self.stop()
 
     def __repr__(self) -> str:
         return (f"AdaptiveResourceManager(agents={len(self.monitor)}, "
