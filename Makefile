@@ -73,7 +73,7 @@ test-integrations: $(INTEGRATION_STAMP)
 # Ray is big, so it is not in EXTRAS: this adds it (CI runs it before make test,
 # so tests/test_ray_executor.py runs there; without Ray it skips).
 install-ray: $(WHEEL_STAMP)
-	$(PIP) install --quiet "$$(ls dist/arbiter_runtime-*.whl)[ray]"
+	$(PIP) install --quiet "$$(ls $(DEV_WHEELS)/arbiter_runtime-*.whl)[ray]"
 
 test-ray: install-ray
 	$(VENV)/bin/pytest -q tests/test_ray_executor.py -p no:cacheprovider

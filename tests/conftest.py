@@ -3,6 +3,8 @@ import os
 # LiteLLM fetches its model cost map from the network at import unless told
 # not to; the tests have no network
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Ray (the simulator's ray executor) reports usage statistics unless told not to.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -10,6 +12,8 @@ from hypothesis import HealthCheck, settings
 # LiteLLM (the integration tests) fetches a model cost map over the network at
 # import unless told to use its bundled copy; tests never leave the machine.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Ray (the simulator's ray executor) reports usage statistics unless told not to.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 # Moderate example counts keep the suite fast on a 2-core CI machine;
 # ARBITER_HYPOTHESIS_PROFILE=thorough explores more.

@@ -59,6 +59,9 @@ def _run_on_ray(scenario: Scenario, trace: Trace | None, cases: list[Case], jobs
                 done: dict[Case, SimulationResult], progress: Progress | None) -> None:
     """Every case as a Ray task: on the cluster at ``RAY_ADDRESS`` when set
     (``ray.init()`` reads it), else on a local instance with ``jobs`` CPUs."""
+    # a local instance of ours sends no usage statistics anywhere (Ray's
+    # default is to report them); a user's own setting wins
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
     except ImportError as exc:
