@@ -104,7 +104,6 @@ cdef class AgentTable:
     cdef list _ids
     cdef dict _index
 
-
     cdef void* _re(self, void* p, size_t size) except NULL
     cdef int _grow(self, Py_ssize_t new_alloc) except -1
     cpdef Py_ssize_t slot(self, agent_id) except -1
@@ -123,5 +122,7 @@ cdef class AgentTable:
                             bint reserve=*) except -2
     cdef int _unreserve(self, Py_ssize_t s, double rc, double rm, double rn) noexcept nogil
     cdef void _hide(self, Py_ssize_t s) noexcept nogil
+    cdef double _load_before(self, Py_ssize_t s, bint reserved) noexcept
+    cdef tuple _alternative_ids(self)
     cdef int32_t _complete(self, Py_ssize_t s, double duration_s, bint success,
                            double now) noexcept nogil

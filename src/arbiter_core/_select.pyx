@@ -807,21 +807,10 @@ cdef class AgentTable:
         """
         cdef Py_ssize_t s = self.select(strategy, high, cpu, memory_mb, network_mbps, now,
                                         reserve)
-        cdef int k = self._nalt
-        cdef double load
         if s < 0:
             return None
-        load = (self._active[s] - (1 if reserve else 0)) * self._inv_cap[s]
-        ids = self._ids
-        if k == 0:
-            alts = ()
-        elif k == 1:
-            alts = (ids[self._alt[0]],)
-        elif k == 2:
-            alts = (ids[self._alt[0]], ids[self._alt[1]])
-        else:
-            alts = (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
-        return (ids[s], self._last_score, load, alts)
+        return (self._ids[s], self._last_score, self._load_before(s, reserve),
+                self._alternative_ids())
 
     def decision(self, type record, strategy, int code, bint high, double cpu,
                  double memory_mb, double network_mbps, double now, bint reserve,
@@ -836,31 +825,35 @@ cdef class AgentTable:
         """
         cdef double t0 = _mono()
         cdef Py_ssize_t s = self.select(code, high, cpu, memory_mb, network_mbps, now, reserve)
-        cdef int k = self._nalt
-        cdef double load
         if s < 0:
             return None
-        load = (self._active[s] - (1 if reserve else 0)) * self._inv_cap[s]
-        ids = self._ids
-        if k == 0:
-            alts = ()
-        elif k == 1:
-            alts = (ids[self._alt[0]],)
-        elif k == 2:
-            alts = (ids[self._alt[0]], ids[self._alt[1]])
-        else:
-            alts = (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
         d = new_record(record, 9)
-        put_field(d, 0, ids[s])
+        put_field(d, 0, self._ids[s])
         put_field(d, 1, strategy)
-        put_field(d, 2, load)
-        put_field(d, 3, alts)
+        put_field(d, 2, self._load_before(s, reserve))
+        put_field(d, 3, self._alternative_ids())
         put_field(d, 5, now)
         put_field(d, 6, self._last_score)
         put_field(d, 7, priority)
         put_field(d, 8, reserve)
         put_field(d, 4, _mono() - t0)
         return d
+
+    cdef inline double _load_before(self, Py_ssize_t s, bint reserved) noexcept:
+        """The task load (percent) of slot ``s`` before the selection's reservation."""
+        return (self._active[s] - (1 if reserved else 0)) * self._inv_cap[s]
+
+    cdef tuple _alternative_ids(self):
+        """The ids of the last selection's alternatives (up to three)."""
+        cdef int k = self._nalt
+        ids = self._ids
+        if k == 0:
+            return ()
+        if k == 1:
+            return (ids[self._alt[0]],)
+        if k == 2:
+            return (ids[self._alt[0]], ids[self._alt[1]])
+        return (ids[self._alt[0]], ids[self._alt[1]], ids[self._alt[2]])
 
     def any_eligible(self, double now):
         """any_eligible(now)
