@@ -510,15 +510,25 @@ class ResourceAllocator(AllocCore):
         if not isinstance(policy, TenantPolicy):
             raise TypeError(f"policy must be a TenantPolicy, got {type(policy).__name__}")
         with self._lock:
-            self._set_tenant_policy(tenant, *policy.core_args())
+            # in place before the core serves the queue: a listener told of a
+            # dispatch the new policy allows must read that policy
+            old = self._policies.get(tenant)
             self._policies[tenant] = policy
+            try:
+                self._set_tenant_policy(tenant, *policy.core_args())
+            except BaseException:
+                if old is None:
+                    del self._policies[tenant]
+                else:
+                    self._policies[tenant] = old
+                raise
         return policy
 
     def clear_tenant_policy(self, tenant: str) -> None:
         """Back to the default policy (weight 1, no caps, no bucket)."""
         with self._lock:
+            self._policies.pop(tenant, None)     # before the core serves the queue
             self._clear_tenant_policy(tenant)
-            self._policies.pop(tenant, None)
 
     def tenant_policy(self, tenant: str) -> TenantPolicy:
         """``tenant``'s policy (the default one when it has none)."""
