@@ -1,0 +1,29 @@
+"""What the fuzzers found (issue 16), each kept as a plain test.
+
+The hostile-input state machines (tests/test_fuzz_api.py) draw at random, so
+a finding is pinned here with the smallest input that showed it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from arbiter_core import AdaptiveResourceManager, ManualClock, TaskPriority
+
+
+@pytest.mark.parametrize("priority", [-62_564_871_666_772_048, 2**70, 101, -1])
+def test_select_agent_refuses_a_priority_out_of_range_naming_it(priority):
+    # was: OverflowError from the kernel ("value too large to convert to int")
+    arm = AdaptiveResourceManager(clock=ManualClock())
+    arm.register_agent("a", max_tasks=1)
+    with pytest.raises(ValueError, match="priority"):
+        arm.balancer.select_agent(priority)
+
+    class Req:
+        required_resources = None
+
+    Req.priority = priority
+    with pytest.raises(ValueError, match="priority"):
+        arm.balancer.select_and_reserve(Req())
+    assert arm.balancer.select_agent(TaskPriority.CRITICAL).selected_agent_id == "a"
+    assert arm.monitor.get_agent_resources("a").current_task_count == 0
