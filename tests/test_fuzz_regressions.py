@@ -27,3 +27,19 @@ def test_select_agent_refuses_a_priority_out_of_range_naming_it(priority):
         arm.balancer.select_and_reserve(Req())
     assert arm.balancer.select_agent(TaskPriority.CRITICAL).selected_agent_id == "a"
     assert arm.monitor.get_agent_resources("a").current_task_count == 0
+
+
+@pytest.mark.parametrize("call", [
+    lambda arm: arm.register_agent("a", max_tasks=3_295_529_450_407_508),
+    lambda arm: arm.update_config(max_queue=2**63),
+    lambda arm: arm.monitor.set_max_tasks("g", 2**40),
+    lambda arm: arm.monitor.update_task_count("g", 2**64),
+])
+def test_counts_beyond_the_c_range_are_a_value_error_naming_the_argument(call):
+    # was: OverflowError from the table or the allocation core
+    arm = AdaptiveResourceManager(clock=ManualClock())
+    arm.register_agent("g", max_tasks=2)
+    with pytest.raises(ValueError, match=r"max_tasks|max_queue|count") as info:
+        call(arm)
+    assert "2147483647" in str(info.value)
+    assert arm.config.max_queue == 10_000 and len(arm.monitor) == 1
