@@ -43,3 +43,14 @@ def test_counts_beyond_the_c_range_are_a_value_error_naming_the_argument(call):
         call(arm)
     assert "2147483647" in str(info.value)
     assert arm.config.max_queue == 10_000 and len(arm.monitor) == 1
+
+
+def test_get_latest_metrics_with_an_enormous_count_returns_everything():
+    # was: OverflowError converting the count to the ring's C size type
+    from arbiter_core import PerformanceMonitor
+
+    mon = PerformanceMonitor(max_metrics=4, clock=ManualClock())
+    for v in range(6):
+        mon.record_metric("cpu", float(v), timestamp=float(v))
+    assert list(mon.get_latest_metrics(2**63).values) == [2.0, 3.0, 4.0, 5.0]
+    assert len(mon.get_latest_metrics(-(2**70))) == 0

@@ -412,12 +412,14 @@ class PerformanceMonitor:
                            metric_type: MetricType | str | None = None) -> MetricBatch:
         """The newest ``count`` samples (of ``metric_type``), oldest first.
 
-        ``count <= 0`` returns an empty batch.
+        ``count <= 0`` returns an empty batch; any count beyond what is
+        stored returns everything.
         """
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
             raise TypeError(f"count must be an int, got {type(count).__name__}")
         keys = self._type_keys(metric_type, None)
-        return self._batch(self._ring.latest(int(count), keys))
+        # at most the ring's capacity exists; a larger count asks for everything
+        return self._batch(self._ring.latest(max(0, min(int(count), self._ring.capacity)), keys))
 
     def stats(self, metric_type: MetricType | str, source: str = "system",
               since: float | None = None, until: float | None = None) -> WindowStats:
