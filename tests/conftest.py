@@ -9,3 +9,13 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("ARBITER_HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The reliability tallies (fuzzed calls, steps, threads, records) in the log."""
+    import sys
+
+    hostile = sys.modules.get("_hostile")
+    if hostile is not None and hostile.COUNTS:
+        counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(hostile.COUNTS.items()))
+        terminalreporter.write_line(f"reliability counts: {counts}")

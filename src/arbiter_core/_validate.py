@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["INT_MAX", "check_int", "check_non_negative", "check_number", "check_optional_number",
+__all__ = ["INT_MAX", "MAX_ID_LENGTH", "MAX_NAME_LENGTH", "check_int", "check_name", "check_non_negative", "check_number", "check_optional_number",
            "check_positive", "check_range", "check_time_bound", "check_timestamp"]
 
 
@@ -92,3 +92,22 @@ def check_int(value: object, name: str, minimum: int, maximum: int | None = None
     if v < minimum or v > hi:
         raise ValueError(f"{name} must be within [{minimum}, {hi}], got {v}")
     return v
+
+
+#: Longest name accepted (characters): agent ids, tenants, metric sources, cache ids.
+MAX_NAME_LENGTH = 256
+#: Longest request or task id accepted (characters).
+MAX_ID_LENGTH = 1024
+
+
+def check_name(value: object, name: str, limit: int = MAX_NAME_LENGTH) -> str:
+    """``value`` as a non-empty str of at most ``limit`` characters.
+
+    The message gives the length, never the value: an enormous name must not
+    make an enormous error message or log line.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not 0 < len(value) <= limit:
+        raise ValueError(f"{name} must be 1 to {limit} characters, got {len(value)}")
+    return value
