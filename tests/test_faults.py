@@ -153,7 +153,8 @@ def test_a_clock_that_stands_still():
         assert arm.tick().timed_out == 0              # a deadline 1 ns ahead never comes
         a = arm.analyze_capacity()
         assert math.isfinite(a.utilization_percent)
-        assert a.predicted_needs is not None and math.isfinite(a.predicted_needs.utilization_percent)
+        needs = a.predicted_needs
+        assert needs is not None and math.isfinite(needs.utilization_percent)
     arm.release_resources("r0")
     arm.release_resources("r1")
     s = nothing_lost(arm, submitted=10)

@@ -142,9 +142,9 @@ class ManagerFuzz(RuleBasedStateMachine):
     def allocate(self, data, task, priority, timeout, tenant, memory, movable, exclude,
                  requested_at):
         rid = self._rid(data)
-        kwargs = dict(priority=priority, timeout_s=timeout, tenant=tenant, movable=movable,
-                      exclude=exclude, requested_at=requested_at,
-                      required_resources={"memory_mb": memory} if memory else None)
+        kwargs = {"priority": priority, "timeout_s": timeout, "tenant": tenant,
+                  "movable": movable, "exclude": exclude, "requested_at": requested_at,
+                  "required_resources": {"memory_mb": memory} if memory else None}
         ok, req = call(AllocationRequest, rid, task, **kwargs)
         if not ok:
             return

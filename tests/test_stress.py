@@ -62,7 +62,7 @@ def hammer(workers: list[Callable[[], None]], checker: Callable[[], None] | None
         def run():
             try:
                 fn()
-            except BaseException as e:       # noqa: BLE001 - reported below
+            except BaseException as e:
                 errors.append(e)
         return run
 
@@ -242,9 +242,8 @@ def test_manager_under_churn_failover_and_ticks_never_oversubscribes_and_balance
 
     def checker():
         with arm.monitor.locked():
-            for p in arm.monitor.get_all_agent_resources():
-                if p.current_task_count > p.max_task_capacity:
-                    over.append(p)
+            over.extend(p for p in arm.monitor.get_all_agent_resources()
+                        if p.current_task_count > p.max_task_capacity)
             s = arm.get_allocation_statistics()
             assert s.total_requests == s.queued + s.allocated + s.rejected + s.timed_out + \
                 s.failed
