@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["INT_MAX", "MAX_ID_LENGTH", "MAX_NAME_LENGTH", "check_int", "check_name", "check_non_negative", "check_number", "check_optional_number",
-           "check_positive", "check_range", "check_time_bound", "check_timestamp"]
+__all__ = ["INT_MAX", "MAX_ID_LENGTH", "MAX_NAME_LENGTH", "check_int", "check_name",
+           "check_non_negative", "check_number", "check_optional_number", "check_positive",
+           "check_range", "check_time_bound", "check_timestamp"]
 
 
 def check_number(value: object, name: str) -> float:
