@@ -223,6 +223,9 @@ class ManagerFuzz(RuleBasedStateMachine):
         self.arm.get_load_distribution()
         a = self.arm.analyze_capacity()
         assert math.isfinite(a.utilization_percent) and a.desired_agents >= 0
+        p = a.predicted_needs
+        assert p is not None and all(v is None or math.isfinite(v) for v in (
+            p.utilization_percent, p.trend_percent_per_s, p.lower_percent, p.upper_percent))
 
     @rule(seconds=either(st.sampled_from([0.0, 1.0, 7.0, 31.0, 400.0]), numbers))
     def advance_and_tick(self, seconds):

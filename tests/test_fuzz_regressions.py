@@ -54,3 +54,23 @@ def test_get_latest_metrics_with_an_enormous_count_returns_everything():
         mon.record_metric("cpu", float(v), timestamp=float(v))
     assert list(mon.get_latest_metrics(2**63).values) == [2.0, 3.0, 4.0, 5.0]
     assert len(mon.get_latest_metrics(-(2**70))) == 0
+
+
+def test_a_capacity_forecast_across_an_enormous_clock_jump_stays_finite():
+    # was: overflow in the least-squares sums (RuntimeWarning) and a NaN/inf
+    # forecast, after the fuzzer advanced the clock by 1e300 s between analyses
+    import math
+    import warnings
+
+    clock = ManualClock()
+    arm = AdaptiveResourceManager(clock=clock)
+    arm.register_agent("a", max_tasks=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for step in (0.0, 1.0, 1e300, 1.0, 1e300):
+            clock.advance(step)
+            needs = arm.analyze_capacity().predicted_needs
+            assert needs is not None
+            for v in (needs.utilization_percent, needs.trend_percent_per_s,
+                      needs.lower_percent, needs.upper_percent):
+                assert v is None or math.isfinite(v), needs
