@@ -19,13 +19,15 @@ WHEEL_STAMP := $(VENV)/.wheel-installed
 SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' -o -name '*.c' -o -name '*.h' \)) \
            pyproject.toml CMakeLists.txt
 
-.PHONY: help venv wheel install demo test test-debug test-sanitize soak lint bench bench-report dist dist-smoke docs clean
+.PHONY: help venv wheel install demo test test-integrations test-debug test-sanitize soak lint bench bench-report \
+        dist dist-smoke docs clean
 
 help:
 	@echo "make demo    run the main job on its built-in default scenario"
 	@echo "make test    build the wheel from source, install it, run the tests"
 	@echo "make test-sanitize  ASan+UBSan build; the suite and a hostile-input run under it"
 	@echo "make soak    the soak and decay tests at 10x (minutes), and the fuzzers at 20x"
+	@echo "make test-integrations  add the litellm and otel extras, run their tests and examples"
 	@echo "make lint    ruff, mypy and stubtest"
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
 	@echo "make bench-report  measure the comparisons and rewrite BENCHMARKS.md"
@@ -54,7 +56,21 @@ demo: $(WHEEL_STAMP)
 
 test: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest -q tests benchmarks --benchmark-disable -p no:cacheprovider
-	$(VENV)/bin/pytest -q --doctest-modules --pyargs arbiter_core -p no:cacheprovider
+	$(VENV)/bin/pytest -q --doctest-modules --doctest-ignore-import-errors --pyargs arbiter_core \
+		-p no:cacheprovider
+
+# The integrations against their real host libraries (the pinned extras), the
+# integration modules' doctests, and the examples (fake provider, no network).
+INTEGRATION_STAMP := $(VENV)/.integrations-installed
+$(INTEGRATION_STAMP): $(WHEEL_STAMP)
+	$(PIP) install --quiet "$$(ls $(DEV_WHEELS)/arbiter_runtime-*.whl)[litellm,otel]"
+	touch $@
+
+test-integrations: $(INTEGRATION_STAMP)
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(VENV)/bin/pytest -q -p no:cacheprovider \
+		tests/test_litellm.py tests/test_opentelemetry.py tests/test_aio.py tests/test_examples.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(VENV)/bin/pytest -q --doctest-modules -p no:cacheprovider \
+		--pyargs arbiter_core.integrations.litellm arbiter_core.exporters.opentelemetry
 
 # Bounds-checked build (ARBITER_DEBUG=ON) in its own build dir, then the tests.
 test-debug: $(VENV)/.bootstrapped

@@ -12,6 +12,7 @@ import collections
 import importlib
 import itertools
 import logging
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -829,6 +830,9 @@ def litellm_case(routing: str, strategy: str, n: int) -> Callable[[], Comparison
 
     def factory() -> Comparison:
         try:
+            # LiteLLM fetches a model cost map over the network at import
+            # unless told to use its bundled copy: never leave the machine
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             router_cls = importlib.import_module("litellm").Router
         except ImportError:
             raise NotImplementedError("litellm is not installed") from None

@@ -1,6 +1,14 @@
 import os
 
+# LiteLLM fetches its model cost map from the network at import unless told
+# not to; the tests have no network
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 from hypothesis import HealthCheck, settings
+
+# LiteLLM (the integration tests) fetches a model cost map over the network at
+# import unless told to use its bundled copy; tests never leave the machine.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # Moderate example counts keep the suite fast on a 2-core CI machine;
 # ARBITER_HYPOTHESIS_PROFILE=thorough explores more.

@@ -84,7 +84,7 @@ cdef enum:
 cdef enum:
     N_SAMPLES = 10000     # wait and decision samples kept for percentiles
     N_TSAMPLES = 256      # the same, per tenant
-    MAX_SKIP = 64         # queued requests skipped per dispatch for resources
+    MAX_SKIP = 1024       # queued requests passed over per dispatch (resources, exclusions)
     N_REASONS = 64        # distinct failure reasons tallied before "other"
     HIGH_PRIORITY = 75
 
@@ -767,7 +767,7 @@ cdef class AllocCore:
             t.waits[t.iw % N_TSAMPLES] = now - self._req_at[i]
             t.iw += 1
         if self._waiters:
-            self._wake(i)
+            self._wake(i, now)
         if old == ST_QUEUED and self._transition_cb is not None:
             self._events.append((self._transition_cb,
                                  (self._rid[i], self._statuses[ST_ALLOCATED], agent)))
@@ -789,30 +789,33 @@ cdef class AllocCore:
         """-> a terminal state (from QUEUED, ALLOCATED or NEW); the caller
         has unbound an ALLOCATED record."""
         cdef int8_t old = self._st[i]
+        if reason is not None:
+            # Python work first: nothing below may fail half-way
+            tr = self._treasons[self._rtn[i]]
+            if tr is None:
+                self._treasons[self._rtn[i]] = tr = {}
+            _tally(tr, reason)
+            _tally(self._reasons, reason)
+            self._reason[i] = reason
         self._leave_state(i)
         if old == ST_QUEUED:
             self._heap_remove(i)
         self._enter_state(i, status)
         self._fin_at[i] = now
-        if reason is not None:
-            self._reason[i] = reason
-            _tally(self._reasons, reason)
-            tr = self._treasons[self._rtn[i]]
-            if tr is None:
-                self._treasons[self._rtn[i]] = tr = {}
-            _tally(tr, reason)
         if self._waiters:
-            self._wake(i)
+            self._wake(i, now)
         if old == ST_QUEUED and self._transition_cb is not None:
             self._events.append((self._transition_cb,
                                  (self._rid[i], self._statuses[status], None)))
         self._remember(i)
         return 0
 
-    cdef int _wake(self, Py_ssize_t i) except -1:
+    cdef int _wake(self, Py_ssize_t i, double now) except -1:
+        """Queue the wake-up of a record's waiters, with its result as of now
+        (they need not look it up: with no history it is forgotten)."""
         futs = self._waiters.pop(i, None)
         if futs is not None and self._wake_cb is not None:
-            self._events.append((self._wake_cb, (futs,)))
+            self._events.append((self._wake_cb, (futs, self._result(i, now))))
         return 0
 
     cdef int _flush(self) except -1:
@@ -846,23 +849,26 @@ cdef class AllocCore:
                 return True
         return False
 
-    cdef Py_ssize_t _pick(self, Py_ssize_t i, double now) except -2:
-        """Select and reserve an agent for record ``i`` by the strategy, or -1.
+    cdef inline Py_ssize_t _pick(self, Py_ssize_t i, double now) except -2:
+        """Select and reserve an agent for record ``i`` by the strategy, or -1."""
+        if not (self._fl[i] & R_EXCL):
+            return self._table._select(self._code, self._fl[i] & R_HIGH, self._cpu[i],
+                                       self._mem[i], self._net[i], now, True)
+        return self._pick_with(i, self._code, now)
 
-        Excluded agents are hidden from the kernels for this one selection
-        (their keys read +inf, exactly like a full agent) and rekeyed after.
-        """
+    cdef Py_ssize_t _pick_with(self, Py_ssize_t i, int code, double now) except -2:
+        """:meth:`_pick` with strategy ``code``.  Excluded agents are hidden
+        from the kernels for this one selection (their keys read +inf,
+        exactly like a full agent) and rekeyed after."""
         cdef AgentTable t = self._table
         cdef Py_ssize_t s, h
-        cdef list hidden
-        if not (self._fl[i] & R_EXCL):
-            return t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
-                             self._net[i], now, True)
-        index = t._index
-        hidden = [index[a] for a in self._excl[i] if a in index]
+        cdef list hidden = []
+        if self._fl[i] & R_EXCL:
+            index = t._index
+            hidden = [index[a] for a in self._excl[i] if a in index]
         for h in hidden:
             t._hide(h)
-        s = t._select(self._code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
+        s = t._select(code, self._fl[i] & R_HIGH, self._cpu[i], self._mem[i],
                       self._net[i], now, True)
         for h in hidden:
             t._rekey(h)
@@ -916,7 +922,11 @@ cdef class AllocCore:
             self._heap_push(skipped[k])
         if aside is not None:
             for tn in aside:
-                if self._t[tn].pos < 0 and self._t[tn].nq:
+                t = &self._t[tn]
+                if t.pos < 0 and t.nq:
+                    # held at its cap, it was not competing: no credit piles up
+                    if t.S < self._V:
+                        t.S = self._V
                     self._th_push(tn)
         return served
 
@@ -956,6 +966,11 @@ cdef class AllocCore:
             return <Py_ssize_t>tn
         if self._ntn < self._max_tenants:
             return self._new_tenant(name)
+        if self._other < 0:
+            # the fold target: a tenant already called "other" is it, else a
+            # new one in its own slot beyond the cap
+            o = self._tindex.get("other")
+            self._other = self._new_tenant("other") if o is None else <Py_ssize_t>o
         for k in range(self._ntn):
             t = &self._t[k]
             if (not t.policy and k != self._other and t.nq == 0
@@ -963,8 +978,6 @@ cdef class AllocCore:
                     and (victim < 0 or t.last_use < oldest)):
                 victim = k
                 oldest = t.last_use
-        if self._other < 0:
-            self._other = self._new_tenant("other")     # its own slot, beyond the cap
         if victim < 0:
             return self._other          # everyone busy or configured: counted as "other"
         self._fold(victim, self._other)
@@ -1117,13 +1130,13 @@ cdef class AllocCore:
         cdef AgentTable t = self._table
         cdef Tenant* tt
         rid = request.request_id
+        now = self._now()
+        if self._nq and self._deadline[self._dl[0]] <= now:
+            self._expire(now)           # due deadlines first: a timed-out id is free again
         old = self._find(rid)
         if old >= 0 and self._st[old] <= ST_ALLOCATED:
             raise ValueError(f"request_id {rid!r} is already "
                              f"{STATUS_NAMES[self._st[old]]}")
-        now = self._now()
-        if self._nq and self._deadline[self._dl[0]] <= now:
-            self._expire(now)
         prio = request.priority
         timeout = request.timeout_s
         ra = request.requested_at
@@ -1167,8 +1180,13 @@ cdef class AllocCore:
         limiter = self._limiter
         try:
             if fallback:
-                # static allocation: round robin, no queue, limit or resource fit
-                s = t._select(S_ROUND_ROBIN, False, 0.0, 0.0, 0.0, now, True)
+                # static allocation: round robin, no queue, rate limit or
+                # resource fit; exclusions and the tenant's cap still hold
+                self._res[i] = None
+                if tt.max_active >= 0 and tt.counts[ST_ALLOCATED] >= tt.max_active:
+                    s = -1
+                else:
+                    s = self._pick_with(i, S_ROUND_ROBIN, now)
                 self._commit(i, rid)
                 self._fallbacks += 1
                 tt.fallbacks += 1
@@ -1334,9 +1352,12 @@ cdef class AllocCore:
         self._acquire()
         try:
             now = self._now()
+            if self._nq and self._deadline[self._dl[0]] <= now:
+                self._expire(now)       # a request past its deadline is timed out
             i = self._find(request_id)
             if i < 0 or self._st[i] > ST_ALLOCATED:
                 self._unknown += 1
+                self._flush()
                 return None
             if self._st[i] == ST_QUEUED:
                 self._finish(i, ST_FAILED, "cancelled", now)
@@ -1349,19 +1370,19 @@ cdef class AllocCore:
             res = self._result(i, now)
             if slot >= 0:
                 streak = self._table._complete(slot, d, success, now)
-            if not success and self._outcome_cb is not None:
+            if not success and slot >= 0 and self._outcome_cb is not None:
+                # a detached request's outcome is charged to no agent
                 self._events.append((self._outcome_cb, (agent, False, streak)))
-            if self._limiter is not None:
-                self._limiter.record_outcome(success, None if d < 0.0 else d, now)
             if self._events or self._limbo:
                 # outcomes first: an ejection takes the agent out before the
                 # queue is served
                 self._flush()
             if self._nq:
-                if self._deadline[self._dl[0]] <= now:
-                    self._expire(now)
                 self._dispatch(now)
                 self._flush()
+            if self._limiter is not None:
+                # last: if it raised, the slot would be served already
+                self._limiter.record_outcome(success, None if d < 0.0 else d, now)
             return res
         finally:
             self._release()
@@ -1374,11 +1395,16 @@ cdef class AllocCore:
         """
         cdef double now
         cdef Py_ssize_t i
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str, got {type(reason).__name__}")
         self._acquire()
         try:
             now = self._now()
+            if self._nq and self._deadline[self._dl[0]] <= now:
+                self._expire(now)       # a request past its deadline is timed out, not withdrawn
             i = self._find(request_id)
             if i < 0 or self._st[i] > ST_ALLOCATED:
+                self._flush()
                 return None
             if self._st[i] == ST_ALLOCATED:
                 self._unbind(i)
@@ -1540,8 +1566,8 @@ cdef class AllocCore:
             self._unbind(i)
             s = -1
             if to_slot >= 0:
-                if t._ok(to_slot, 1, now, True, self._cpu[i],
-                         self._mem[i], self._net[i]):
+                if not ((self._fl[i] & R_EXCL) and to_agent in self._excl[i]) and \
+                        t._ok(to_slot, 1, now, True, self._cpu[i], self._mem[i], self._net[i]):
                     t._reserve(to_slot, self._cpu[i], self._mem[i], self._net[i])
                     s = to_slot
             elif to_agent is None:
@@ -1555,6 +1581,8 @@ cdef class AllocCore:
                 self._deadline[i] = now + self._timeout[i]
                 self._enqueue(i, self._req_at[i])
                 new = None
+                # another agent may have room: the queue decides, in its order
+                self._dispatch(now)
             self._flush()
             return new
         finally:

@@ -717,16 +717,18 @@ cdef class AgentTable:
         return True
 
     cdef int _unreserve(self, Py_ssize_t s, double rc, double rm, double rn) noexcept nogil:
-        """Give back one task slot and its resources; -1 if none is held."""
-        if self._active[s] <= 0:
-            return -1
-        self._active[s] -= 1
-        self._rekey(s)
+        """Give back one task slot and its resources; -1 if no slot was held
+        (the count was overwritten by set_task_count): the resources are
+        given back all the same."""
+        cdef int held = self._active[s] > 0
+        if held:
+            self._active[s] -= 1
         # clamp: float round-off must never leave a tiny negative reservation
         self._res_cpu[s] = max(0.0, self._res_cpu[s] - rc)
         self._res_mem[s] = max(0.0, self._res_mem[s] - rm)
         self._res_net[s] = max(0.0, self._res_net[s] - rn)
-        return 0
+        self._rekey(s)
+        return 0 if held else -1
 
     def release(self, Py_ssize_t slot, double cpu=0.0, double memory_mb=0.0,
                 double network_mbps=0.0):

@@ -13,7 +13,7 @@ bench
 demo
     Record and query a metric stream (the foundation's demonstration).
 
-Exit codes: 0 success, 1 runtime failure, 2 bad arguments or scenario file.
+Exit codes: 0 success, 1 runtime failure, 2 bad arguments, scenario or trace file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from ._version import __version__
@@ -45,23 +45,39 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return str(x)
 
 
+def _cell(row: dict[str, Any], key: str, digits: int) -> str:
+    """``mean`` or, with intervals, ``mean±half-width``."""
+    v = row[key]
+    ci = (row.get("ci95") or {}).get(key)
+    if isinstance(v, float) and digits == 0 and key != "health_score":
+        # a mean of counts: one decimal where it says something
+        digits = 1 if ci is not None and abs(v) < 100 else 0
+    if ci is None or v is None or isinstance(v, str):
+        return _fmt(v, digits)
+    half = (ci[1] - ci[0]) / 2
+    return f"{_fmt(v, digits)}±{_fmt(float(half), digits)}"
+
+
 TABLE_COLUMNS = [
     # (header, key, digits)
     ("submitted", "submitted", 0), ("completed", "completed", 0),
     ("timed_out", "timed_out", 0), ("rejected", "rejected", 0), ("failed", "failed", 0),
-    ("wait_p50", "wait_p50_s", 2), ("wait_p95", "wait_p95_s", 2), ("wait_p99", "wait_p99_s", 2),
-    ("e2e_p50", "e2e_p50_s", 2), ("e2e_p99", "e2e_p99_s", 2), ("fairness", "fairness", 3),
-    ("failovers", "failovers", 0), ("ejections", "ejections", 0),
+    ("wait_mean", "wait_mean_s", 2), ("wait_p50", "wait_p50_s", 2),
+    ("wait_p95", "wait_p95_s", 2), ("wait_p99", "wait_p99_s", 2),
+    ("e2e_mean", "e2e_mean_s", 2), ("e2e_p50", "e2e_p50_s", 2), ("e2e_p99", "e2e_p99_s", 2),
+    ("fairness", "fairness", 3), ("failovers", "failovers", 0), ("ejections", "ejections", 0),
     ("peak_queue", "peak_queue", 0), ("bottlenecks", "bottlenecks_found", 0),
     ("health", "health_score", 0), ("capacity", "capacity_action", 0),
 ]
 
 
 def render_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
-    """Print one line per strategy with the table columns (times in seconds)."""
+    """Print one line per strategy with the table columns (times in seconds);
+    with several seeds each cell is ``mean±half-width`` of its 95 % interval."""
     headers = ["strategy"] + [h for h, _, _ in TABLE_COLUMNS]
-    body = [[name] + [_fmt(r[k], d) for _, k, d in TABLE_COLUMNS] for name, r in rows.items()]
+    body = [[name] + [_cell(r, k, d) for _, k, d in TABLE_COLUMNS] for name, r in rows.items()]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
+
     def fmt_line(cells: list[str]) -> str:
         # strategy names left-aligned, numbers right-aligned
         return "  ".join(c.rjust(w) if i else c.ljust(w)
@@ -73,18 +89,122 @@ def render_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
         out.write(fmt_line(b) + "\n")
 
 
-def _best(rows: dict[str, dict[str, Any]]) -> str:
-    """The strategy that completed most, then with the lowest p99 end-to-end time."""
-    def key(name: str) -> tuple[float, float]:
-        r = rows[name]
-        p99 = r["e2e_p99_s"] if r["e2e_p99_s"] is not None else math.inf
-        return (-r["completed"], p99)
-    return min(rows, key=key)
+TENANT_COLUMNS = [
+    ("submitted", "submitted", 0), ("completed", "completed", 0),
+    ("timed_out", "timed_out", 0), ("rejected", "rejected", 0), ("failed", "failed", 0),
+    ("wait_p50", "wait_p50_s", 2), ("wait_p95", "wait_p95_s", 2),
+    ("wait_p99", "wait_p99_s", 2), ("e2e_mean", "e2e_mean_s", 2),
+]
+#: tenants printed per strategy (the JSON has them all)
+MAX_TABLE_TENANTS = 20
+
+
+def render_tenant_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
+    """Print the per-tenant block: one line per (strategy, tenant), at most
+    ``MAX_TABLE_TENANTS`` tenants per strategy; nothing without tenants."""
+    body: list[list[str]] = []
+    more: dict[str, int] = {}
+    for name, r in rows.items():
+        tenants = r.get("tenants") or {}
+        for k, (tenant, t) in enumerate(tenants.items()):
+            if k == MAX_TABLE_TENANTS:
+                more[name] = len(tenants) - k
+                break
+            body.append([name if k == 0 else "", tenant]
+                        + [_cell(t, key, d) for _, key, d in TENANT_COLUMNS])
+    if not body:
+        return
+    headers = ["strategy", "tenant"] + [h for h, _, _ in TENANT_COLUMNS]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
+
+    def fmt_line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i > 1 else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    line = fmt_line(headers)
+    out.write("\nper tenant:\n" + line + "\n" + "-" * len(line) + "\n")
+    for b in body:
+        out.write(fmt_line(b) + "\n")
+    for name, n in more.items():
+        out.write(f"({name}: {n} more tenants in --json)\n")
+
+
+def check_accounting(name: str, r: Any) -> str | None:
+    """Why a run's counts do not add up, or None: every request has one
+    outcome, per tenant too, and the tenants add up to the totals."""
+    keys = ("submitted", "completed", "timed_out", "rejected", "failed")
+    total = r.completed + r.timed_out + r.rejected + r.failed
+    if total != r.submitted:
+        return f"accounting broken for {name} (seed {r.seed}): {total} != {r.submitted}"
+    if not r.tenants:
+        return None
+    for tenant, t in r.tenants.items():
+        total = t["completed"] + t["timed_out"] + t["rejected"] + t["failed"]
+        if total != t["submitted"]:
+            return (f"accounting broken for {name} (seed {r.seed}), tenant {tenant!r}: "
+                    f"{total} != {t['submitted']}")
+    for key in keys:
+        total = sum(t[key] for t in r.tenants.values())
+        if total != getattr(r, key):
+            return (f"accounting broken for {name} (seed {r.seed}): the tenants' {key} "
+                    f"add up to {total}, not {getattr(r, key)}")
+    return None
+
+
+def _progress_bar(label: str) -> Callable[[int, int, float], None]:
+    """A one-line bar on stderr counting finished cases (strategy x seed)."""
+    def show(done: int, total: int, frac: float) -> None:
+        f = (done + frac) / total
+        bar = "#" * int(f * 30)
+        sys.stderr.write(f"\r  {label} [{bar:<30}] {done}/{total} cases")
+        sys.stderr.flush()
+
+    return show
+
+
+def _describe(scenario: Any, trace: Any, seeds: list[int]) -> str:
+    groups = scenario.groups
+    shared = sum(g.count for g in groups if g.service == "shared")
+    pool = (f"{scenario.agent_count} agents"
+            + (f" ({shared} shared-service)" if shared else "")
+            + f", {sum(g.count * g.max_tasks for g in groups)} task slots")
+    if trace is not None:
+        load = f"trace {trace.path}: {len(trace)} requests over {trace.duration_s:g} s"
+    else:
+        ar = scenario.arrivals
+        bursts = (f" (bursts x{', x'.join(f'{b.factor:g}' for b in ar.bursts)})"
+                  if ar.bursts else "")
+        load = (f"{scenario.duration_s:g} s of arrivals at {ar.rate_per_s:g}/s{bursts}, "
+                f"{ar.task_distribution} work of mean {ar.mean_task_s:g} s")
+    if scenario.tenants:
+        load += ", tenants " + ", ".join(_describe_tenant(t, trace is None)
+                                         for t in scenario.tenants)
+    seed_txt = (f"seed {seeds[0]}" if len(seeds) == 1
+                else f"seeds {seeds[0]}..{seeds[-1]}")
+    return f"scenario {scenario.name!r}: {pool}, {load}, {seed_txt}"
+
+
+def _describe_tenant(t: Any, rate: bool) -> str:
+    policy = [f"weight {t.weight:g}"]
+    for key in ("max_active", "max_queued", "rate_per_s", "burst"):
+        v = getattr(t, key)
+        if v is not None:
+            policy.append(f"{key} {v:g}")
+    return f"{t.name}" + (f" {t.arrival_rate_per_s:g}/s" if rate else "") + \
+        f" ({', '.join(policy)})"
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from .scenario import ScenarioError, default_scenario, load_scenario
-    from .simulate import compare_strategies, progress_printer
+    from .simulate import (
+        TraceError,
+        best_strategy,
+        default_jobs,
+        load_trace,
+        run_cases,
+        seed_list,
+        summarize,
+    )
 
     # the library logs every ejection and bottleneck; the table says it all
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
@@ -95,6 +215,13 @@ def _simulate(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         sys.stderr.write(f"arbiter-core simulate: bad scenario: {exc}\n")
         return 2
+    trace = None
+    if args.trace:
+        try:
+            trace = load_trace(args.trace)
+        except TraceError as exc:
+            sys.stderr.write(f"arbiter-core simulate: bad trace: {exc}\n")
+            return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -103,46 +230,74 @@ def _simulate(args: argparse.Namespace) -> int:
                              "pip install 'arbiter-runtime[plot]'\n")
             return 2
     strategies = [args.strategy] if args.strategy else STRATEGIES
+    seeds = seed_list(args.seed, args.seeds)
+    n_cases = len(strategies) * len(seeds)
+    jobs = args.jobs if args.jobs is not None else default_jobs(n_cases)
     show_progress = not args.quiet and sys.stderr.isatty()
-    progress = progress_printer(scenario.duration_s, len(strategies)) if show_progress else None
-    results = compare_strategies(scenario, strategies, seed=args.seed, progress=progress)
+    wall = time.perf_counter()
+    runs = run_cases(scenario, strategies, seeds, jobs=jobs, trace=trace,
+                     progress=_progress_bar("simulating") if show_progress else None)
+    wall = time.perf_counter() - wall
     if show_progress:
         sys.stderr.write("\r" + " " * 80 + "\r")
-    rows = {name: r.table_row() for name, r in results.items()}
-    for name, r in rows.items():
-        total = r["completed"] + r["timed_out"] + r["rejected"] + r["failed"]
-        if total != r["submitted"]:  # the simulator's own invariant: never hide a loss
-            sys.stderr.write(f"arbiter-core simulate: accounting broken for {name}: "
-                             f"{total} != {r['submitted']}\n")
-            return 1
+    for name, per_seed in runs.items():
+        for r in per_seed:
+            broken = check_accounting(name, r)
+            if broken is not None:  # the simulator's own invariant: never hide a loss
+                sys.stderr.write(f"arbiter-core simulate: {broken}\n")
+                return 1
+    rows = {name: summarize(per_seed) for name, per_seed in runs.items()}
+    best = best_strategy(runs)
+    means = {name: row["e2e_mean_s"] for name, row in rows.items()
+             if row["e2e_mean_s"] is not None}
     if args.json:
-        doc = {"scenario": scenario.to_dict(), "seed": args.seed, "strategies": rows}
-        for r in doc["strategies"].values():
-            r.pop("wall_s", None)  # the only non-deterministic figure
+        for row in rows.values():
+            row.pop("wall_s", None)  # the only non-deterministic figure
+            if "ci95" in row:
+                row["ci95"].pop("wall_s", None)
+        doc: dict[str, Any] = {"scenario": scenario.to_dict(), "seed": args.seed,
+                               "seeds": seeds, "strategies": rows}
+        if trace is not None:
+            doc["trace"] = {"path": trace.path, "requests": len(trace),
+                            "duration_s": trace.duration_s}
+        doc["best"] = None if best is None else {
+            "metric": best.metric, "strategy": best.winner, "leader": best.leader,
+            "runner_up": best.runner_up, "difference": best.diff,
+            "difference_ci95": None if best.diff_ci is None else list(best.diff_ci),
+            "excluded_fewer_completed": list(best.excluded),
+            "message": best.message(means)}
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     else:
         out = sys.stdout
-        out.write(f"scenario {scenario.name!r}: {scenario.agent_count} agents, "
-                  f"{sum(g.count * g.max_tasks for g in scenario.groups)} task slots, "
-                  f"{scenario.duration_s:g} s of arrivals at {scenario.arrivals.rate_per_s:g}/s "
-                  f"(bursts x{', x'.join(f'{b.factor:g}' for b in scenario.arrivals.bursts)}), "
-                  f"seed {args.seed}\n\n")
+        out.write(_describe(scenario, trace, seeds) + "\n\n")
         render_table(rows, out)
-        wall = sum(r.wall_s for r in results.values())
-        out.write(f"\n(times in seconds; {len(results)} strategies simulated in {wall:.1f} s)\n")
-        best = _best(rows)
-        out.write(f"\nbest strategy: {best}; the optimizer's recommendations for it:\n")
-        recs = rows[best]["recommendations"] or ["(none: no active bottleneck at the end)"]
+        render_tenant_table(rows, out)
+        ci = ("" if len(seeds) == 1 else
+              f"mean ± 95% CI half-width over {len(seeds)} seeds; ")
+        cpu = sum(r.wall_s for per_seed in runs.values() for r in per_seed)
+        procs = "1 process" if jobs == 1 or n_cases == 1 else f"{min(jobs, n_cases)} processes"
+        out.write(f"\n(times in seconds; {ci}{n_cases} runs in {wall:.1f} s "
+                  f"({cpu:.1f} s of simulation, {procs}))\n\n")
+        if best is None:
+            out.write("best strategy: none completed a task\n")
+            return 0
+        out.write(best.message(means) + "\n")
+        if best.excluded:
+            out.write(f"  (not eligible, completed significantly fewer requests: "
+                      f"{', '.join(best.excluded)})\n")
+        first = runs[best.leader][0].table_row()
+        out.write(f"the optimizer's recommendations for {best.leader} (seed {seeds[0]}):\n")
+        recs = first["recommendations"] or ["(none: no active bottleneck at the end)"]
         for rec in recs:
             out.write(f"  - {rec}\n")
-        cap = rows[best]
-        out.write(f"capacity: {cap['capacity_action']} (desired agents "
-                  f"{cap['desired_agents']} of {scenario.agent_count})\n")
+        out.write(f"capacity: {first['capacity_action']} (desired agents "
+                  f"{first['desired_agents']} of {scenario.agent_count})\n")
     if args.plot:
         from .plotting import plot_results
 
-        plot_results(results, args.plot)
+        plot_results({name: per_seed[0] for name, per_seed in runs.items()}, args.plot,
+                     rows=rows)
         if not args.json:
             sys.stdout.write(f"plot written to {args.plot}\n")
     return 0
@@ -265,7 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="compare strategies on a simulated agent pool")
     sim.add_argument("--strategy", choices=STRATEGIES, help="run only this strategy")
     sim.add_argument("--scenario", metavar="FILE", help="a .toml or .json scenario file")
-    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim.add_argument("--seed", type=int, default=0,
+                     help="first random seed (default 0)")
+    sim.add_argument("--seeds", type=int, default=5, metavar="N",
+                     help="replications: run every strategy on seeds SEED..SEED+N-1 and "
+                          "report means with 95%% intervals (default 5)")
+    sim.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="run the (strategy x seed) cases in N processes; the results "
+                          "do not depend on it (default: one per CPU)")
+    sim.add_argument("--trace", metavar="FILE",
+                     help="replay these requests (CSV with a header, or JSON lines) "
+                          "instead of the scenario's arrivals")
     sim.add_argument("--json", action="store_true", help="print one JSON document")
     sim.add_argument("--plot", metavar="FILE.png", help="write plots (needs matplotlib)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -300,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--interval must be > 0 and --count >= 1")
     if args.command == "demo" and (args.samples < 1 or args.capacity < 1):
         parser.error("--samples and --capacity must be >= 1")
+    if args.command == "simulate" and (args.seeds < 1 or (args.jobs is not None
+                                                           and args.jobs < 1)):
+        parser.error("--seeds and --jobs must be >= 1")
     if args.command == "bench" and not args.scale > 0:
         parser.error("--scale must be > 0")
     return int(args.func(args))

@@ -29,6 +29,7 @@ __all__ = [
     "PriorityClass",
     "Scenario",
     "ScenarioError",
+    "Tenant",
     "default_scenario",
     "load_scenario",
     "scenario_from_dict",
@@ -36,15 +37,26 @@ __all__ = [
 
 PRIORITY_NAMES = ("low", "medium", "high", "critical")
 FAULT_KINDS = ("slow", "silent", "failing")
+SERVICE_MODELS = ("slots", "shared")
+TASK_DISTRIBUTIONS = ("lognormal", "exponential", "deterministic", "pareto")
+#: generated arrivals are held in memory (a few tens of bytes each): bound them
+MAX_ARRIVALS = 20_000_000
 
 
 _TOP_FIELDS = frozenset({
     "name", "duration_s", "pool", "arrivals", "faults", "rate_limit", "report_interval_s",
     "tick_interval_s", "stale_after_s", "latency_threshold_ms", "throughput_threshold_per_s",
-    "max_queue"})
+    "max_queue", "warmup_s", "usage_reports", "tenants"})
 _GROUP_FIELDS = frozenset({"name", "count", "max_tasks", "speed", "weight", "base_memory",
-                           "memory_per_task"})
-_ARRIVAL_FIELDS = frozenset({"rate_per_s", "mean_task_s", "task_sigma", "bursts", "priorities"})
+                           "memory_per_task", "service", "parallelism"})
+_ARRIVAL_FIELDS = frozenset({"rate_per_s", "mean_task_s", "task_sigma", "bursts", "priorities",
+                             "task_distribution", "pareto_shape"})
+_TENANT_FIELDS = frozenset({"name", "arrival_rate_per_s", "weight", "max_active", "max_queued",
+                            "rate_per_s", "burst"})
+#: tenant names are the allocator's (at most this many characters)
+MAX_TENANT_NAME = 256
+#: at most this many [[tenants]] tables (the allocator keeps up to 10,000 by default)
+MAX_SCENARIO_TENANTS = 1_000
 
 
 class ScenarioError(ValueError):
@@ -56,8 +68,18 @@ class AgentGroup:
     """``count`` identical agents.
 
     ``speed`` divides task durations (2.0 finishes twice as fast); ``weight``
-    is the balancer weight (default: ``max_tasks * speed``); ``memory_per_task``
-    is the memory % one running task adds on top of ``base_memory``.
+    is the balancer weight (default: ``parallelism * speed``, the agent's
+    throughput when saturated); ``memory_per_task`` is the memory % one running
+    task adds on top of ``base_memory``.
+
+    ``service`` is how an agent's running tasks share it:
+
+    * ``"slots"`` (default): ``max_tasks`` independent slots; a task runs at
+      ``speed`` however many others run.
+    * ``"shared"``: limited processor sharing with ``parallelism`` p: with n
+      tasks running each progresses at ``speed * min(1, p / n)`` -- an LLM
+      server batching requests, or workers on shared CPUs.  p = 1 is classic
+      processor sharing; p = ``max_tasks`` is the slot model.
     """
 
     name: str
@@ -67,6 +89,22 @@ class AgentGroup:
     weight: float | None = None
     base_memory: float = 20.0
     memory_per_task: float = 6.0
+    service: str = "slots"
+    parallelism: int | None = None
+
+    @property
+    def effective_parallelism(self) -> int:
+        """How many tasks run at full speed at once (``max_tasks`` for slots)."""
+        if self.service == "shared":
+            return self.parallelism if self.parallelism is not None else 1
+        return self.max_tasks
+
+    @property
+    def effective_weight(self) -> float:
+        """The balancer weight: given, or ``parallelism * speed``."""
+        if self.weight is not None:
+            return self.weight
+        return self.effective_parallelism * self.speed
 
 
 @dataclass(frozen=True)
@@ -89,13 +127,61 @@ class PriorityClass:
 
 @dataclass(frozen=True)
 class Arrivals:
-    """A Poisson process of ``rate_per_s`` with bursts; task work is lognormal."""
+    """A Poisson process of ``rate_per_s`` with bursts, and the tasks' work.
+
+    A task's *work* is the seconds it needs alone on an agent of speed 1; its
+    mean is ``mean_task_s`` whatever the ``task_distribution``:
+    ``"lognormal"`` (default; ``task_sigma`` is the sigma of the underlying
+    normal, 0 makes it deterministic), ``"exponential"``, ``"deterministic"``,
+    or ``"pareto"`` (a heavy tail: shape ``pareto_shape`` > 1, the smaller
+    the heavier; its variance is infinite for shapes <= 2).
+    """
 
     rate_per_s: float
     mean_task_s: float
     task_sigma: float = 0.5
     bursts: tuple[Burst, ...] = ()
     priorities: tuple[PriorityClass, ...] = ()
+    task_distribution: str = "lognormal"
+    pareto_shape: float = 2.5
+
+    def rate_at(self, t: float) -> float:
+        """The arrival rate at time ``t`` (bursts multiply it)."""
+        rate = self.rate_per_s
+        for b in self.bursts:
+            if b.start_s <= t < b.start_s + b.duration_s:
+                rate *= b.factor
+        return rate
+
+    def expected_count(self, duration_s: float) -> float:
+        """Expected number of arrivals in ``[0, duration_s)``."""
+        edges = sorted({0.0, duration_s, *(e for b in self.bursts
+                                          for e in (b.start_s, b.start_s + b.duration_s)
+                                          if 0.0 < e < duration_s)})
+        return sum(self.rate_at(a) * (b - a) for a, b in zip(edges, edges[1:]))
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One tenant: its own Poisson stream and its policy in the manager.
+
+    ``arrival_rate_per_s`` is the mean rate of the tenant's own Poisson
+    stream (the ``[arrivals]`` bursts multiply it; its requests take their
+    work and priorities from ``[arrivals]``).  The policy fields are
+    :class:`~arbiter_core.TenantPolicy`'s: ``weight`` is the tenant's share
+    of dispatches from the queue while it is backlogged, ``max_active`` caps
+    its allocated requests, ``max_queued`` its queued ones (beyond it:
+    REJECTED), and ``rate_per_s``/``burst`` are its own token bucket (burst
+    defaults to ``max(1, rate_per_s)``).
+    """
+
+    name: str
+    arrival_rate_per_s: float
+    weight: float = 1.0
+    max_active: int | None = None
+    max_queued: int | None = None
+    rate_per_s: float | None = None
+    burst: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +206,14 @@ class Scenario:
 
     ``duration_s`` is how long requests arrive; the run then drains until every
     request has ended (bounded by the longest timeout plus the slowest task).
+    Requests that arrive before ``warmup_s`` run like all others but are left
+    out of the wait and end-to-end statistics (an empty pool is not steady
+    state).  ``usage_reports = False`` stops the agents' cpu/memory reports,
+    so the balancer sees task counts and outcomes only (the queueing-theory
+    checks use it: a report is always a little stale).
+
+    With ``tenants`` every tenant has its own Poisson stream and its policy in
+    the manager, and ``arrivals.rate_per_s`` is the sum of the tenants' rates.
     """
 
     name: str
@@ -135,6 +229,9 @@ class Scenario:
     latency_threshold_ms: float = 4000.0
     throughput_threshold_per_s: float = 10.0
     max_queue: int = 10_000
+    warmup_s: float = 0.0
+    usage_reports: bool = True
+    tenants: tuple[Tenant, ...] = ()
 
     @property
     def agent_count(self) -> int:
@@ -153,42 +250,51 @@ class Scenario:
 
 
 def default_scenario() -> Scenario:
-    """The built-in scenario: 40 mixed agents, bursts, three faulty agents.
+    """The built-in scenario: a pool that serves like LLM inference.
 
-    About 2 minutes of arrivals at 45 requests/s with two bursts that push the
-    pool past its capacity, so queues form, low-priority work ages, deadlines
-    expire, the rate limiter engages, one agent slows down, one goes silent
-    (OFFLINE, then failover) and one fails its tasks (ejection).
+    28 shared-service agents of three kinds, like big, mid-size and small GPU
+    servers: each batches up to ``parallelism`` requests at full speed and
+    slows every request down beyond that (limited processor sharing), up to
+    ``max_tasks`` at once, with memory (the KV cache) growing per request.
+    Speeds differ 3x, so where a request lands matters.  One minute of
+    arrivals at 50 requests/s with lognormal work (a long tail of long
+    generations) and two bursts (x2.4 and x1.8) that push the pool to and
+    past its capacity, so queues form and short deadlines expire; one agent
+    slows down 5x, one goes silent (OFFLINE, then failover) and one fails
+    90 % of its tasks (ejection).
     """
     return Scenario(
         name="default",
-        duration_s=120.0,
+        duration_s=60.0,
         groups=(
-            AgentGroup("large", 8, max_tasks=8, speed=1.5),
-            AgentGroup("medium", 16, max_tasks=4, speed=1.0),
-            AgentGroup("small", 12, max_tasks=2, speed=0.8),
-            AgentGroup("legacy", 4, max_tasks=4, speed=0.5),
+            AgentGroup("large", 8, max_tasks=24, speed=2.0, service="shared", parallelism=8,
+                       base_memory=30.0, memory_per_task=2.5),
+            AgentGroup("medium", 12, max_tasks=12, speed=1.0, service="shared", parallelism=4,
+                       base_memory=30.0, memory_per_task=5.0),
+            AgentGroup("small", 8, max_tasks=6, speed=0.6, service="shared", parallelism=2,
+                       base_memory=30.0, memory_per_task=10.0),
         ),
         arrivals=Arrivals(
-            rate_per_s=45.0,
+            rate_per_s=50.0,
             mean_task_s=2.0,
-            task_sigma=0.6,
-            bursts=(Burst(30.0, 15.0, 2.5), Burst(80.0, 10.0, 3.0)),
+            task_sigma=0.8,
+            bursts=(Burst(20.0, 10.0, 2.4), Burst(45.0, 8.0, 1.8)),
             priorities=(
                 PriorityClass("critical", 0.05, 5.0),
                 PriorityClass("high", 0.20, 10.0),
                 PriorityClass("medium", 0.45, 20.0),
-                PriorityClass("low", 0.30, 8.0),
+                PriorityClass("low", 0.30, 4.0),
             ),
         ),
         faults=(
-            Fault("slow", "medium-3", at_s=20.0, factor=5.0),
-            Fault("silent", "large-1", at_s=50.0),
-            Fault("failing", "small-2", at_s=25.0, failure_rate=0.9),
+            Fault("slow", "medium-3", at_s=15.0, factor=5.0),
+            Fault("silent", "large-1", at_s=30.0),
+            Fault("failing", "small-2", at_s=10.0, failure_rate=0.9),
         ),
         rate_limit_per_s=110.0,
         rate_limit_burst=200,
-        throughput_threshold_per_s=30.0,
+        latency_threshold_ms=6000.0,
+        throughput_threshold_per_s=20.0,
     )
 
 
@@ -228,6 +334,14 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
         gr = _Reader(g, f"pool.groups[{i}]", _GROUP_FIELDS)
         max_tasks = gr.integer("max_tasks", minimum=1)
         speed = gr.number("speed", default=1.0, positive=True)
+        service = gr.text("service", default="slots")
+        if service not in SERVICE_MODELS:
+            raise ScenarioError(f"pool.groups[{i}].service: must be one of "
+                                f"{', '.join(SERVICE_MODELS)}, got {service!r}")
+        parallelism = gr.integer("parallelism", default=None, minimum=1, maximum=max_tasks)
+        if parallelism is not None and service != "shared":
+            raise ScenarioError(f"pool.groups[{i}].parallelism: only for service = "
+                                f"\"shared\" (a slot agent runs max_tasks at full speed)")
         groups.append(AgentGroup(
             name=gr.text("name", default=f"group{i}"),
             count=gr.integer("count", minimum=1, maximum=100_000),
@@ -236,6 +350,8 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
             weight=gr.number("weight", default=None, positive=True),
             base_memory=gr.number("base_memory", default=20.0, lo=0.0, hi=100.0),
             memory_per_task=gr.number("memory_per_task", default=6.0, lo=0.0, hi=100.0),
+            service=service,
+            parallelism=parallelism,
         ))
         gr.done()
     names = [g.name for g in groups]
@@ -261,14 +377,39 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
         pr.done()
     if not prios:
         prios = [PriorityClass("medium", 1.0, 30.0)]
+    dist = ar.text("task_distribution", default="lognormal")
+    if dist not in TASK_DISTRIBUTIONS:
+        raise ScenarioError(f"arrivals.task_distribution: must be one of "
+                            f"{', '.join(TASK_DISTRIBUTIONS)}, got {dist!r}")
+    shape = ar.number("pareto_shape", default=2.5, hi=100.0)
+    if shape <= 1.0:
+        raise ScenarioError(f"arrivals.pareto_shape: must be > 1 (the mean is infinite "
+                            f"otherwise), got {shape!r}")
+    tenants = _tenants(r.items("tenants"))
+    if tenants:
+        # each tenant has its own stream: a global rate would be a second,
+        # contradicting one, so it is an error rather than silently unused
+        if "rate_per_s" in ar.data:
+            raise ScenarioError("arrivals.rate_per_s: not used when [[tenants]] are given "
+                                "(each tenant has its arrival_rate_per_s); remove it")
+        rate = math.fsum(t.arrival_rate_per_s for t in tenants)
+    else:
+        rate = ar.number("rate_per_s", positive=True, hi=1e6)
     arrivals = Arrivals(
-        rate_per_s=ar.number("rate_per_s", positive=True, hi=1e6),
+        rate_per_s=rate,
         mean_task_s=ar.number("mean_task_s", positive=True),
         task_sigma=ar.number("task_sigma", default=0.5, lo=0.0, hi=5.0),
         bursts=tuple(bursts),
         priorities=tuple(prios),
+        task_distribution=dist,
+        pareto_shape=shape,
     )
     ar.done()
+    expected = arrivals.expected_count(duration_s)
+    if expected > MAX_ARRIVALS:
+        what = "tenants[].arrival_rate_per_s" if tenants else "arrivals.rate_per_s"
+        raise ScenarioError(f"{what}: about {expected:.3g} requests in "
+                            f"duration_s; at most {MAX_ARRIVALS:,} are simulated")
     agent_ids = {f"{g.name}-{k}" for g in groups for k in range(g.count)}
     faults = []
     for i, f in enumerate(r.items("faults")):
@@ -306,9 +447,53 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
         throughput_threshold_per_s=r.number("throughput_threshold_per_s", default=10.0,
                                             lo=0.0),
         max_queue=r.integer("max_queue", default=10_000, minimum=1),
+        warmup_s=r.number("warmup_s", default=0.0, lo=0.0),
+        usage_reports=r.boolean("usage_reports", default=True),
+        tenants=tenants,
     )
+    if sc.warmup_s >= sc.duration_s:
+        raise ScenarioError(f"warmup_s: must be < duration_s ({sc.duration_s:g}), "
+                            f"got {sc.warmup_s:g}")
     r.done(extra_ok={"pool", "arrivals", "faults", "rate_limit"})
     return sc
+
+
+def _tenants(items: list[Any]) -> tuple[Tenant, ...]:
+    """The ``[[tenants]]`` tables, validated field by field."""
+    if len(items) > MAX_SCENARIO_TENANTS:
+        raise ScenarioError(f"tenants: at most {MAX_SCENARIO_TENANTS} tenants, "
+                            f"got {len(items)}")
+    out: list[Tenant] = []
+    seen: set[str] = set()
+    for i, t in enumerate(items):
+        path = f"tenants[{i}]"
+        tr = _Reader(t, path, _TENANT_FIELDS)
+        name = tr.text("name")
+        if len(name) > MAX_TENANT_NAME:
+            raise ScenarioError(f"{path}.name: at most {MAX_TENANT_NAME} characters, "
+                                f"got {len(name)}")
+        if name in seen:
+            raise ScenarioError(f"{path}.name: tenant names must be unique, "
+                                f"{name!r} appears twice")
+        seen.add(name)
+        rate_per_s = tr.number("rate_per_s", default=None, lo=0.0, hi=1e9)
+        burst = tr.number("burst", default=None, lo=0.0, hi=1e9)
+        if burst is not None and rate_per_s is None:
+            raise ScenarioError(f"{path}.burst: needs rate_per_s (a token bucket "
+                                f"without a refill rate)")
+        out.append(Tenant(
+            name=name,
+            arrival_rate_per_s=tr.number("arrival_rate_per_s", lo=0.0, hi=1e6),
+            weight=tr.number("weight", default=1.0, positive=True, hi=1e9),
+            max_active=tr.integer("max_active", default=None, minimum=0,
+                                  maximum=1_000_000_000),
+            max_queued=tr.integer("max_queued", default=None, minimum=0,
+                                  maximum=1_000_000_000),
+            rate_per_s=rate_per_s,
+            burst=burst,
+        ))
+        tr.done()
+    return tuple(out)
 
 
 _MISSING: Any = object()
@@ -377,6 +562,12 @@ class _Reader:
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (
                 maximum is not None and v > maximum):
             raise ScenarioError(f"{self._name(key)}: must be {bound}, got {v!r}")
+        return v
+
+    def boolean(self, key: str, default: Any = _MISSING) -> Any:
+        v = self._get(key, default)
+        if not isinstance(v, bool):
+            raise ScenarioError(f"{self._name(key)}: must be true or false, got {v!r}")
         return v
 
     def text(self, key: str, default: Any = _MISSING) -> Any:

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import _aio
 from .._ringbuf import WIN_BEYOND_COUNT, WIN_COUNT, WIN_MEAN, WIN_QUANTILE
 from ..clock import Clock, default_clock, is_monotonic_default
 from ..types import MetricType
@@ -409,7 +410,8 @@ class RuntimeOptimizer:
     def is_running(self) -> bool:
         """True while the background thread runs and no stop was requested."""
         w = self._worker
-        return w is not None and w.thread.is_alive() and not w.stop.is_set()
+        return (w is not None and w.thread.is_alive() and not w.stop.is_set()) \
+            or _aio.running(self)
 
     def start(self) -> None:
         """Run :meth:`tick` on a background thread every interval (idempotent).
@@ -462,6 +464,21 @@ class RuntimeOptimizer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    async def __aenter__(self) -> RuntimeOptimizer:
+        """Run :meth:`tick` every interval as a task on the running event loop
+        (no thread)."""
+        _aio.enter(self, self.tick, lambda: self.effective_interval_s, "arbiter-optimizer")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop maintenance -- the asyncio task and the thread, if any (idempotent)."""
+        await _aio.close(self)
+        if self._worker is not None:
+            self.stop()
 
     # -- queries ---------------------------------------------------------------
 

@@ -236,17 +236,18 @@ class AllocationStatistics:
     listener_errors: int = 0
 
 
-def _wake_futures(futures: list[asyncio.Future[None]]) -> None:
+def _wake_futures(futures: list[asyncio.Future[AllocationResult]],
+                  result: AllocationResult) -> None:
     # thread-safe: the state may change on another thread (tick, release);
     # a closed loop means nobody is waiting any more
     for fut in futures:
         with contextlib.suppress(RuntimeError):
-            fut.get_loop().call_soon_threadsafe(_set_done, fut)
+            fut.get_loop().call_soon_threadsafe(_set_done, fut, result)
 
 
-def _set_done(fut: asyncio.Future[None]) -> None:
+def _set_done(fut: asyncio.Future[AllocationResult], result: AllocationResult) -> None:
     if not fut.done():
-        fut.set_result(None)
+        fut.set_result(result)
 
 
 class ResourceAllocator(AllocCore):
@@ -468,7 +469,7 @@ class ResourceAllocator(AllocCore):
         """Wait while ``request_id`` is QUEUED; returns its state afterwards
         (see :meth:`allocate_async` for cancellation)."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[AllocationResult] = loop.create_future()
         deadline = self._add_waiter(request_id, fut)
         if deadline is None:
             return self.status(request_id)
@@ -477,14 +478,15 @@ class ResourceAllocator(AllocCore):
             timer = loop.call_later(max(0.0, deadline - self._clock.now()) + 1e-3,
                                     self._on_timer)
         try:
-            await fut
+            # the result comes with the wake-up: with no history the record is
+            # forgotten by the time we run
+            return await fut
         except asyncio.CancelledError:
             self.withdraw(request_id, "cancelled")
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-        return self.status(request_id)
 
     def _on_timer(self) -> None:
         self.tick()
@@ -516,24 +518,23 @@ class ResourceAllocator(AllocCore):
         if not isinstance(policy, TenantPolicy):
             raise TypeError(f"policy must be a TenantPolicy, got {type(policy).__name__}")
         with self._lock:
-            # in place before the core serves the queue: a listener told of a
-            # dispatch the new policy allows must read that policy
-            old = self._policies.get(tenant)
+            # recorded first: listeners of the dispatch it triggers see it
+            before = self._policies.get(tenant)
             self._policies[tenant] = policy
             try:
                 self._set_tenant_policy(tenant, *policy.core_args())
             except BaseException:
-                if old is None:
-                    del self._policies[tenant]
+                if before is None:
+                    self._policies.pop(tenant, None)
                 else:
-                    self._policies[tenant] = old
+                    self._policies[tenant] = before
                 raise
         return policy
 
     def clear_tenant_policy(self, tenant: str) -> None:
         """Back to the default policy (weight 1, no caps, no bucket)."""
         with self._lock:
-            self._policies.pop(tenant, None)     # before the core serves the queue
+            self._policies.pop(tenant, None)
             self._clear_tenant_policy(tenant)
 
     def tenant_policy(self, tenant: str) -> TenantPolicy:

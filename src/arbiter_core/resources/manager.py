@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _aio
 from .._listeners import Listeners
 from .._validate import check_int, check_non_negative, check_positive, check_range
 from ..clock import Clock, default_clock
@@ -517,7 +518,8 @@ class AdaptiveResourceManager:
         for k in changes:
             if k not in names:
                 raise TypeError(f"unknown config field {k!r}")
-        for fixed in ("max_agents", "max_tenants"):
+        # the queue's heap keys are built with aging_per_s: it cannot change live
+        for fixed in ("max_agents", "max_tenants", "aging_per_s"):
             if fixed in changes and changes[fixed] != getattr(self._config, fixed):
                 raise ValueError(f"{fixed} cannot change on a live manager")
         new = dataclasses.replace(self._config, **changes)
@@ -721,7 +723,10 @@ class AdaptiveResourceManager:
         detached: list[str] = []
         moves: list[TaskMovedEvent] = []
         for rid in alloc.active_on(failed):
-            task_id = alloc.status(rid).task_id
+            st = alloc.status(rid)
+            if st.status is not AllocationStatus.ALLOCATED or st.agent_id != failed:
+                continue        # a listener released or moved it meanwhile
+            task_id = st.task_id
             if not alloc.is_movable(rid):
                 alloc.detach(rid)
                 detached.append(rid)
@@ -868,8 +873,9 @@ class AdaptiveResourceManager:
 
     @property
     def is_running(self) -> bool:
+        """True while maintenance runs: on the thread or as an asyncio task."""
         t = self._thread
-        return t is not None and t.is_alive()
+        return (t is not None and t.is_alive()) or _aio.running(self)
 
     def start(self) -> None:
         """Run :meth:`tick` every ``monitoring_interval_s`` on a daemon thread
@@ -906,6 +912,25 @@ class AdaptiveResourceManager:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    async def __aenter__(self) -> AdaptiveResourceManager:
+        """Run :meth:`tick` every ``monitoring_interval_s`` as a task on the
+        running event loop (no thread); a disabled manager does not start."""
+        if self._config.enabled:
+            _aio.enter(self, self.tick, lambda: self._config.monitoring_interval_s,
+                       "arbiter-resources")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop maintenance -- the asyncio task and the thread, if any -- and
+        wait for it (idempotent)."""
+        await _aio.close(self)
+        if self._thread is not None:
+            self.stop()
 
     def __repr__(self) -> str:
         return (f"AdaptiveResourceManager(agents={len(self.monitor)}, "
