@@ -74,3 +74,54 @@ def test_a_capacity_forecast_across_an_enormous_clock_jump_stays_finite():
             for v in (needs.utilization_percent, needs.trend_percent_per_s,
                       needs.lower_percent, needs.upper_percent):
                 assert v is None or math.isfinite(v), needs
+
+
+# -- scenario and trace files (tests/test_fuzz_files.py) ------------------------------
+
+
+def _scenario(**top):
+    data = {"duration_s": 5.0,
+            "pool": {"groups": [{"name": "g", "count": 2, "max_tasks": 2}]},
+            "arrivals": {"rate_per_s": 3.0, "mean_task_s": 0.5}}
+    data.update(top)
+    return data
+
+
+@pytest.mark.parametrize("change, named", [
+    # JSON null in a required field: was a TypeError deep in the builder
+    ({"duration_s": None}, "duration_s"),
+    ({"pool": {"groups": [{"name": "g", "count": None, "max_tasks": 2}]}},
+     "pool.groups[0].count"),
+    # an integer too large for a float: was an OverflowError
+    ({"duration_s": 10**400}, "duration_s"),
+    ({"arrivals": {"rate_per_s": 10**400, "mean_task_s": 0.5}}, "arrivals.rate_per_s"),
+])
+def test_scenario_null_or_huge_numbers_are_a_scenario_error_naming_the_field(change, named):
+    from arbiter_core.scenario import ScenarioError, scenario_from_dict
+
+    with pytest.raises(ScenarioError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        scenario_from_dict(_scenario(**change))
+
+
+def test_scenario_null_in_an_optional_field_means_its_default():
+    from arbiter_core.scenario import scenario_from_dict
+
+    sc = scenario_from_dict(_scenario(max_queue=None, stale_after_s=None))
+    assert sc.max_queue == 10_000 and sc.stale_after_s == 10.0
+
+
+@pytest.mark.parametrize("content, suffix, named", [
+    # a CSV cell beyond the csv module's field limit: was _csv.Error
+    ("arrival_s,work_s\n0,1\n0," + "9" * 200_000 + "\n", ".csv", "line 3"),
+    # a JSON integer too large for a float: was OverflowError
+    ('{"arrival_s": 0, "work_s": 1' + "0" * 400 + "}\n", ".jsonl", "line 1, column work_s"),
+])
+def test_trace_oversized_cells_are_a_trace_error_naming_the_line(tmp_path, content, suffix,
+                                                                  named):
+    from arbiter_core.simulate import TraceError, load_trace
+
+    f = tmp_path / f"t{suffix}"
+    f.write_text(content)
+    with pytest.raises(TraceError, match=named) as info:
+        load_trace(f)
+    assert len(str(info.value)) < 1000
