@@ -59,6 +59,16 @@ def fuzz_settings(default: int) -> settings:
                     derandomize=False)
 
 
+def _huge_valid_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 100_000 < v < 2**31
+
+
+#: hostile values for sizes (max_metrics, max_queue, ...): everything but a
+#: huge valid count, which is taken at its word (max_metrics=10**9 allocates two
+#: rings of 24 GB: the OOM killer, not a test, answers; RELIABILITY.md, section 4)
+sizes = numbers.filter(lambda v: not _huge_valid_count(v))
+
+
 def either(valid, hostile=numbers, p_valid: int = 3):
     """Mostly valid values, sometimes hostile ones (valid work must happen)."""
     return st.one_of(*([valid] * p_valid), hostile)
@@ -206,7 +216,7 @@ class ManagerFuzz(RuleBasedStateMachine):
                                  "load_balancing_strategy", "max_allocation_decision_s",
                                  "history_size", "rate_limit", "max_agents", "bogus",
                                  "monitoring_interval_s", "enable_auto_failover"]),
-          value=st.one_of(numbers, strategies))
+          value=st.one_of(sizes, strategies))
     def update_config(self, field, value):
         call(self.arm.update_config, **{field: value})
 
@@ -338,7 +348,7 @@ class OptimizerFuzz(RuleBasedStateMachine):
                                  "history_size", "hysteresis_pct", "resolve_after",
                                  "analysis_interval_s", "enable_trend_analysis", "bogus",
                                  "retention_s", "min_data_points_for_trend"]),
-          value=either(st.sampled_from([1, 3, 10, 30.0]), numbers))
+          value=either(st.sampled_from([1, 3, 10, 30.0]), sizes))
     def update_config(self, field, value):
         call(self.opt.update_config, **{field: value})
 
