@@ -19,12 +19,15 @@ WHEEL_STAMP := $(VENV)/.wheel-installed
 SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' -o -name '*.c' -o -name '*.h' \)) \
            pyproject.toml CMakeLists.txt
 
-.PHONY: help venv wheel install install-ray demo test test-integrations test-ray test-debug lint bench bench-report dist dist-smoke docs clean
+.PHONY: help venv wheel install install-ray demo test test-integrations test-ray test-debug \
+        test-sanitize soak lint bench bench-report dist dist-smoke docs clean
 
 help:
 	@echo "make demo    run the main job on its built-in default scenario"
 	@echo "make test    build the wheel from source, install it, run the tests"
 	@echo "make test-ray  install the ray extra and run the simulator-on-Ray test"
+	@echo "make test-sanitize  ASan+UBSan build; the suite and a hostile-input run under it"
+	@echo "make soak    the soak and decay tests at 10x (minutes), and the fuzzers at 20x"
 	@echo "make test-integrations  add the litellm and otel extras, run their tests and examples"
 	@echo "make lint    ruff, mypy and stubtest"
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
@@ -86,6 +89,46 @@ test-debug: $(VENV)/.bootstrapped
 	$(PIP) install --quiet --force-reinstall --no-deps build/debug-wheel/arbiter_runtime-*.whl
 	rm -f $(WHEEL_STAMP)
 	$(VENV)/bin/pytest -q tests -p no:cacheprovider
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the extension modules
+# (RelWithDebInfo, its own build dir), installed into build/sanitize-site, which
+# goes first on PYTHONPATH: .venv keeps its normal build.  Python itself is not
+# instrumented, so libasan is preloaded (and libstdc++, so that C++ extensions
+# such as matplotlib's can throw under the interceptors).  Reports go to
+# build/sanitize-logs/ (pytest captures stderr); any file there fails the run.
+# Leak detection is off: CPython frees little at exit by design.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_LOGS  := $(CURDIR)/build/sanitize-logs
+SAN_ENV   := LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libstdc++.so)" \
+	ASAN_OPTIONS=detect_leaks=0:log_path=$(SAN_LOGS)/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
+	PYTHONPATH=$(CURDIR)/build/sanitize-site
+test-sanitize: $(WHEEL_STAMP)
+	rm -rf build/sanitize-wheel build/sanitize-site $(SAN_LOGS)
+	mkdir -p $(SAN_LOGS)
+	ARBITER_BENCHFLOOR=ON $(PIP) wheel --no-deps --wheel-dir build/sanitize-wheel \
+		-Cbuild-dir=build/sanitize -Ccmake.build-type=RelWithDebInfo \
+		"-Ccmake.define.CMAKE_C_FLAGS=$(SAN_FLAGS)" \
+		"-Ccmake.define.CMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined" .
+	$(PIP) install --quiet --no-deps --target build/sanitize-site build/sanitize-wheel/arbiter_runtime-*.whl
+	$(SAN_ENV) $(PY) -c "import arbiter_core, sys; \
+		sys.exit(0 if '/build/sanitize-site/' in arbiter_core.__file__ else 'not the sanitized build')"
+	# the suite (the smoke test insists on site-packages, so it sits this one out)
+	$(SAN_ENV) $(VENV)/bin/pytest -q tests -p no:cacheprovider \
+		--deselect tests/test_release.py::test_smoke_script_passes_on_this_install
+	# the hostile-input run: the fuzzers with ten times the examples
+	$(SAN_ENV) ARBITER_FUZZ_EXAMPLES=400 $(VENV)/bin/pytest -q -p no:cacheprovider \
+		tests/test_fuzz_api.py tests/test_fuzz_files.py tests/test_stress.py tests/test_faults.py
+	@if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
+		echo "sanitizer reports:"; cat $(SAN_LOGS)/*; exit 1; \
+	else echo "test-sanitize: no sanitizer report"; fi
+
+# The soak and decay tests at ten times the CI size (4,000,000 requests,
+# 10,000,000 records) and the fuzzers at 20 times the examples: minutes.
+soak: $(WHEEL_STAMP)
+	ARBITER_SOAK_SCALE=10 $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_soak.py
+	ARBITER_FUZZ_EXAMPLES=1200 $(VENV)/bin/pytest -q -p no:cacheprovider \
+		tests/test_fuzz_api.py tests/test_fuzz_files.py
 
 lint: $(WHEEL_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks examples docs

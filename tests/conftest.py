@@ -9,12 +9,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import pytest
 from hypothesis import HealthCheck, settings
 
-# LiteLLM (the integration tests) fetches a model cost map over the network at
-# import unless told to use its bundled copy; tests never leave the machine.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-# Ray (the simulator's ray executor) reports usage statistics unless told not to.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
 # Moderate example counts keep the suite fast on a 2-core CI machine;
 # ARBITER_HYPOTHESIS_PROFILE=thorough explores more.
 settings.register_profile(
@@ -22,7 +16,6 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("ARBITER_HYPOTHESIS_PROFILE", "ci"))
-
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +27,13 @@ def redis_server():
     server = RedisServer()
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The reliability tallies (fuzzed calls, steps, threads, records) in the log."""
+    import sys
+
+    hostile = sys.modules.get("_hostile")
+    if hostile is not None and hostile.COUNTS:
+        counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(hostile.COUNTS.items()))
+        terminalreporter.write_line(f"reliability counts: {counts}")

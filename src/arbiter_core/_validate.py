@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_int", "check_non_negative", "check_number", "check_optional_number",
-           "check_positive", "check_range", "check_time_bound", "check_timestamp"]
+__all__ = ["INT_MAX", "MAX_ID_LENGTH", "MAX_NAME_LENGTH", "check_int", "check_name",
+           "check_non_negative", "check_number", "check_optional_number", "check_positive",
+           "check_range", "check_time_bound", "check_timestamp"]
 
 
 def check_number(value: object, name: str) -> float:
@@ -78,12 +79,36 @@ def check_range(value: object, name: str, lo: float = 0.0, hi: float = 100.0) ->
     return v
 
 
+#: The largest count any argument may give (the C core keeps counts in 32-bit ints).
+INT_MAX = 2**31 - 1
+
+
 def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
-    """``value`` as an int >= ``minimum`` (and <= ``maximum`` when given)."""
+    """``value`` as an int within ``[minimum, maximum]``; ``maximum`` defaults
+    to :data:`INT_MAX`, so no count reaches C code as an overflow."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     v = int(value)
-    if v < minimum or (maximum is not None and v > maximum):
-        bound = f">= {minimum}" if maximum is None else f"within [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be {bound}, got {v}")
+    hi = INT_MAX if maximum is None else maximum
+    if v < minimum or v > hi:
+        raise ValueError(f"{name} must be within [{minimum}, {hi}], got {v}")
     return v
+
+
+#: Longest name accepted (characters): agent ids, tenants, metric sources, cache ids.
+MAX_NAME_LENGTH = 256
+#: Longest request or task id accepted (characters).
+MAX_ID_LENGTH = 1024
+
+
+def check_name(value: object, name: str, limit: int = MAX_NAME_LENGTH) -> str:
+    """``value`` as a non-empty str of at most ``limit`` characters.
+
+    The message gives the length, never the value: an enormous name must not
+    make an enormous error message or log line.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not 0 < len(value) <= limit:
+        raise ValueError(f"{name} must be 1 to {limit} characters, got {len(value)}")
+    return value

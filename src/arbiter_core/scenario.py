@@ -573,14 +573,26 @@ class _Reader:
             node = node[part]
         return node
 
+    def _null(self, key: str, v: Any, default: Any) -> Any:
+        """JSON ``null`` means "not given": the default, or missing if required."""
+        if v is None and default is not None:
+            if default is _MISSING:
+                raise ScenarioError(f"{self._name(key)}: missing (null)")
+            return default
+        return v
+
     def number(self, key: str, default: Any = _MISSING, *, positive: bool = False,
                lo: float | None = None, hi: float | None = None) -> Any:
-        v = self._get(key, default)
+        v = self._null(key, self._get(key, default), default)
         if v is None:
             return None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ScenarioError(f"{self._name(key)}: must be a number, got {v!r}")
-        x = float(v)
+        try:
+            x = float(v)
+        except OverflowError:       # a JSON integer beyond any float
+            raise ScenarioError(f"{self._name(key)}: must be finite, got an integer of "
+                                f"{len(str(v))} digits") from None
         if not math.isfinite(x):
             raise ScenarioError(f"{self._name(key)}: must be finite, got {v!r}")
         if positive and x <= 0:
@@ -593,7 +605,7 @@ class _Reader:
 
     def integer(self, key: str, default: Any = _MISSING, *, minimum: int = 0,
             maximum: int | None = None) -> Any:
-        v = self._get(key, default)
+        v = self._null(key, self._get(key, default), default)
         if v is None:
             return None
         bound = f"an integer >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")

@@ -26,7 +26,7 @@ from .._ringbuf import (
     WIN_MEAN,
     MetricRing,
 )
-from .._validate import check_non_negative, check_timestamp
+from .._validate import check_name, check_non_negative, check_timestamp
 from .results import CacheStatistics
 from .windows import grow
 
@@ -97,8 +97,7 @@ class CacheAccessRecorder:
         self.ring.record(access_key(cid, bool(hit), latency_ms is not None), value, timestamp)
 
     def _intern(self, cache_id: str) -> int:
-        if not isinstance(cache_id, str):
-            raise TypeError(f"cache_id must be a str, got {type(cache_id).__name__}")
+        check_name(cache_id, "cache_id")
         with self._lock:
             cid = self._ids.get(cache_id)
             if cid is None:

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from .._ringbuf import MetricRing, NamedRecorder, SeriesHandle, WindowStats
 from .._validate import (
     check_int,
+    check_name,
     check_number,
     check_positive,
     check_time_bound,
@@ -267,8 +268,7 @@ class PerformanceMonitor:
         if key is not None:
             return key
         mt = coerce_metric_type(metric_type)
-        if not isinstance(source, str):
-            raise TypeError(f"source must be a str, got {type(source).__name__}")
+        check_name(source, "source")
         with self._intern_lock:
             key = self._keys.get((mt.value, source))
             if key is None:
@@ -301,7 +301,8 @@ class PerformanceMonitor:
         value : float
             Must be finite.
         source : str
-            Component or operation the sample is about.
+            Component or operation the sample is about; 1 to 256 characters
+            (``MAX_NAME_LENGTH``).
         timestamp : float, optional
             Seconds on the monitor's clock; defaults to now.
 
@@ -311,7 +312,8 @@ class PerformanceMonitor:
             Unknown metric type, or a non-finite value or timestamp; nothing is stored.
         TypeError
             A value or timestamp that is not a real number (bools included),
-            a source that is not a str.
+            a source that is not a str.  (A source that is empty or longer
+            than 256 characters is a ValueError.)
         """
         self._record_slow(metric_type, value, source, timestamp)
 
@@ -412,12 +414,14 @@ class PerformanceMonitor:
                            metric_type: MetricType | str | None = None) -> MetricBatch:
         """The newest ``count`` samples (of ``metric_type``), oldest first.
 
-        ``count <= 0`` returns an empty batch.
+        ``count <= 0`` returns an empty batch; any count beyond what is
+        stored returns everything.
         """
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
             raise TypeError(f"count must be an int, got {type(count).__name__}")
         keys = self._type_keys(metric_type, None)
-        return self._batch(self._ring.latest(int(count), keys))
+        # at most the ring's capacity exists; a larger count asks for everything
+        return self._batch(self._ring.latest(max(0, min(int(count), self._ring.capacity)), keys))
 
     def stats(self, metric_type: MetricType | str, source: str = "system",
               since: float | None = None, until: float | None = None) -> WindowStats:

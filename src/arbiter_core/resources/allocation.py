@@ -26,7 +26,14 @@ import numpy as np
 
 from .._alloc import STATUS_NAMES, AllocCore
 from .._listeners import Listeners
-from .._validate import check_int, check_non_negative, check_number, check_positive
+from .._validate import (
+    MAX_ID_LENGTH,
+    check_int,
+    check_name,
+    check_non_negative,
+    check_number,
+    check_positive,
+)
 from ..clock import is_monotonic_default
 from ..types import AllocationStatus, TaskPriority
 from .balancer import LoadBalancer
@@ -63,8 +70,10 @@ class AllocationRequest:
     Parameters
     ----------
     request_id : str
-        Unique among live (queued or allocated) requests.
+        Unique among live (queued or allocated) requests; 1 to 1024
+        characters (``MAX_ID_LENGTH``).
     task_id : str
+        1 to 1024 characters.
     priority : TaskPriority or int
         0-100; CRITICAL > HIGH > MEDIUM > LOW.
     timeout_s : float
@@ -103,8 +112,9 @@ class AllocationRequest:
 
     def __post_init__(self) -> None:
         t = self.timeout_s
-        if (type(self.request_id) is str and self.request_id and type(self.task_id) is str
-                and self.task_id and self.priority.__class__ is TaskPriority
+        if (type(self.request_id) is str and 0 < len(self.request_id) <= MAX_ID_LENGTH
+                and type(self.task_id) is str and 0 < len(self.task_id) <= MAX_ID_LENGTH
+                and self.priority.__class__ is TaskPriority
                 and type(t) is float and 0.0 < t < _INF and self.required_resources is None
                 and self.metadata is None and self.requested_at is None
                 and self.movable is True and self.exclude is None
@@ -114,11 +124,7 @@ class AllocationRequest:
 
     def _check(self) -> None:
         for name in ("request_id", "task_id"):
-            v = getattr(self, name)
-            if not isinstance(v, str):
-                raise TypeError(f"{name} must be a str, got {type(v).__name__}")
-            if not v:
-                raise ValueError(f"{name} must not be empty")
+            check_name(getattr(self, name), name, MAX_ID_LENGTH)
         p = check_int(self.priority, "priority", 0, 100)
         object.__setattr__(self, "priority", _PRIORITIES.get(p, p))
         check_positive(self.timeout_s, "timeout_s")

@@ -50,7 +50,7 @@ def coerce_strategy(strategy: object) -> LoadBalancingStrategy:
 def request_needs(request: object) -> tuple[bool, float, float, float, int]:
     """``(high, cpu, memory_mb, network_mbps, priority)`` of a request.
 
-    ``request`` may be ``None``, a :class:`TaskPriority` (or int), or any
+    ``request`` may be ``None``, a :class:`TaskPriority` (or int 0-100), or any
     object with ``priority`` and ``required_resources`` attributes (an
     :class:`~arbiter_core.AllocationRequest`); ``required_resources`` may be a
     :class:`ResourceRequirements`, a mapping with those keys, or ``None``.
@@ -58,11 +58,15 @@ def request_needs(request: object) -> tuple[bool, float, float, float, int]:
     if request is None:
         return False, 0.0, 0.0, 0.0, int(TaskPriority.MEDIUM)
     if isinstance(request, int) and not isinstance(request, bool):
+        if not 0 <= request <= 100:
+            raise ValueError(f"priority must be within [0, 100], got {request}")
         return request >= _HIGH, 0.0, 0.0, 0.0, int(request)
     priority = getattr(request, "priority", TaskPriority.MEDIUM)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise TypeError(f"request.priority must be a TaskPriority or int, "
                         f"got {type(priority).__name__}")
+    if not 0 <= priority <= 100:
+        raise ValueError(f"request.priority must be within [0, 100], got {priority}")
     res = getattr(request, "required_resources", None)
     if res is None:
         return priority >= _HIGH, 0.0, 0.0, 0.0, int(priority)

@@ -391,7 +391,9 @@ class _CapacityPlanner:
         slope = 0.0
         pred = last
         lo = hi = None
-        if n >= 2:
+        # a fit over an absurd time span (a clock moved by ~1e300 s) would
+        # overflow: then the forecast is the last value, without an interval
+        if n >= 2 and float(pts[-1, 0] - pts[0, 0]) < 1e100:
             t = pts[:, 0] - now
             u = pts[:, 1]
             tm, um = t.mean(), u.mean()

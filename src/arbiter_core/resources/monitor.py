@@ -15,7 +15,14 @@ from typing import Any
 
 from .._listeners import Listeners
 from .._select import HEALTH_NAMES, AgentTable
-from .._validate import check_int, check_non_negative, check_number, check_positive, check_range
+from .._validate import (
+    check_int,
+    check_name,
+    check_non_negative,
+    check_number,
+    check_positive,
+    check_range,
+)
 from ..clock import Clock, default_clock
 from ..types import HealthStatus
 from .records import (
@@ -150,7 +157,7 @@ class ResourceMonitor:
         Parameters
         ----------
         agent_id : str
-            Unique, non-empty.
+            Unique; 1 to 256 characters (``MAX_NAME_LENGTH``).
         max_tasks : int, optional
             Task slots (>= 1); default ``default_max_tasks``.
         weight : float
@@ -171,10 +178,7 @@ class ResourceMonitor:
         TypeError
             A wrong type or an unknown capacity keyword.
         """
-        if not isinstance(agent_id, str):
-            raise TypeError(f"agent_id must be a str, got {type(agent_id).__name__}")
-        if not agent_id:
-            raise ValueError("agent_id must not be empty")
+        check_name(agent_id, "agent_id")
         mt = self._default_max_tasks if max_tasks is None else check_int(max_tasks, "max_tasks", 1)
         w = check_positive(weight, "weight")
         kwargs: dict[str, float] = {}

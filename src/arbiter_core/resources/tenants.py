@@ -19,22 +19,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._validate import check_int, check_non_negative, check_positive
+from .._validate import MAX_NAME_LENGTH, check_int, check_name, check_non_negative, check_positive
 
 __all__ = ["MAX_TENANT_NAME", "TenantPolicy", "check_tenant"]
 
-#: Longest tenant name accepted (characters).
-MAX_TENANT_NAME = 256
+#: Longest tenant name accepted (characters): the package's name limit.
+MAX_TENANT_NAME = MAX_NAME_LENGTH
 
 
 def check_tenant(tenant: object, name: str = "tenant") -> str:
     """``tenant`` as a valid tenant name: a non-empty str of at most 256 characters."""
-    if not isinstance(tenant, str):
-        raise TypeError(f"{name} must be a str, got {type(tenant).__name__}")
-    if not tenant or len(tenant) > MAX_TENANT_NAME:
-        raise ValueError(f"{name} must be 1 to {MAX_TENANT_NAME} characters, "
-                         f"got {len(tenant)}")
-    return tenant
+    return check_name(tenant, name, MAX_TENANT_NAME)
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,7 +148,13 @@ def _check_columns(p: Path, line: int, names: list[str] | Any) -> None:
 def _csv_rows(p: Path, text: str) -> Any:
     reader = csv.reader(io.StringIO(text))
     header: list[str] | None = None
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:    # e.g. a cell beyond the csv module's field limit
+            raise TraceError(f"{p} line {reader.line_num}: not valid CSV: {exc}") from None
         line = reader.line_num
         if not fields or all(not f.strip() for f in fields):
             continue
@@ -196,6 +202,9 @@ def _number(v: object, where: str, col: str, *, lo: float | None = None,
         x = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TraceError(f"{where}, column {col}: must be a number, got {v!r}") from None
+    except OverflowError:           # a JSON integer beyond any float
+        raise TraceError(f"{where}, column {col}: must be finite, got an integer of "
+                         f"{len(str(v))} digits") from None
     if not math.isfinite(x):
         raise TraceError(f"{where}, column {col}: must be finite, got {v!r}")
     if positive and x <= 0:
