@@ -27,7 +27,7 @@ help:
 	@echo "make test    build the wheel from source, install it, run the tests"
 	@echo "make test-ray  install the ray extra and run the simulator-on-Ray test"
 	@echo "make test-sanitize  ASan+UBSan build; the suite and a hostile-input run under it"
-	@echo "make soak    the soak and decay tests at 10x (minutes), and the fuzzers at 20x"
+	@echo "make soak    the soak and decay tests at 10x, and the fuzzers at 20x (minutes)"
 	@echo "make test-integrations  add the litellm and otel extras, run their tests and examples"
 	@echo "make lint    ruff, mypy and stubtest"
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
@@ -124,7 +124,8 @@ test-sanitize: $(WHEEL_STAMP)
 	else echo "test-sanitize: no sanitizer report"; fi
 
 # The soak and decay tests at ten times the CI size (4,000,000 requests,
-# 10,000,000 records) and the fuzzers at 20 times the examples: minutes.
+# 10,000,000 records) and the fuzzers at 20 times the examples: a few
+# minutes.
 soak: $(WHEEL_STAMP)
 	ARBITER_SOAK_SCALE=10 $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_soak.py
 	ARBITER_FUZZ_EXAMPLES=1200 $(VENV)/bin/pytest -q -p no:cacheprovider \

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _hostile import COUNTS, examples, numbers
+from _hostile import COUNTS, Big, examples, numbers
 from arbiter_core.cli import main
 from arbiter_core.scenario import ScenarioError, load_scenario, scenario_from_dict
 
@@ -58,7 +58,7 @@ def paths(node, prefix=()):
 PATHS = [p for p, _ in paths(VALID) if p]
 FIELD = re.compile(r"^(scenario|[a-z_]+(\.[a-z_]+|\[\d+\])*)$")
 hostile = st.one_of(numbers, st.text(max_size=5), st.just([]), st.just({}),
-                    st.just([1, "x"]), st.just({"x": 1}), st.just("x" * 100_000))
+                    st.just([1, "x"]), st.just({"x": 1}), st.just(Big("x" * 100_000)))
 
 
 def dotted(path) -> str:
@@ -158,11 +158,12 @@ def test_random_command_lines_exit_cleanly(argv):
 
 cells = st.one_of(
     st.sampled_from(["0", "1.5", "-1", "nan", "inf", "1e999", "", " ", "high", "LOW", "x",
-                     "acme", "1" * 400, "a" * 300, "a" * 200_000, '"', "\x00", "\n", "1,2"]),
+                     "acme", Big("1" * 400), Big("a" * 300), Big("a" * 200_000), '"', "\x00",
+                     "\n", "1,2"]),
     st.text(max_size=8),
 )
 json_values = st.one_of(numbers, st.text(max_size=6), st.just(10**400), st.just([1]),
-                        st.just({"a": 1}), st.sampled_from(["high", "a" * 300]))
+                        st.just({"a": 1}), st.sampled_from(["high", Big("a" * 300)]))
 
 
 @fuzz(300)
