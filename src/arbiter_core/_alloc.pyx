@@ -1471,13 +1471,6 @@ cdef class AllocCore:
         finally:
             self._release()
 
-    def _deadline_of(self, request_id):
-        """_deadline_of(request_id): the deadline of a QUEUED request, else None."""
-        cdef Py_ssize_t i = self._find(request_id)
-        if i < 0 or self._st[i] != ST_QUEUED:
-            return None
-        return self._deadline[i]
-
     def _add_waiter(self, request_id, fut):
         """_add_waiter(request_id, fut)
 
