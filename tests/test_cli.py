@@ -95,17 +95,28 @@ def test_jobs_do_not_change_the_results(small_json):
 
 
 def test_simulate_table_and_single_strategy():
+    wide = ("submitted", "rejected", "wait_mean", "wait_p50", "e2e_p50", "failovers",
+            "ejections", "peak_queue", "bottlenecks", "health", "capacity")
+    summary = ("completed", "timed_out", "failed", "wait_p99", "e2e_mean", "e2e_p99",
+               "fairness")
     proc = run("simulate", "--scenario", str(FLASH), "--strategy", "power_of_two", "--quiet",
-               "--seeds", "2")
+               "--seeds", "2", "--wide")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "power_of_two" in out and "least_loaded" not in out
-    for col in ("submitted", "completed", "timed_out", "rejected", "failed", "wait_mean",
-                "wait_p99", "e2e_mean", "e2e_p99", "fairness", "failovers", "ejections",
-                "peak_queue", "health"):
-        assert col in out
+    header = next(line for line in out.splitlines() if line.startswith("strategy "))
+    assert all(col in header.split() for col in wide + summary)
     assert "±" in out and "over 2 seeds" in out
     assert "best strategy: power_of_two (the only strategy run)" in out
+    # the default: the summary columns only, within 100 characters
+    proc = run("simulate", "--scenario", str(FLASH), "--strategy", "power_of_two", "--quiet",
+               "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.split("\n\n")[1]
+    assert table.splitlines()[0].split() == ["strategy", "e2e_mean", "e2e_p99", "wait_p99",
+                                             "completed", "failed", "timed_out", "fairness"]
+    assert max(len(line) for line in table.splitlines()) <= 100
+    assert "--wide: every column" in proc.stdout
 
 
 def test_default_demo_names_a_significant_winner():
@@ -117,6 +128,15 @@ def test_default_demo_names_a_significant_winner():
     assert all(s in out for s in STRATEGIES)
     best = [line for line in out.splitlines() if line.startswith("best strategy:")]
     assert len(best) == 1 and "significantly below the runner-up" in best[0], out
+    table = out.split("\n\n")[1]
+    assert max(len(line) for line in table.splitlines()) <= 100, table
+    # the capacity verdict names the pool it was taken on: large-1 went
+    # silent at 30 s (OFFLINE), so 27 of the 28 agents are online
+    cap = out[out.index("capacity when arrivals stop"):]
+    assert "27 of 28 agents online (large-1 offline)" in cap, cap
+    assert "why: " in cap and "High utilization" not in cap.splitlines()[1], cap
+    health = next(line for line in out.splitlines() if line.startswith("health when"))
+    assert "for every strategy" in health and "scheduler/latency" in health, health
 
 
 def test_trace_replay_csv_and_json_lines_agree(tmp_path):
@@ -249,3 +269,71 @@ def test_bench_runs_and_prints_ratios():
     assert proc.returncode == 0, proc.stderr
     assert "ratio" in proc.stdout and "p99 of a 10k window" in proc.stdout
     assert "select least_loaded, 10000 agents" in proc.stdout
+
+
+# -- the table and the verdict lines (in this process) ---------------------------------
+
+def _row(**extra):
+    base = {"submitted": 4044.0, "completed": 4032.0, "timed_out": 0.0, "rejected": 0.0,
+            "failed": 12.0, "wait_mean_s": 0.11, "wait_p50_s": 0.0, "wait_p95_s": 0.4,
+            "wait_p99_s": 3.0, "e2e_mean_s": 3.28, "e2e_p50_s": 1.76, "e2e_p99_s": 21.43,
+            "fairness": 0.893, "failovers": 2.8, "ejections": 1.8, "peak_queue": 117.0,
+            "bottlenecks_found": 2.8, "health_score": 80.0, "capacity_action": "scale_up"}
+    base.update(extra)
+    base["ci95"] = {k: [v - 0.5 * abs(v) - 1.0, v + 0.5 * abs(v) + 1.0]
+                    for k, v in base.items() if isinstance(v, float)}
+    return base
+
+
+def test_llm_columns_show_when_present_and_the_table_stays_within_100():
+    from io import StringIO
+
+    from arbiter_core.cli import TABLE_WIDTH, render_table, table_columns
+
+    names = ["round_robin", "least_loaded", "priority_based", "power_of_two"]
+    plain = {n: _row() for n in names}
+    assert "ttft_mean_s" not in [k for _, k, _ in table_columns(plain)]
+    # present but null (a model without TTFT): still not shown
+    nulls = {n: _row(ttft_mean_s=None, ttft_p99_s=None) for n in names}
+    assert "ttft_mean_s" not in [k for _, k, _ in table_columns(nulls)]
+    llm = {n: _row(ttft_mean_s=0.412, ttft_p99_s=2.318, cache_hit_rate=0.731,
+                   tokens_per_s=18234.0) for n in names}
+    cols = table_columns(llm)
+    keys = [k for _, k, _ in cols]
+    assert keys[-4:] == ["ttft_mean_s", "ttft_p99_s", "cache_hit_rate", "tokens_per_s"]
+    out = StringIO()
+    render_table(llm, out, cols, TABLE_WIDTH)
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= TABLE_WIDTH
+    headers = [line.split() for line in lines if line.startswith("strategy")]
+    assert len(headers) == 2  # the LLM columns wrapped into a second block
+    assert [h for hs in headers for h in hs if h != "strategy"] == [h for h, _, _ in cols]
+    assert sum(line.startswith("priority_based") for line in lines) == 2
+    # --wide: one block, every column
+    out = StringIO()
+    render_table(llm, out, table_columns(llm, wide=True), None)
+    header = out.getvalue().splitlines()[0].split()
+    assert len(header) == 1 + 19 + 4
+
+
+def test_capacity_and_health_lines_say_what_they_mean():
+    from arbiter_core.cli import capacity_line, health_line
+
+    row = {"capacity_action": "scale_up", "desired_agents": 28, "online_agents": 27,
+           "total_agents": 28, "capacity_rationale": "Held by the scale-down window",
+           "agents_out": ["large-1 offline", "small-2 ejected until 41.0 s"]}
+    text = capacity_line("weighted", 0, row)
+    assert text.startswith("capacity when arrivals stop (weighted, seed 0): scale_up, "
+                           "desired 28 agents; 27 of 28 agents online (large-1 offline)")
+    assert "why: Held by the scale-down window" in text
+    assert "ejected then (still online, taking no new work): small-2 ejected until 41.0 s" \
+        in text
+    rows = {"a": {"health_score": 80.0, "ci95": {"health_score": [80.0, 80.0]},
+                  "health_bottlenecks": ["scheduler/latency (critical)"]},
+            "b": {"health_score": 80.0, "ci95": {"health_score": [80.0, 80.0]},
+                  "health_bottlenecks": ["scheduler/latency (critical)"]}}
+    assert health_line(rows).endswith(
+        "80 on every seed for every strategy (scheduler/latency (critical))")
+    rows["b"] = {"health_score": 90.0, "health_bottlenecks": ["scheduler/latency (high)"]}
+    assert health_line(rows).endswith("80 on every seed for a (scheduler/latency "
+                                      "(critical)); 90 for b (scheduler/latency (high))")

@@ -266,6 +266,9 @@ def test_scale_down_stabilization_takes_the_highest_recent_recommendation():
     a = arm.analyze_capacity()
     # within 300 s of the 14 recommendation: no scale-down yet
     assert a.scaling_recommendation is ScalingAction.SCALE_UP and a.desired_agents == 14
+    # and the rationale says so (not "high utilization" at 10 %)
+    assert a.rationale.startswith("Held by the scale-down stabilization window: 14 agents")
+    assert "alone would mean 2" in a.rationale
     clock.advance(250.0)
     a = arm.analyze_capacity()
     assert a.scaling_recommendation is ScalingAction.SCALE_DOWN and a.desired_agents == 2

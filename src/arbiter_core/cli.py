@@ -59,8 +59,10 @@ def _cell(row: dict[str, Any], key: str, digits: int) -> str:
     return f"{_fmt(v, digits)}±{_fmt(float(half), digits)}"
 
 
-TABLE_COLUMNS = [
-    # (header, key, digits)
+Column = tuple[str, str, int]  # (header, key in the summary row, digits)
+
+#: ``--wide``: every column of the summary row
+TABLE_COLUMNS: list[Column] = [
     ("submitted", "submitted", 0), ("completed", "completed", 0),
     ("timed_out", "timed_out", 0), ("rejected", "rejected", 0), ("failed", "failed", 0),
     ("wait_mean", "wait_mean_s", 2), ("wait_p50", "wait_p50_s", 2),
@@ -70,24 +72,61 @@ TABLE_COLUMNS = [
     ("peak_queue", "peak_queue", 0), ("bottlenecks", "bottlenecks_found", 0),
     ("health", "health_score", 0), ("capacity", "capacity_action", 0),
 ]
+#: the default table: what answers "which strategy?"
+SUMMARY_COLUMNS: list[Column] = [
+    ("e2e_mean", "e2e_mean_s", 2), ("e2e_p99", "e2e_p99_s", 2), ("wait_p99", "wait_p99_s", 2),
+    ("completed", "completed", 0), ("failed", "failed", 0), ("timed_out", "timed_out", 0),
+    ("fairness", "fairness", 3),
+]
+#: LLM serving figures, shown (in both tables) when the results carry them
+LLM_COLUMNS: list[Column] = [
+    ("ttft_mean", "ttft_mean_s", 2), ("ttft_p99", "ttft_p99_s", 2),
+    ("cache_hit", "cache_hit_rate", 3), ("tokens/s", "tokens_per_s", 0),
+]
+#: the default table's width limit (a terminal of 100 columns)
+TABLE_WIDTH = 100
 
 
-def render_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
-    """Print one line per strategy with the table columns (times in seconds);
-    with several seeds each cell is ``mean±half-width`` of its 95 % interval."""
-    headers = ["strategy"] + [h for h, _, _ in TABLE_COLUMNS]
-    body = [[name] + [_cell(r, k, d) for _, k, d in TABLE_COLUMNS] for name, r in rows.items()]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
+def table_columns(rows: dict[str, dict[str, Any]], wide: bool = False) -> list[Column]:
+    """The columns to print: the summary (or, ``wide``, every column), plus
+    the LLM columns that some row has a value for."""
+    base = TABLE_COLUMNS if wide else SUMMARY_COLUMNS
+    llm = [c for c in LLM_COLUMNS if any(r.get(c[1]) is not None for r in rows.values())]
+    return base + llm
 
-    def fmt_line(cells: list[str]) -> str:
+
+def render_table(rows: dict[str, dict[str, Any]], out: TextIO,
+                 columns: Sequence[Column] | None = None,
+                 width: int | None = None) -> None:
+    """Print one line per strategy with ``columns`` (default: every column;
+    times in seconds); with several seeds each cell is ``mean±half-width`` of
+    its 95 % interval.  With ``width``, columns that would not fit go to a
+    further block below (the strategy column repeated), so no line is wider.
+    """
+    cols = list(TABLE_COLUMNS if columns is None else columns)
+    names = list(rows)
+    name_w = max(len("strategy"), *(len(n) for n in names)) if names else len("strategy")
+    cells = {k: [_cell(rows[n], k, d) for n in names] for _, k, d in cols}
+    col_w = [max(len(h), *(len(c) for c in cells[k])) if names else len(h)
+             for h, k, _ in cols]
+    blocks: list[list[int]] = [[]]
+    used = name_w
+    for i, w in enumerate(col_w):
+        if width is not None and blocks[-1] and used + 2 + w > width:
+            blocks.append([])
+            used = name_w
+        blocks[-1].append(i)
+        used += 2 + w
+    for b, block in enumerate(blocks):
+        if b:
+            out.write("\n")
         # strategy names left-aligned, numbers right-aligned
-        return "  ".join(c.rjust(w) if i else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
-
-    line = fmt_line(headers)
-    out.write(line + "\n" + "-" * len(line) + "\n")
-    for b in body:
-        out.write(fmt_line(b) + "\n")
+        line = "  ".join(["strategy".ljust(name_w)] + [cols[i][0].rjust(col_w[i])
+                                                       for i in block])
+        out.write(line + "\n" + "-" * len(line) + "\n")
+        for j, n in enumerate(names):
+            out.write("  ".join([n.ljust(name_w)] + [cells[cols[i][1]][j].rjust(col_w[i])
+                                                      for i in block]) + "\n")
 
 
 TENANT_COLUMNS = [
@@ -100,9 +139,11 @@ TENANT_COLUMNS = [
 MAX_TABLE_TENANTS = 20
 
 
-def render_tenant_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
-    """Print the per-tenant block: one line per (strategy, tenant), at most
-    ``MAX_TABLE_TENANTS`` tenants per strategy; nothing without tenants."""
+def tenant_cells(rows: dict[str, dict[str, Any]]
+                 ) -> tuple[list[str], list[list[str]], dict[str, int]]:
+    """The per-tenant block's headers, cells (one line per (strategy,
+    tenant), at most ``MAX_TABLE_TENANTS`` tenants per strategy) and, per
+    strategy, how many tenants were left out."""
     body: list[list[str]] = []
     more: dict[str, int] = {}
     for name, r in rows.items():
@@ -113,9 +154,14 @@ def render_tenant_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
                 break
             body.append([name if k == 0 else "", tenant]
                         + [_cell(t, key, d) for _, key, d in TENANT_COLUMNS])
+    return ["strategy", "tenant"] + [h for h, _, _ in TENANT_COLUMNS], body, more
+
+
+def render_tenant_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
+    """Print the per-tenant block (:func:`tenant_cells`); nothing without tenants."""
+    headers, body, more = tenant_cells(rows)
     if not body:
         return
-    headers = ["strategy", "tenant"] + [h for h, _, _ in TENANT_COLUMNS]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
 
     def fmt_line(cells: list[str]) -> str:
@@ -128,6 +174,39 @@ def render_tenant_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
         out.write(fmt_line(b) + "\n")
     for name, n in more.items():
         out.write(f"({name}: {n} more tenants in --json)\n")
+
+
+def capacity_line(strategy: str, seed: int, row: dict[str, Any]) -> str:
+    """The capacity verdict of one run, with the pool it was taken on: the
+    rule scales from the agents *online* (not offline), so "scale up to 28"
+    with 28 agents in the pool means one of them is offline."""
+    out = [a for a in row.get("agents_out") or [] if a.endswith(" offline")]
+    ejected = [a for a in row.get("agents_out") or [] if not a.endswith(" offline")]
+    line = (f"capacity when arrivals stop ({strategy}, seed {seed}): "
+            f"{row['capacity_action']}, desired {row['desired_agents']} agents; "
+            f"{row['online_agents']} of {row['total_agents']} agents online"
+            + (f" ({', '.join(out)})" if out else "")
+            + f"\n  why: {row['capacity_rationale']}")
+    if ejected:
+        line += f"\n  ejected then (still online, taking no new work): {', '.join(ejected)}"
+    return line
+
+
+def health_line(rows: dict[str, dict[str, Any]]) -> str:
+    """The health scores when arrivals stop, grouped: strategies with the
+    same score and the same active bottlenecks share a clause."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for name, r in rows.items():
+        ci = (r.get("ci95") or {}).get("health_score")
+        score = (f"{r['health_score']:.0f} on every seed" if ci is not None and ci[0] == ci[1]
+                 else _cell(r, "health_score", 0))
+        groups.setdefault((score, tuple(r.get("health_bottlenecks") or ())), []).append(name)
+    parts = []
+    for (score, bns), names in groups.items():
+        who = "every strategy" if len(names) == len(rows) > 1 else ", ".join(names)
+        parts.append(f"{score} for {who} ({', '.join(bns) or 'no active bottleneck'})")
+    return ("health when arrivals stop (100 minus 20/10/5/2 per critical/high/medium/low "
+            "bottleneck active then; first seed's): " + "; ".join(parts))
 
 
 def check_accounting(name: str, r: Any) -> str | None:
@@ -234,12 +313,12 @@ def _simulate(args: argparse.Namespace) -> int:
         except TraceError as exc:
             sys.stderr.write(f"arbiter-core simulate: bad trace: {exc}\n")
             return 2
-    if args.plot:
+    if args.plot or args.report:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            sys.stderr.write("arbiter-core simulate: --plot needs matplotlib: "
-                             "pip install 'arbiter-runtime[plot]'\n")
+            sys.stderr.write("arbiter-core simulate: --plot and --report need matplotlib: "
+                             "pip install '.[plot]' (extra plot)\n")
             return 2
     strategies = [args.strategy] if args.strategy else STRATEGIES
     seeds = seed_list(args.seed, args.seeds)
@@ -291,7 +370,8 @@ def _simulate(args: argparse.Namespace) -> int:
     else:
         out = sys.stdout
         out.write(_describe(scenario, trace, seeds) + "\n\n")
-        render_table(rows, out)
+        render_table(rows, out, table_columns(rows, args.wide),
+                     None if args.wide else TABLE_WIDTH)
         render_tenant_table(rows, out)
         ci = ("" if len(seeds) == 1 else
               f"mean ± 95% CI half-width over {len(seeds)} seeds; ")
@@ -299,30 +379,68 @@ def _simulate(args: argparse.Namespace) -> int:
         procs = "1 process" if jobs == 1 or n_cases == 1 else f"{min(jobs, n_cases)} processes"
         if args.executor == "ray":
             procs = "Ray tasks"
+        more = "" if args.wide else "; --wide: every column"
         out.write(f"\n(times in seconds; {ci}{n_cases} runs in {wall:.1f} s "
-                  f"({cpu:.1f} s of simulation, {procs}))\n\n")
-        if best is None:
-            out.write("best strategy: none completed a task\n")
-            return 0
-        out.write(best.message(means) + "\n")
-        if best.excluded:
-            out.write(f"  (not eligible, completed significantly fewer requests: "
-                      f"{', '.join(best.excluded)})\n")
-        first = runs[best.leader][0].table_row()
-        out.write(f"the optimizer's recommendations for {best.leader} (seed {seeds[0]}):\n")
-        recs = first["recommendations"] or ["(none: no active bottleneck at the end)"]
-        for rec in recs:
-            out.write(f"  - {rec}\n")
-        out.write(f"capacity: {first['capacity_action']} (desired agents "
-                  f"{first['desired_agents']} of {scenario.agent_count})\n")
+                  f"({cpu:.1f} s of simulation, {procs}){more})\n\n")
+        lines = verdict_lines(best, means, runs, rows, seeds)
+        out.write("\n".join(lines) + "\n")
     if args.plot:
         from .plotting import plot_results
 
         plot_results({name: per_seed[0] for name, per_seed in runs.items()}, args.plot,
-                     rows=rows)
+                     rows=rows, scenario=scenario, seed=seeds[0], seeds=seeds)
         if not args.json:
             sys.stdout.write(f"plot written to {args.plot}\n")
+    if args.report:
+        _write_report(args.report, scenario, trace, seeds, runs, rows, best, means)
+        if not args.json:
+            sys.stdout.write(f"report written to {args.report}\n")
     return 0
+
+
+def verdict_lines(best: Any, means: dict[str, float], runs: dict[str, list[Any]],
+                  rows: dict[str, dict[str, Any]], seeds: list[int]) -> list[str]:
+    """The lines below the table: the best strategy, its recommendations,
+    the capacity and the health verdicts."""
+    if best is None:
+        return ["best strategy: none completed a task"]
+    lines = [best.message(means)]
+    if best.excluded:
+        lines.append(f"  (not eligible, completed significantly fewer requests: "
+                     f"{', '.join(best.excluded)})")
+    first = runs[best.leader][0].table_row()
+    lines.append(f"the optimizer's recommendations for {best.leader} (seed {seeds[0]}):")
+    recs = first["recommendations"] or ["(none: no active bottleneck at the end)"]
+    lines.extend(f"  - {rec}" for rec in recs)
+    lines.append(capacity_line(best.leader, seeds[0], first))
+    lines.append(health_line(rows))
+    return lines
+
+
+def _write_report(path: str, scenario: Any, trace: Any, seeds: list[int],
+                  runs: dict[str, list[Any]], rows: dict[str, dict[str, Any]], best: Any,
+                  means: dict[str, float]) -> None:
+    """``--report``: the tables, the verdict, the plots and the scenario in one HTML file."""
+    from .report import plot_png, render_html_report
+
+    def cells(columns: Sequence[Column]) -> tuple[list[str], list[list[str]]]:
+        return (["strategy"] + [h for h, _, _ in columns],
+                [[n] + [_cell(r, k, d) for _, k, d in columns] for n, r in rows.items()])
+
+    tables = [("summary", "Which strategy? (mean ± 95% CI half-width; times in seconds)",
+               *cells(table_columns(rows))),
+              ("wide", "Every column", *cells(table_columns(rows, wide=True)))]
+    t_headers, t_body, _ = tenant_cells(rows)
+    if t_body:
+        tables.append(("tenants", "Per tenant", t_headers, t_body))
+    png = plot_png({name: per_seed[0] for name, per_seed in runs.items()}, rows,
+                   scenario=scenario, seed=seeds[0], seeds=seeds)
+    doc = render_html_report(
+        title=f"arbiter-core simulate: scenario {scenario.name!r}",
+        description=_describe(scenario, trace, seeds), scenario=scenario.to_dict(),
+        tables=tables, lines=verdict_lines(best, means, runs, rows, seeds), plot_png=png)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(doc)
 
 
 # ---------------------------------------------------------------------------
@@ -461,7 +579,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="N scheduler replicas sharing the pool through slot leases "
                           "(default: the scenario's, 1)")
     sim.add_argument("--json", action="store_true", help="print one JSON document")
-    sim.add_argument("--plot", metavar="FILE.png", help="write plots (needs matplotlib)")
+    sim.add_argument("--wide", action="store_true",
+                     help="print every column (default: the columns that answer "
+                          f"'which strategy?', within {TABLE_WIDTH} characters)")
+    sim.add_argument("--plot", metavar="FILE.png", help="write plots (extra plot)")
+    sim.add_argument("--report", metavar="FILE.html",
+                     help="write one self-contained HTML file: the tables, the verdict, "
+                          "the plots and the scenario (extra plot)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.add_argument("--verbose", action="store_true", help="log manager/optimizer events")
     sim.set_defaults(func=_simulate)

@@ -343,6 +343,15 @@ class _CapacityPlanner:
         if current == 0 and queued:
             action = ScalingAction.SCALE_UP
             why = f"No agents online and {queued} requests waiting: add capacity"
+        elif desired > current and desired_now <= current:
+            # not today's utilization: a higher recommendation still in the
+            # scale-down window (often: agents went offline since)
+            action = ScalingAction.SCALE_UP
+            why = (f"Held by the scale-down stabilization window: {desired} agents were "
+                   f"recommended within the last {cfg.scale_down_stabilization_s:g} s and "
+                   f"{current} are online; utilization now {util:.1f}% smoothed ({busiest}, "
+                   f"target {target:.0f}%) alone would mean {desired_now}: scale up from "
+                   f"{current} to {desired} agents")
         elif desired > current:
             action = ScalingAction.SCALE_UP
             why = (f"High utilization ({util:.1f}% smoothed, {busiest}) above target "

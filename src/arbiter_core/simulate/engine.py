@@ -54,7 +54,13 @@ from ..resources import (
     TenantPolicy,
 )
 from ..scenario import PRIORITY_NAMES, Scenario
-from ..types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
+from ..types import (
+    AllocationStatus,
+    HealthStatus,
+    LoadBalancingStrategy,
+    MetricType,
+    TaskPriority,
+)
 from .service import AgentService
 from .trace import Trace
 from .workload import Workload, generate_workload
@@ -125,6 +131,14 @@ class SimulationResult:
     column; requests without one are ``"default"``): ``tenants[t]`` has the
     :data:`TENANT_FIELDS`, with the same identity per tenant, and the
     tenants' counts add up to the totals.  Empty without tenants.
+
+    The verdicts are taken when arrivals stop (not after the drain):
+    ``health_score`` and the bottlenecks behind it (``health_bottlenecks``,
+    ``"component/metric (severity)"``), the capacity recommendation
+    (``capacity_action``, ``desired_agents``, ``capacity_rationale``) and the
+    pool it saw: ``online_agents`` of ``total_agents`` (what the capacity rule
+    scales from) and ``agents_out``, every agent not online then with why
+    (``"large-1 offline"``, ``"small-2 ejected"``).
     """
 
     strategy: str
@@ -148,8 +162,13 @@ class SimulationResult:
     peak_queue: int = 0
     bottlenecks_found: int = 0
     health_score: float = math.nan
+    health_bottlenecks: list[str] = field(default_factory=list)
     capacity_action: str = ""
     desired_agents: int = 0
+    capacity_rationale: str = ""
+    online_agents: int = 0
+    total_agents: int = 0
+    agents_out: list[str] = field(default_factory=list)
     rate_limit_final: float = math.nan
     mean_in_system: float = math.nan
     arrival_rate_per_s: float = math.nan
@@ -179,6 +198,17 @@ class SimulationResult:
 _NOT_IN_TABLE = frozenset({"strategy", "seed", "timeline", "e2e_samples", "agent_busy_s"})
 
 
+def _why_out(profile: Any, now: float) -> str:
+    """Why an agent is not online: offline (silent past the stale limit) or ejected."""
+    if profile.health_status == HealthStatus.OFFLINE:
+        return "offline"
+    return f"ejected until {profile.ejected_until:.1f} s"
+
+
+#: observe(simulated time, manager, optimizer): a read-only look during a run
+Observer = Callable[[float, AdaptiveResourceManager, RuntimeOptimizer], None]
+
+
 class _Task:
     __slots__ = ("agent", "began", "fail_draw", "index", "replica", "request_id", "started",
                  "submitted_at", "tenant", "work_s")
@@ -201,8 +231,9 @@ class _Task:
 class _Simulation:
     def __init__(self, scenario: Scenario, strategy: LoadBalancingStrategy, seed: int,
                  progress: Callable[[float], None] | None,
-                 trace: Trace | None = None) -> None:
+                 trace: Trace | None = None, observe: Observer | None = None) -> None:
         self.sc = scenario
+        self.observe = observe
         self.strategy = strategy
         # independent streams: the workload (times, priorities, work, failure
         # draws) is identical for every strategy; only the noise differs
@@ -572,6 +603,8 @@ class _Simulation:
         self.result.peak_queue = max(self.result.peak_queue, len(self.queued))
         if self.progress is not None:
             self.progress(now)
+        if self.observe is not None:
+            self.observe(now, self.arm, self.opt)
         if now < self.duration or self.tasks:
             self._push(now + self.sc.tick_interval_s, _TICK)
 
@@ -617,11 +650,22 @@ class _Simulation:
         analysis = self.opt.analyze()
         r = self.result
         r.health_score = float(analysis.health_score)
+        r.health_bottlenecks = [f"{b.component}/{b.metric_type} ({b.severity})"
+                                for b in analysis.bottlenecks]
         r.recommendations = [f"[{rec.priority}] {rec.component}: {rec.title} -- "
                              f"{rec.description}" for rec in analysis.recommendations]
         cap = self.arm.analyze_capacity()
         r.capacity_action = str(cap.action)
         r.desired_agents = int(cap.desired_agents)
+        r.capacity_rationale = cap.rationale
+        r.online_agents = int(cap.current_agents)
+        r.total_agents = int(cap.total_agents)
+        now = self.clock.now()
+        r.agents_out = [
+            f"{p.agent_id} {_why_out(p, now)}"
+            for p in self.arm.monitor.get_all_agent_resources()
+            if p.health_status == HealthStatus.OFFLINE
+            or (p.ejected_until is not None and p.ejected_until > now)]
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -722,14 +766,19 @@ class _Simulation:
 
 def run_simulation(scenario: Scenario, strategy: LoadBalancingStrategy | str, seed: int = 0,
                    progress: Callable[[float], None] | None = None,
-                   trace: Trace | None = None) -> SimulationResult:
+                   trace: Trace | None = None, *,
+                   observe: Observer | None = None) -> SimulationResult:
     """Run one strategy on ``scenario``; deterministic for a given seed.
 
     ``trace`` (a :class:`~arbiter_core.simulate.Trace`) replaces the scenario's
-    generated arrivals with the trace's requests.
+    generated arrivals with the trace's requests.  ``observe(now, manager,
+    optimizer)`` is called after every manager tick (``tick_interval_s`` of
+    simulated time) with the run's (first) manager and its optimizer, to
+    watch the run as it goes (``arbiter-core monitor --scenario``); it must
+    only read them.
     """
     strat = LoadBalancingStrategy(strategy)
-    return _Simulation(scenario, strat, seed, progress, trace).run()
+    return _Simulation(scenario, strat, seed, progress, trace, observe).run()
 
 
 def compare_strategies(scenario: Scenario, strategies: Iterable[LoadBalancingStrategy | str],
