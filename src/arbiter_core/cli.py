@@ -6,8 +6,9 @@ simulate
     A deterministic scheduler simulation that drives the real manager and
     optimizer through a heterogeneous agent pool, for every strategy.
 monitor
-    Live health of this host/process from the psutil collectors, optionally
-    exported to Prometheus.
+    A live terminal view: this host/process from the psutil collectors
+    (optionally exported to Prometheus), or, with ``--scenario``, the real
+    manager while the simulator drives it.
 bench
     A quick side-by-side micro benchmark against the installed peers.
 demo
@@ -447,8 +448,63 @@ def _write_report(path: str, scenario: Any, trace: Any, seeds: list[int],
 # monitor
 
 
+class _StopWatching(Exception):
+    """The monitor's --count frames were shown: end the watched simulation."""
+
+
+def _frame_sink(args: argparse.Namespace, title: str) -> tuple[Callable[[dict[str, Any]], None],
+                                                              Callable[[], None]]:
+    """Where frames go, and how to close it: JSON lines, a live rich view
+    refreshed in place (a terminal), rich frames one after another (not a
+    terminal, or ``--plain``), or one plain line a frame (no rich)."""
+    out = sys.stdout
+    if args.json:
+        def emit_json(state: dict[str, Any]) -> None:
+            out.write(json.dumps(state) + "\n")
+            out.flush()
+        return emit_json, lambda: None
+    try:
+        from rich.console import Console
+        from rich.live import Live
+    except ImportError:
+        def emit_line(state: dict[str, Any]) -> None:
+            bs = ", ".join(f"{b['component']}/{b['metric_type']}={b['current_value']:.1f} "
+                           f"({b['severity']})" for b in state.get("bottlenecks", [])) or "none"
+            line = f"[{state['at']}] health {state.get('health_score', math.nan):5.1f}"
+            if "agents" in state:
+                q = state["queue"]
+                busy = sum(a["tasks"] for a in state["agents"])
+                line += (f"  agents {len(state['agents'])} running {busy} "
+                         f"queued {q['queued']}")
+            out.write(f"{line}  bottlenecks: {bs}\n")
+            for r in state.get("recommendations", []):
+                out.write(f"    -> {r}\n")
+            out.flush()
+        return emit_line, lambda: None
+    from .dashboard import render_dashboard
+
+    console = Console(file=out)
+    if console.is_terminal and not args.plain:
+        live = Live(console=console, auto_refresh=False, transient=False)
+        live.start()
+
+        def emit_live(state: dict[str, Any]) -> None:
+            # what fits the terminal's height: the rest of the frame is ~20 lines
+            rows = max(5, console.height - 20)
+            live.update(render_dashboard(state, f"{title} -- {state['at']}", rows),
+                        refresh=True)
+        return emit_live, live.stop
+
+    def emit_frame(state: dict[str, Any]) -> None:
+        console.print(render_dashboard(state, f"{title} -- {state['at']}"))
+    return emit_frame, lambda: None
+
+
 def _monitor(args: argparse.Namespace) -> int:
+    if args.scenario is not None:
+        return _monitor_scenario(args)
     from . import collectors
+    from .dashboard import dashboard_state
     from .optimization import OptimizerConfig, RuntimeOptimizer
 
     opt = RuntimeOptimizer(config=OptimizerConfig(analysis_interval_s=args.interval,
@@ -464,34 +520,70 @@ def _monitor(args: argparse.Namespace) -> int:
         serve(args.prometheus_port, optimizer=opt, bind=args.bind)
         sys.stderr.write(f"serving Prometheus metrics on http://{args.bind}:"
                          f"{args.prometheus_port}/metrics\n")
+    emit, close = _frame_sink(args, "arbiter-core monitor: this host and process")
     n = 0
     try:
         while args.count is None or n < args.count:
             if n:
                 time.sleep(args.interval)
             opt.collect()
-            a = opt.analyze()
+            state = dashboard_state(analysis=opt.analyze())
+            state["timestamp"] = time.time()
+            state["at"] = time.strftime("%H:%M:%S")
             n += 1
-            if args.json:
-                sys.stdout.write(json.dumps({
-                    "timestamp": time.time(),
-                    "health_score": a.health_score,
-                    "bottlenecks": [{"component": b.component, "metric_type": str(b.metric_type),
-                                     "severity": str(b.severity),
-                                     "current_value": b.current_value,
-                                     "threshold": b.threshold} for b in a.bottlenecks],
-                    "recommendations": [r.title for r in a.recommendations],
-                }) + "\n")
-            else:
-                bs = ", ".join(f"{b.component}/{b.metric_type}={b.current_value:.1f} "
-                               f"({b.severity})" for b in a.bottlenecks) or "none"
-                sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] health {a.health_score:5.1f}"
-                                 f"  bottlenecks: {bs}\n")
-                for r in a.recommendations:
-                    sys.stdout.write(f"    -> {r.title}\n")
-            sys.stdout.flush()
+            emit(state)
     except KeyboardInterrupt:
         pass
+    finally:
+        close()
+    return 0
+
+
+def _monitor_scenario(args: argparse.Namespace) -> int:
+    """Watch the real manager and optimizer while the simulator drives them
+    through a scenario, at ``--speed`` simulated seconds per second."""
+    from .dashboard import dashboard_state
+    from .scenario import ScenarioError, default_scenario, load_scenario
+    from .simulate import run_simulation
+
+    try:
+        scenario = (default_scenario() if args.scenario == "default"
+                    else load_scenario(args.scenario))
+    except ScenarioError as exc:
+        sys.stderr.write(f"arbiter-core monitor: bad scenario: {exc}\n")
+        return 2
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    emit, close = _frame_sink(
+        args, f"arbiter-core monitor: scenario {scenario.name!r}, {args.strategy}, "
+              f"seed {args.seed}, simulated")
+    shown = 0
+    next_frame = 0.0
+    start = time.monotonic()
+
+    def observe(now: float, manager: Any, optimizer: Any) -> None:
+        nonlocal shown, next_frame
+        if now < next_frame:
+            return
+        next_frame = now + args.interval
+        if args.speed > 0:  # keep simulated time in step with the wall clock
+            ahead = start + now / args.speed - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        # the optimizer's own last analysis: analysing here would change the run
+        state = dashboard_state(manager, analysis=optimizer.last_analysis)
+        state["simulated_s"] = now
+        state["at"] = f"t = {now:.0f} s"
+        emit(state)
+        shown += 1
+        if args.count is not None and shown >= args.count:
+            raise _StopWatching
+
+    try:
+        run_simulation(scenario, args.strategy, args.seed, observe=observe)
+    except (_StopWatching, KeyboardInterrupt):
+        pass
+    finally:
+        close()
     return 0
 
 
@@ -550,21 +642,37 @@ def _demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, except where there is none to
+    show (a flag that is off, an option that is unset) or the help already
+    says what happens without it ("default: ...")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="arbiter-core",
+        prog="arbiter-core", formatter_class=_HelpFormatter,
         description="Runtime core of an agent scheduler: simulate, monitor, benchmark.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", help="compare strategies on a simulated agent pool")
-    sim.add_argument("--strategy", choices=STRATEGIES, help="run only this strategy")
-    sim.add_argument("--scenario", metavar="FILE", help="a .toml or .json scenario file")
-    sim.add_argument("--seed", type=int, default=0,
-                     help="first random seed (default 0)")
+    sim = sub.add_parser("simulate", help="compare strategies on a simulated agent pool",
+                         formatter_class=_HelpFormatter,
+                         description="Run every balancing strategy on a simulated pool "
+                                     "and name the best one.")
+    sim.add_argument("--strategy", choices=STRATEGIES,
+                     help="run only this strategy (default: all of them)")
+    sim.add_argument("--scenario", metavar="FILE",
+                     help="a .toml or .json scenario file (default: the built-in scenario)")
+    sim.add_argument("--seed", type=int, default=0, help="first random seed")
     sim.add_argument("--seeds", type=int, default=5, metavar="N",
                      help="replications: run every strategy on seeds SEED..SEED+N-1 and "
-                          "report means with 95%% intervals (default 5)")
+                          "report means with 95%% intervals")
     sim.add_argument("--jobs", type=int, default=None, metavar="N",
                      help="run the (strategy x seed) cases in N processes; the results "
                           "do not depend on it (default: one per CPU)")
@@ -580,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the scenario's, 1)")
     sim.add_argument("--json", action="store_true", help="print one JSON document")
     sim.add_argument("--wide", action="store_true",
-                     help="print every column (default: the columns that answer "
+                     help="print every column (without it: the columns that answer "
                           f"'which strategy?', within {TABLE_WIDTH} characters)")
     sim.add_argument("--plot", metavar="FILE.png", help="write plots (extra plot)")
     sim.add_argument("--report", metavar="FILE.html",
@@ -590,22 +698,58 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--verbose", action="store_true", help="log manager/optimizer events")
     sim.set_defaults(func=_simulate)
 
-    mon = sub.add_parser("monitor", help="live health of this host/process")
-    mon.add_argument("--interval", type=float, default=5.0, help="seconds between reports")
-    mon.add_argument("--count", type=int, default=None, help="stop after N reports")
-    mon.add_argument("--json", action="store_true", help="JSON lines")
-    mon.add_argument("--prometheus-port", type=int, default=None, metavar="PORT")
+    mon = sub.add_parser(
+        "monitor", help="live view of this host, or of a simulated pool's manager",
+        formatter_class=_HelpFormatter,
+        description="A live terminal view (extra monitor: rich), refreshed in place: the "
+                    "health score, bottlenecks and recommendations of this host and process "
+                    "(psutil collectors); with --scenario, the real manager and optimizer "
+                    "while the simulator drives them: agents (load, health, ejection), "
+                    "queue and tenants, limits and capacity.")
+    mon.add_argument("--interval", type=float, default=5.0,
+                     help="seconds between refreshes (simulated seconds with --scenario)")
+    mon.add_argument("--count", type=int, default=None,
+                     help="stop after N refreshes (default: run until Ctrl-C, or the end "
+                          "of the scenario)")
+    mon.add_argument("--json", action="store_true",
+                     help="one JSON document a refresh, instead of the view")
+    mon.add_argument("--plain", action="store_true",
+                     help="print the frames one after another instead of refreshing in "
+                          "place (automatic when the output is not a terminal)")
+    mon.add_argument("--scenario", metavar="FILE|default",
+                     help="watch a simulated pool instead: 'default' (the built-in "
+                          "scenario) or a .toml/.json scenario file")
+    mon.add_argument("--strategy", choices=STRATEGIES, default="least_loaded",
+                     help="the balancing strategy of the --scenario pool")
+    mon.add_argument("--seed", type=int, default=0, help="the --scenario run's seed")
+    mon.add_argument("--speed", type=float, default=5.0,
+                     help="simulated seconds per second for --scenario (0: as fast as "
+                          "possible)")
+    mon.add_argument("--prometheus-port", type=int, default=None, metavar="PORT",
+                     help="also serve this host's metrics for Prometheus on this port "
+                          "(extra prometheus; default: not served)")
     mon.add_argument("--bind", default="127.0.0.1", help="address for --prometheus-port")
     mon.set_defaults(func=_monitor)
 
-    bench = sub.add_parser("bench", help="quick side-by-side micro benchmark")
-    bench.add_argument("--scale", type=float, default=1.0, help="work multiplier")
+    bench = sub.add_parser("bench", help="quick side-by-side micro benchmark",
+                           formatter_class=_HelpFormatter,
+                           description="Time the hot operations against the peers "
+                                       "installed (extra bench) and print ratios.")
+    bench.add_argument("--scale", type=float, default=1.0,
+                       help="work multiplier (the number of calls timed)")
     bench.set_defaults(func=_bench)
 
-    demo = sub.add_parser("demo", help="record and query a built-in metric stream")
-    demo.add_argument("--samples", type=int, default=100_000)
-    demo.add_argument("--capacity", type=int, default=10_000)
-    demo.add_argument("--seed", type=int, default=7)
+    demo = sub.add_parser("demo", help="record and query a built-in metric stream",
+                          formatter_class=_HelpFormatter,
+                          description="Record a synthetic latency stream into a "
+                                      "PerformanceMonitor on a manual clock, then query the "
+                                      "last 60 s: count, mean, p50/p95/p99, samples beyond "
+                                      "1000 ms and the trend.")
+    demo.add_argument("--samples", type=int, default=100_000,
+                      help="latency samples recorded, 10 ms apart")
+    demo.add_argument("--capacity", type=int, default=10_000,
+                      help="the ring's capacity (max_metrics): older samples drop out")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the stream")
     demo.set_defaults(func=_demo)
     return parser
 
@@ -616,6 +760,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "monitor" and (args.interval <= 0 or (args.count is not None
                                                              and args.count < 1)):
         parser.error("--interval must be > 0 and --count >= 1")
+    if args.command == "monitor" and not args.speed >= 0:
+        parser.error("--speed must be >= 0")
     if args.command == "demo" and (args.samples < 1 or args.capacity < 1):
         parser.error("--samples and --capacity must be >= 1")
     if args.command == "simulate" and (args.seeds < 1 or (args.jobs is not None

@@ -40,8 +40,9 @@ def dashboard_state(manager: Any = None, optimizer: Any = None,
     dict
         ``agents`` (one dict per agent, busiest first), ``queue``,
         ``tenants``, ``limits``, ``capacity``, ``health_score``,
-        ``bottlenecks`` and ``recommendations``; the manager's keys are
-        missing without a manager, the optimizer's without an optimizer.
+        ``bottlenecks``, ``recommendations`` (titles) and
+        ``recommendation_details``; the manager's keys are missing without a
+        manager, the optimizer's without an optimizer or analysis.
     """
     state: dict[str, Any] = {}
     if manager is not None:
@@ -90,8 +91,10 @@ def dashboard_state(manager: Any = None, optimizer: Any = None,
                                  "severity": str(b.severity),
                                  "current_value": b.current_value, "threshold": b.threshold}
                                 for b in a.bottlenecks]
-        state["recommendations"] = [f"[{r.priority}] {r.component}: {r.title}"
-                                    for r in a.recommendations]
+        state["recommendations"] = [r.title for r in a.recommendations]
+        state["recommendation_details"] = [
+            {"priority": str(r.priority), "component": r.component, "title": r.title}
+            for r in a.recommendations]
     return state
 
 
@@ -110,76 +113,94 @@ _HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red",
                  "offline": "bold red"}
 
 
-def render_dashboard(state: dict[str, Any], title: str = "arbiter-core monitor") -> Any:
+def _limits(t: dict[str, Any]) -> str:
+    parts = [f"{t[k]:g} {label}" for k, label in (("max_active", "active"),
+                                                   ("max_queued", "queued"),
+                                                   ("rate_per_s", "/s")) if t[k] is not None]
+    return ", ".join(parts).replace(" /s", "/s") or "-"
+
+
+def render_dashboard(state: dict[str, Any], title: str = "arbiter-core monitor",
+                     max_agents: int = MAX_AGENTS) -> Any:
     """One frame of the view (a ``rich`` renderable) from :func:`dashboard_state`.
 
-    Needs ``rich`` (the ``monitor`` extra).
+    Laid out for 80 columns: the health score and the bottlenecks, the
+    agents (at most ``max_agents``, busiest first), the queue, limits and
+    capacity, the tenants.  Needs ``rich`` (the ``monitor`` extra).
     """
+    from rich import box
     from rich.console import Group
-    from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
 
-    parts: list[Any] = []
+    def table(title: str, *cols: tuple[str, str]) -> Table:
+        t = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), pad_edge=False)
+        for name, just in cols:
+            t.add_column(name, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        return t
+
+    parts: list[Any] = [Text(title, style="bold reverse")]
     if "health_score" in state:
         score = state["health_score"]
         style = "green" if score >= 90 else "yellow" if score >= 60 else "red"
-        head = Text.assemble(("health ", "bold"), (f"{score:.0f}", f"bold {style}"),
-                             "  (100 minus 20/10/5/2 per critical/high/medium/low bottleneck)")
-        bns = Table(title="bottlenecks", title_justify="left", expand=False)
-        for col in ("component", "metric", "severity", "value", "threshold"):
-            bns.add_column(col, justify="right" if col in ("value", "threshold") else "left")
-        for b in state["bottlenecks"]:
-            bns.add_row(b["component"], b["metric_type"], b["severity"],
-                        _num(b["current_value"], 1), _num(b["threshold"], 1))
-        if not state["bottlenecks"]:
-            bns.add_row("none", "", "", "", "")
-        recs = Text("\n".join(f"-> {r}" for r in state["recommendations"]) or "no recommendation")
-        parts.append(Panel(Group(head, bns, recs), title="health and bottlenecks"))
+        parts.append(Text.assemble(
+            ("health ", "bold"), (f"{score:.0f}", f"bold {style}"),
+            " (100 minus 20/10/5/2 per critical/high/medium/low bottleneck)"))
+        if state["bottlenecks"]:
+            bns = table("bottlenecks", ("component", "left"), ("metric", "left"),
+                        ("severity", "left"), ("value", "right"), ("threshold", "right"))
+            for b in state["bottlenecks"]:
+                bns.add_row(b["component"], b["metric_type"], b["severity"],
+                            _num(b["current_value"], 1), _num(b["threshold"], 1))
+            parts.append(bns)
+        else:
+            parts.append(Text("bottlenecks: none"))
+        parts.extend(Text(f"-> [{r['priority']}] {r['component']}: {r['title']}")
+                     for r in state["recommendation_details"])
+    elif "agents" in state:
+        parts.append(Text("health: no analysis yet"))
     if "agents" in state:
-        agents = Table(title=f"agents ({len(state['agents'])}, busiest first)",
-                       title_justify="left")
-        for col, just in (("agent", "left"), ("load", "left"), ("tasks", "right"),
-                          ("cpu %", "right"), ("mem %", "right"), ("health", "left"),
-                          ("ejected", "left"), ("done", "right"), ("failed", "right")):
-            agents.add_column(col, justify=just)  # type: ignore[arg-type]
-        for a in state["agents"][:MAX_AGENTS]:
+        agents = table(f"agents ({len(state['agents'])}, busiest first)", ("agent", "left"),
+                       ("load", "left"), ("cpu%", "right"), ("mem%", "right"),
+                       ("health", "left"), ("ejected", "left"), ("done/failed", "right"))
+        for a in state["agents"][:max_agents]:
             health = a["health"]
-            ejected = ("-" if a["ejected_for_s"] is None
-                       else f"{a['ejected_for_s']:.0f} s more ({a['ejections']}x)")
-            agents.add_row(a["agent"], _bar(a["load"]), f"{a['tasks']}/{a['max_tasks']}",
+            ejected = ("" if a["ejected_for_s"] is None
+                       else f"{a['ejected_for_s']:.0f} s more")
+            agents.add_row(a["agent"], f"{_bar(a['load'], 8)} {a['tasks']}/{a['max_tasks']}",
                            _num(a["cpu"]), _num(a["memory"]),
                            Text(health, style=_HEALTH_STYLE.get(health, "")),
-                           Text(ejected, style="red" if a["ejected_for_s"] is not None else ""),
-                           str(a["completed"]), str(a["failed"]))
-        more = len(state["agents"]) - MAX_AGENTS
-        parts.append(agents if more <= 0 else Group(agents, Text(f"({more} more agents)")))
+                           Text(ejected, style="red"),
+                           f"{a['completed']}/{a['failed']}")
+        parts.append(agents)
+        more = len(state["agents"]) - max_agents
+        if more > 0:
+            parts.append(Text(f"({more} more agents)"))
         q = state["queue"]
         lim = state["limits"]
-        queue = Text.assemble(
-            ("queue ", "bold"), f"{q['queued']} waiting, {q['active']} running; ",
-            f"allocated {q['allocated']}, rejected {q['rejected']}, timed out "
-            f"{q['timed_out']}, failed {q['failed']}\n",
-            ("limits ", "bold"), f"queue bound {lim['max_queue']}, rate limit "
-            + (f"{lim['rate_limit']:.0f} requests per window "
-               f"({_num(lim['rate_limit_per_s'], 1)}/s)" if lim["rate_limit"] is not None
-               else "off"))
+        rate = ("off" if lim["rate_limit"] is None else
+                f"{lim['rate_limit']:.0f} requests a window "
+                f"({_num(lim['rate_limit_per_s'], 1)}/s)")
+        parts.append(Text.assemble(
+            ("queue ", "bold"), f"{q['queued']} waiting, {q['active']} running; allocated "
+            f"{q['allocated']}, rejected {q['rejected']}, timed out {q['timed_out']}, "
+            f"failed {q['failed']}"))
+        parts.append(Text.assemble(("limits ", "bold"),
+                                   f"queue bound {lim['max_queue']}, rate limit {rate}"))
         cap = state["capacity"]
         if cap is not None:
-            queue.append_text(Text.assemble(
-                "\n", ("capacity ", "bold"),
+            parts.append(Text.assemble(
+                ("capacity ", "bold"),
                 f"{cap['action']}: {cap['online_agents']} of {cap['total_agents']} agents "
-                f"online, desired {cap['desired_agents']} -- {cap['rationale']}"))
-        parts.append(Panel(queue, title="queue, limits and capacity"))
+                f"online, desired {cap['desired_agents']}. {cap['rationale']}"))
         if state["tenants"]:
-            ten = Table(title="tenants", title_justify="left")
-            for col in ("tenant", "waiting", "running", "allocated", "rejected", "timed out",
-                        "weight", "max active", "max queued", "rate/s"):
-                ten.add_column(col, justify="left" if col == "tenant" else "right")
+            ten = table("tenants", ("tenant", "left"), ("wait", "right"), ("run", "right"),
+                        ("alloc", "right"), ("reject", "right"), ("t/o", "right"),
+                        ("weight", "right"), ("limits", "left"))
             for name, t in state["tenants"].items():
                 ten.add_row(name, str(t["queued"]), str(t["active"]), str(t["allocated"]),
                             str(t["rejected"]), str(t["timed_out"]), _num(t["weight"], 1),
-                            _num(t["max_active"]), _num(t["max_queued"]),
-                            _num(t["rate_per_s"], 1))
+                            _limits(t))
             parts.append(ten)
-    return Panel(Group(*parts), title=title, title_align="left")
+    return Group(*parts)
