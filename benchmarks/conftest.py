@@ -44,9 +44,16 @@ def side_by_side(benchmark: Any) -> Callable[[Callable[[], Comparison], str], An
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from resource_peers import REPORTS
+
+    tr = terminalreporter
+    if REPORTS:
+        tr.section("allocation and selection, side by side")
+        for lines in REPORTS:
+            for line in lines:
+                tr.write_line(line)
     if not _RESULTS:
         return
-    tr = terminalreporter
     tr.section("ratios ours/other (median of interleaved timeit repeats)")
     for res in _RESULTS:
         ours = res.timings[res.comparison.ours.label]

@@ -33,21 +33,22 @@ def keep(medians: dict[str, float], benchmark: Any, name: str) -> None:
         medians[name] = benchmark.stats.stats.median
 
 
+#: the reports of the modules that ran, printed in the terminal summary
+#: (benchmarks/conftest.py), after pytest's progress line, never inside it
+REPORTS: list[list[str]] = []
+
+
 def report(request: pytest.FixtureRequest, title: str, medians: dict[str, float],
            notes: Sequence[str] = ()) -> None:
-    """Print ``name@n`` medians and their ratio to ``plain_least_loaded@n``."""
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if (not medians and not notes) or tr is None or capman is None:
+    """Keep ``name@n`` medians and their ratio to ``plain_least_loaded@n``
+    for the terminal summary."""
+    if not medians and not notes:
         return
-    lines = ["", f"{title}: median time, and ratio to the plain-Python scan of the same pool"]
+    lines = [f"{title}: median time, and ratio to the plain-Python scan of the same pool"]
     for name, t in sorted(medians.items()):
         n = name.rsplit("@", 1)[1]
         base = medians.get(f"plain_least_loaded@{n}")
         ratio = f"{t / base:8.4f}x" if base else "        -"
         lines.append(f"  {name:<36} {t * 1e6:10.3f} us  {ratio}")
     lines.extend(notes)
-    # the report runs at module teardown, inside pytest's output capture
-    with capman.global_and_fixture_disabled():
-        for line in lines:
-            tr.write_line(line)
+    REPORTS.append(lines)

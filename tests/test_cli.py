@@ -337,3 +337,26 @@ def test_capacity_and_health_lines_say_what_they_mean():
     rows["b"] = {"health_score": 90.0, "health_bottlenecks": ["scheduler/latency (high)"]}
     assert health_line(rows).endswith("80 on every seed for a (scheduler/latency "
                                       "(critical)); 90 for b (scheduler/latency (high))")
+
+
+def test_bench_names_the_peers_it_skipped_and_how_to_install_them(tmp_path):
+    # prometheus_client and hdrh that cannot be imported (a shadowing package)
+    for pkg in ("prometheus_client", "hdrh"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text(f"raise ImportError('no {pkg} here')\n")
+    import os
+
+    proc = subprocess.run([sys.executable, "-m", "arbiter_core", "bench", "--scale", "0.05"],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "vs prometheus_client" not in out
+    assert ("skipped, not installed: prometheus_client Histogram.observe (package "
+            "prometheus_client); hdrhistogram record_value (package hdrhistogram)") in out
+    assert "pip install hdrhistogram prometheus_client" in out
+    assert "pip install '.[bench]'" in out
+    # with them installed (make test installs the bench extra) nothing is skipped
+    proc = run("bench", "--scale", "0.05", timeout=300)
+    assert "vs prometheus_client Histogram.observe" in proc.stdout
+    assert "skipped" not in proc.stdout

@@ -3,7 +3,9 @@
 Each operation is timed against the peers that are installed, in the same
 process and interleaved, and reported as a ratio (ours / peer; below 1 is
 faster).  Absolute times on a shared machine are noise; ratios measured side
-by side are what to read.  The full suites are ``make bench`` and asv.
+by side are what to read.  A peer that is not installed is named at the end,
+with the package it needs (all of them: the ``bench`` extra).  The full suites
+are ``make bench`` and asv, from a source checkout.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def run_quick_bench(out: TextIO, scale: float = 1.0) -> list[dict[str, Any]]:
 
     n = max(1000, int(20_000 * scale))
     rows: list[dict[str, Any]] = []
+    # peers that are not installed: {peer: the package it needs}
+    skipped: dict[str, str] = {}
 
     def row(op: str, ours_ns: float, peers: dict[str, float]) -> None:
         rows.append({"operation": op, "ours_ns": ours_ns, "peers_ns": peers})
@@ -74,14 +78,14 @@ def run_quick_bench(out: TextIO, scale: float = 1.0) -> list[dict[str, Any]]:
         peers["prometheus_client Histogram.observe"] = _best_ns(
             _loop(hist.observe, (12.5,), n), 1) / n
     except ImportError:
-        pass
+        skipped["prometheus_client Histogram.observe"] = "prometheus_client"
     try:
         from hdrh.histogram import HdrHistogram
 
         hdr = HdrHistogram(1, 3_600_000, 3)
         peers["hdrhistogram record_value"] = _best_ns(_loop(hdr.record_value, (12,), n), 1) / n
     except ImportError:
-        pass
+        skipped["hdrhistogram record_value"] = "hdrhistogram"
     dq: deque[tuple[float, float]] = deque(maxlen=10_000)
 
     def plain_record(v: float) -> None:
@@ -143,7 +147,7 @@ def run_quick_bench(out: TextIO, scale: float = 1.0) -> list[dict[str, Any]]:
     a_plain = _best_ns(plain_cycle, reps)
     row("allocate+release, 100 agents", a_ours, {"plain Python least-loaded + count": a_plain})
 
-    _print(out, rows)
+    _print(out, rows, skipped)
     return rows
 
 
@@ -155,10 +159,16 @@ def _human(ns: float) -> str:
     return f"{ns:.0f} ns"
 
 
-def _print(out: TextIO, rows: list[dict[str, Any]]) -> None:
+def _print(out: TextIO, rows: list[dict[str, Any]], skipped: dict[str, str]) -> None:
     out.write("arbiter-core quick benchmark (best of 5; ratio = ours / peer, < 1 is faster)\n\n")
     for r in rows:
         out.write(f"{r['operation']}: {_human(r['ours_ns'])}\n")
         for peer, ns in r["peers_ns"].items():
             out.write(f"    vs {peer:<40} {_human(ns):>10}   ratio {r['ours_ns'] / ns:6.3f}\n")
-    out.write("\nFull suites: make bench (pytest-benchmark), asv (asv_benchmarks/).\n")
+    if skipped:
+        out.write("\nskipped, not installed: "
+                  + "; ".join(f"{peer} (package {pkg})" for peer, pkg in skipped.items())
+                  + "\n  install them: pip install " + " ".join(sorted(set(skipped.values())))
+                  + ", or the extra bench from a checkout: pip install '.[bench]'\n")
+    out.write("\nThe full suites need a source checkout: make bench (pytest-benchmark), "
+              "asv (asv_benchmarks/).\n")
