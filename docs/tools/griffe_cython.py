@@ -4,7 +4,9 @@ Griffe reads ``_ringbuf.pyi`` and ``_select.pyi`` (signatures, annotations) but
 the docstrings live in the ``.pyx`` sources, compiled into the extension
 modules.  This extension copies each compiled object's ``__doc__`` onto the
 stub's object, dropping the signature lines Cython embeds (``embedsignature``)
-and the ``Name(args)\\n--`` header of cdef classes.  An ``@overload``-only
+and the ``Name(args)\\n--`` header of cdef classes.  An attribute a class sets
+in ``__init__`` shows no value (it would be the initialising code) and takes
+its description from the class docstring's Attributes section.  An ``@overload``-only
 method of a stub (no implementation in a ``.pyi``) is given its last overload
 as the documented signature.  In every docstring of the package, Sphinx roles
 (``:meth:`x```) become inline code, since MkDocs does not resolve them.
@@ -83,3 +85,28 @@ class CythonDocstrings(griffe.Extension):
         for obj in _objects(pkg):
             if obj.docstring is not None:
                 obj.docstring.value = _ROLE.sub(r"`\1`", obj.docstring.value)
+        for obj in list(_objects(pkg)):
+            if isinstance(obj, griffe.Attribute):
+                _instance_attribute(obj, parser, options)
+
+
+def _instance_attribute(attr: griffe.Attribute, parser: Any, options: Any) -> None:
+    """An attribute set in its class's ``__init__`` (``self.monitor =
+    ResourceMonitor(...)``): its "value" would be that code, so it has none;
+    its description comes from the class docstring's Attributes section."""
+    cls = attr.parent
+    if "instance-attribute" not in attr.labels or not isinstance(cls, griffe.Class):
+        return
+    init = cls.members.get("__init__")
+    if (not isinstance(init, griffe.Function) or init.endlineno is None
+            or attr.lineno is None or not init.lineno <= attr.lineno <= init.endlineno):
+        return
+    attr.value = None
+    if attr.docstring is None and cls.docstring is not None:
+        for section in cls.docstring.parsed:
+            if section.kind is griffe.DocstringSectionKind.attributes:
+                for item in section.value:
+                    if item.name == attr.name and item.description:
+                        attr.docstring = griffe.Docstring(
+                            item.description, parent=attr, parser=parser,
+                            parser_options=options)

@@ -68,11 +68,17 @@ class MetricRing:
     @property
     def capacity(self) -> int: ...
     @property
-    def total_recorded(self) -> int: ...
+    def total_recorded(self) -> int:
+        """Samples offered since the ring was made: every ``record`` and every
+        element of a ``record_many``, stored, evicted or dropped late."""
     @property
-    def late_inserts(self) -> int: ...
+    def late_inserts(self) -> int:
+        """Samples older than the newest stored one that were inserted at their
+        place in time (the ring stays sorted)."""
     @property
-    def dropped_late(self) -> int: ...
+    def dropped_late(self) -> int:
+        """Late samples not stored: the ring was full and each was older than
+        everything in it (the sample that would be evicted next)."""
     def __len__(self) -> int: ...
     def record(self, key: int, value: float, timestamp: float | None = None) -> None: ...
     def record_many(

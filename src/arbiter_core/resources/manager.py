@@ -432,8 +432,21 @@ class AdaptiveResourceManager:
     Parameters
     ----------
     config : ResourceManagerConfig, optional
+        The strategy, limits, ejection, capacity and tenant policies
+        (default: ``ResourceManagerConfig()``); :meth:`update_config` changes
+        it while running.  Its ``seed`` makes the random choices (random
+        strategies, ties between equally good agents) repeatable.
     clock : Clock, optional
         Default monotonic; tests pass a ManualClock.
+
+    Attributes
+    ----------
+    monitor : ResourceMonitor
+        The agents' table: usage, health, ejections.
+    balancer : LoadBalancer
+        Chooses an agent with the configured strategy.
+    allocator : ResourceAllocator
+        The priority queue, tenants, rate limit and allocation records.
 
     Notes
     -----
