@@ -48,13 +48,18 @@ def _mark_events(ax: Any, scenario: Any) -> None:
     if scenario is None:
         return
     for b in scenario.arrivals.bursts:
-        ax.axvspan(b.start_s, b.start_s + b.duration_s, color="0.85", zorder=0,
-                   label=f"burst x{b.factor:g}")
+        ax.axvspan(b.start_s, b.start_s + b.duration_s, color="0.88", zorder=0,
+                   label="arrival bursts")
+        ax.annotate(f"burst x{b.factor:g}", xy=(b.start_s + b.duration_s / 2, 0.02),
+                    xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                    fontsize=7, color="0.2")
     for f in scenario.faults:
         ax.axvline(f.at_s, color="0.3", linewidth=0.8, linestyle=(0, (2, 2)), zorder=1)
         what = f.agent if f.kind != "replica_crash" else f"replica {f.replica}"
-        ax.annotate(f"{what} {f.kind}", xy=(f.at_s, 1.0), xycoords=("data", "axes fraction"),
-                    rotation=90, va="top", ha="right", fontsize=7, color="0.25")
+        ax.annotate(f"{what} {f.kind}", xy=(f.at_s, 0.98), xycoords=("data", "axes fraction"),
+                    rotation=90, va="top", ha="right", fontsize=7, color="0.2", zorder=5,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white",
+                          "edgecolor": "none", "alpha": 0.8})
 
 
 def plot_results(results: Mapping[str, Any], path: str | IO[bytes],
@@ -145,7 +150,7 @@ def plot_results(results: Mapping[str, Any], path: str | IO[bytes],
                 xlabel="agent rank", ylabel="mean running tasks (busy task-s per s)")
     for ax in (ax_cdf, ax_queue, ax_util, ax_load):
         handles, labels = ax.get_legend_handles_labels()
-        seen = dict(zip(labels, handles))  # one legend entry per burst factor
+        seen = dict(zip(labels, handles))  # one legend entry for the bursts
         ax.legend(seen.values(), seen.keys(), fontsize=8)
     for ax in axes.ravel():
         ax.grid(alpha=0.3)
