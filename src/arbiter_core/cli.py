@@ -319,7 +319,7 @@ def _simulate(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             sys.stderr.write("arbiter-core simulate: --plot and --report need matplotlib: "
-                             "pip install '.[plot]' (extra plot)\n")
+                             "the extra plot (pip install '.[plot]' in a checkout)\n")
             return 2
     strategies = [args.strategy] if args.strategy else STRATEGIES
     seeds = seed_list(args.seed, args.seeds)
@@ -332,7 +332,7 @@ def _simulate(args: argparse.Namespace) -> int:
             import ray  # noqa: F401
         except ImportError:
             sys.stderr.write("arbiter-core simulate: --executor ray needs Ray: "
-                             "pip install 'arbiter-runtime[ray]'\n")
+                             "the extra ray (pip install '.[ray]' in a checkout)\n")
             return 2
     runs = run_cases(scenario, strategies, seeds, jobs=jobs, trace=trace,
                      progress=_progress_bar("simulating") if show_progress else None,

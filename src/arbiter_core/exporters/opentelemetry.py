@@ -45,7 +45,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "arbiter_core.exporters.opentelemetry needs opentelemetry-api: "
-        "pip install 'arbiter-runtime[otel]'"
+        "the extra otel (pip install '.[otel]' in a checkout of arbiter-core)"
     ) from exc
 
 from ..types import HealthStatus

@@ -91,7 +91,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "arbiter_core.exporters.prometheus needs prometheus_client: "
-        "pip install 'arbiter-runtime[prometheus]'"
+        "the extra prometheus (pip install '.[prometheus]' in a checkout of arbiter-core)"
     ) from exc
 
 from ..types import HealthStatus, ScalingAction

@@ -65,7 +65,8 @@ try:
     from litellm.utils import calculate_max_parallel_requests
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "arbiter_core.integrations.litellm needs litellm: pip install 'arbiter-runtime[litellm]'"
+        "arbiter_core.integrations.litellm needs litellm: the extra litellm "
+        "(pip install '.[litellm]' in a checkout of arbiter-core)"
     ) from exc
 
 from .._validate import check_int, check_positive

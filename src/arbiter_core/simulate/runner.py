@@ -65,8 +65,8 @@ def _run_on_ray(scenario: Scenario, trace: Trace | None, cases: list[Case], jobs
     try:
         import ray
     except ImportError as exc:
-        raise RuntimeError("the ray executor needs Ray: pip install "
-                           "'arbiter-runtime[ray]'") from exc
+        raise RuntimeError("the ray executor needs Ray: the extra ray (pip install "
+                           "'.[ray]' in a checkout of arbiter-core)") from exc
     started = False
     if not ray.is_initialized():
         if os.environ.get("RAY_ADDRESS"):
