@@ -65,7 +65,9 @@ def _chromium() -> str | None:
     return None
 
 
-def test_report_opens_in_headless_chromium_with_its_plots(report: Path, tmp_path: Path) -> None:
+def test_report_opens_in_headless_chromium_with_its_plots(report: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
     # CI installs both (.ci/run, the browser extra) and sets ARBITER_REQUIRE_BROWSER=1,
     # so there this never skips
     required = os.environ.get("ARBITER_REQUIRE_BROWSER") == "1"
@@ -81,6 +83,9 @@ def test_report_opens_in_headless_chromium_with_its_plots(report: Path, tmp_path
             pytest.fail("no Chromium: apt-get install chromium-headless-shell")
         pytest.skip("no Chromium (apt-get install chromium-headless-shell)")
     requests: list[str] = []
+    # the browser and playwright's driver are not what a sanitizer run tests
+    # (make test-sanitize preloads libasan into every child)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
