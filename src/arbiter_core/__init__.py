@@ -55,6 +55,7 @@ from .resources import (
     ResourcePoolStats,
     ResourceRequirements,
     TaskMovedEvent,
+    ScoringProfile,
     TenantPolicy,
     TickReport,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "ScalingAction",
     "SeriesHandle",
     "TaskMovedEvent",
+    "ScoringProfile",
     "TenantPolicy",
     "TaskPriority",
     "TickReport",
