@@ -410,6 +410,12 @@ class ResourceMonitor:
             cpu_capacity_percent=r["cpu_capacity"],
             memory_capacity_mb=r["memory_mb"],
             network_capacity_mbps=r["network_mbps"],
+            concurrency=r["concurrency"],
+            requests_waiting=r["waiting"],
+            requests_running=r["running"],
+            kv_cache_usage=r["kv_cache"],
+            estimated_waiting=r["estimated_waiting"],
+            estimated_kv_cache=r["estimated_kv_cache"],
         )
 
     def get_agent_resources(self, agent_id: str) -> AgentResourceProfile:
