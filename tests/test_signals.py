@@ -196,11 +196,10 @@ def test_report_times_far_apart_stay_finite():
     assert arm.balancer.select_agent().score == pytest.approx(30.0)
 
 
-def test_threads_reporting_and_allocating_keep_the_counts(monkeypatch):
+def test_threads_reporting_and_allocating_keep_the_counts():
     # reports with engine figures race with allocate/release; the estimate is
     # recomputed under the table's atomicity, so no agent is ever over its
     # cap and every request ends accounted for
-    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -216,9 +215,8 @@ def test_threads_reporting_and_allocating_keep_the_counts(monkeypatch):
                 for k in range(400):
                     rid = f"w{w}-{k}"
                     res = arm.allocate_resources(AllocationRequest(rid, "t", timeout_s=1.0))
-                    for p in arm.monitor.get_all_agent_resources():
-                        if p.current_task_count > p.max_task_capacity:
-                            over.append(p)
+                    over.extend(p for p in arm.monitor.get_all_agent_resources()
+                                if p.current_task_count > p.max_task_capacity)
                     if res.agent_id is not None and rng.random() < 0.9:
                         arm.release_resources(rid)
             except BaseException as e:      # pragma: no cover - reported below

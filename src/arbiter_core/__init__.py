@@ -54,8 +54,8 @@ from .resources import (
     ResourceMonitor,
     ResourcePoolStats,
     ResourceRequirements,
-    TaskMovedEvent,
     ScoringProfile,
+    TaskMovedEvent,
     TenantPolicy,
     TickReport,
 )

@@ -24,13 +24,13 @@ from .._validate import (
     check_range,
 )
 from ..clock import Clock, default_clock
-from .scoring import ScoringProfile, check_report_decay
 from ..types import HealthStatus
 from .records import (
     AgentResourceProfile,
     HealthThresholds,
     ResourcePoolStats,
 )
+from .scoring import ScoringProfile, check_report_decay
 
 __all__ = ["ResourceMonitor"]
 
