@@ -53,7 +53,7 @@ HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "offline")
 
 
 # ---------------------------------------------------------------------------
-# The selection kernels (one file: PRNG, best-of scans, the seven strategies)
+# The selection kernels (one file: PRNG, best-of scans, the strategies)
 
 include "_select_kernels.pxi"
 include "_scorers.pxi"
