@@ -37,7 +37,7 @@ def test_error_bars_respect_an_upper_bound_and_missing_intervals():
 
 
 def test_every_strategy_has_its_own_colour_and_line_style():
-    assert len(set(PALETTE[:7])) == 7 and len(set(map(str, LINE_STYLES[:7]))) == 7
+    assert len(set(PALETTE)) == 8 and len(set(map(str, LINE_STYLES))) == 8
 
 
 def test_plot_labels_its_panels_and_marks_bursts_and_faults():
