@@ -325,11 +325,15 @@ def test_llm_columns_show_when_present_and_the_table_stays_within_100():
     assert len(headers) == 2  # the LLM columns wrapped into a second block
     assert [h for hs in headers for h in hs if h != "strategy"] == [h for h, _, _ in cols]
     assert sum(line.startswith("priority_based") for line in lines) == 2
-    # --wide: one block, every column
+    # --wide: one block, every column (ttft_p50 too, when the results have it)
     out = StringIO()
     render_table(llm, out, table_columns(llm, wide=True), None)
     header = out.getvalue().splitlines()[0].split()
     assert len(header) == 1 + 19 + 4
+    for r in llm.values():
+        r["ttft_p50_s"] = 0.3
+    assert "ttft_p50" in [h for h, _, _ in table_columns(llm, wide=True)]
+    assert "ttft_p50" not in [h for h, _, _ in table_columns(llm)]
 
 
 def test_capacity_and_health_lines_say_what_they_mean():

@@ -84,6 +84,12 @@ LLM_COLUMNS: list[Column] = [
     ("ttft_mean", "ttft_mean_s", 2), ("ttft_p99", "ttft_p99_s", 2),
     ("cache_hit", "cache_hit_rate", 3), ("tokens/s", "tokens_per_s", 0),
 ]
+#: ``--wide``: every LLM figure
+LLM_WIDE_COLUMNS: list[Column] = [
+    ("ttft_mean", "ttft_mean_s", 2), ("ttft_p50", "ttft_p50_s", 2),
+    ("ttft_p99", "ttft_p99_s", 2), ("cache_hit", "cache_hit_rate", 3),
+    ("tokens/s", "tokens_per_s", 0),
+]
 #: the default table's width limit (a terminal of 100 columns)
 TABLE_WIDTH = 100
 
@@ -92,7 +98,8 @@ def table_columns(rows: dict[str, dict[str, Any]], wide: bool = False) -> list[C
     """The columns to print: the summary (or, ``wide``, every column), plus
     the LLM columns that some row has a value for."""
     base = TABLE_COLUMNS if wide else SUMMARY_COLUMNS
-    llm = [c for c in LLM_COLUMNS if any(r.get(c[1]) is not None for r in rows.values())]
+    llm = [c for c in (LLM_WIDE_COLUMNS if wide else LLM_COLUMNS)
+           if any(r.get(c[1]) is not None for r in rows.values())]
     return base + llm
 
 
