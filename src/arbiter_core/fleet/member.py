@@ -305,15 +305,19 @@ class FleetMember:
             held = {a: c for a, c in self._caps.items() if c > 0}
             demand = self._alloc.queued_count + self._alloc.active_count
         store = self._store
+        known = self._incarnation or ""
         try:
-            res = store.sync(self.member_id, demand, held, usage)
-            if self._incarnation is not None and res.incarnation != self._incarnation:
+            res = store.sync(self.member_id, demand, held, usage, incarnation=known)
+            if known and res.incarnation != known:
                 # the store lost its state (a restart): register what we know
+                # and claim what we run (the store grants nothing free until
+                # every member had the time to claim)
                 log.warning("lease store of %r lost its state; registering %d agents again",
                             self.member_id, len(self._specs))
                 for a, spec in self._specs.items():
                     store.register_agent(a, spec.max_tasks, spec.weight)
-                res = store.sync(self.member_id, demand, held, usage)
+                res = store.sync(self.member_id, demand, held, usage,
+                                 incarnation=res.incarnation)
         except Exception as exc:
             return self._failed_sync(t0, demand, exc)
         removed = self._apply(res, t0)

@@ -35,7 +35,14 @@ from typing import Any
 
 from .._validate import check_int, check_positive
 from ..clock import Clock
-from .store import AgentSpec, LeaseStoreError, SyncResult, _check_agent_id, _check_usage
+from .store import (
+    AgentSpec,
+    LeaseStoreError,
+    SyncResult,
+    _check_agent_id,
+    _check_incarnation,
+    _check_usage,
+)
 
 __all__ = ["RedisLeaseStore"]
 
@@ -251,7 +258,16 @@ if op == 'sync' then
   maintain()
   local m, demand = ARGV[8], tonumber(ARGV[9])
   local held, usage = cjson.decode(ARGV[10]), cjson.decode(ARGV[11])
+  local known = ARGV[12]
   local inc = incarnation()
+  -- a member that saw another incarnation: the state was lost, the leases
+  -- are rebuilt from the members' claims before any free slot is granted
+  local rec = tonumber(redis.call('HGET', K_META, 'recover_until') or '-1e308')
+  if known ~= '' and known ~= inc then
+    rec = math.max(rec, now + ttl)
+    redis.call('HSET', K_META, 'recover_until', fmt(rec))
+  end
+  local recovering = now < rec
   local amax, aw = agents()
   local o = orphans()
   -- a member coming back adopts its orphans: its claims replace them
@@ -283,6 +299,8 @@ if op == 'sync' then
   local targets = {}
   if total > share then
     targets = shed(lease, usage, total - share)
+  elseif recovering then
+    for a, v in pairs(lease) do targets[a] = v end
   else
     local free = {}
     for a, mx in pairs(amax) do
@@ -302,7 +320,7 @@ if op == 'sync' then
   for a, mx in pairs(amax) do ag[a] = {mx, fmt(aw[a])} end
   return cjson.encode({leases = lease, targets = targets, agents = ag,
                        expires_at = fmt(now + ttl), now = fmt(now), share = share,
-                       incarnation = inc, orphaned = osum})
+                       incarnation = inc, orphaned = osum, recovering = recovering})
 elseif op == 'report' then
   local a, n = ARGV[8], tonumber(ARGV[9])
   -- checked before anything is written: a failed call changes nothing
@@ -516,13 +534,14 @@ class RedisLeaseStore:
     # -- members --------------------------------------------------------------
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int]) -> SyncResult:
+             usage: Mapping[str, int], *, incarnation: str = "") -> SyncResult:
         """See :meth:`InMemoryLeaseStore.sync`; one script, one round trip."""
         _check_redis_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
         h = _check_usage(held, "held")
         u = _check_usage(usage, "usage")
-        r = self._json(self._call("sync", member_id, d, json.dumps(h), json.dumps(u)))
+        inc = _check_incarnation(incarnation)
+        r = self._json(self._call("sync", member_id, d, json.dumps(h), json.dumps(u), inc))
         return SyncResult(
             leases={a: int(n) for a, n in _dict(r["leases"]).items() if int(n) > 0},
             targets={a: int(n) for a, n in _dict(r["targets"]).items()},
@@ -532,6 +551,7 @@ class RedisLeaseStore:
             share=int(r["share"]),
             incarnation=str(r["incarnation"]),
             orphaned={a: int(n) for a, n in _dict(r["orphaned"]).items()},
+            recovering=bool(r.get("recovering", False)),
         )
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None:

@@ -72,7 +72,9 @@ class SyncResult:
     ``agents`` is the pool; ``expires_at`` is the lease expiry in store time;
     ``share`` is the member's fair share in total slots; ``incarnation``
     changes when the store lost its state (a Redis restart without
-    persistence): members then register their agents again.
+    persistence): members then register their agents again.  ``recovering``
+    is true while the store rebuilds its leases after such a loss: it takes
+    the members' claims (what they run) and grants no free slot.
     """
 
     leases: Mapping[str, int]
@@ -83,6 +85,7 @@ class SyncResult:
     share: int
     incarnation: str
     orphaned: Mapping[str, int] = field(default_factory=dict)
+    recovering: bool = False
 
 
 @runtime_checkable
@@ -108,7 +111,7 @@ class LeaseStore(Protocol):
     def agents(self) -> dict[str, AgentSpec]: ...
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int]) -> SyncResult: ...
+             usage: Mapping[str, int], *, incarnation: str = "") -> SyncResult: ...
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None: ...
 
@@ -221,6 +224,9 @@ class _State:
     leases: dict[str, dict[str, int]] = field(default_factory=dict)
     orphans: dict[str, dict[str, _Orphan]] = field(default_factory=dict)  # agent -> member ->
     reports: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # no free slot is granted before this (store time): the leases are being
+    # rebuilt from the members' claims after the state was lost
+    recover_until: float = -math.inf
 
 
 def _check_usage(mapping: Mapping[str, int], name: str) -> dict[str, int]:
@@ -355,7 +361,7 @@ class InMemoryLeaseStore:
     # -- members --------------------------------------------------------------
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int]) -> SyncResult:
+             usage: Mapping[str, int], *, incarnation: str = "") -> SyncResult:
         """Heartbeat, demand and lease exchange for one member, atomically.
 
         Parameters
@@ -369,15 +375,30 @@ class InMemoryLeaseStore:
             free, which only matters for a member coming back from the dead).
         usage : mapping
             Tasks the member runs per agent (idle slots are shed first).
+        incarnation : str
+            The store incarnation the member last saw (``""`` for none).  A
+            different one means the store lost its state since: for
+            ``lease_ttl_s`` from then on the store only takes claims (every
+            member with a valid lease syncs in that time and claims what it
+            runs) and grants no free slot, so nothing is granted twice.
         """
         _check_agent_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
         h = _check_usage(held, "held")
         u = _check_usage(usage, "usage")
+        inc = _check_incarnation(incarnation)
         with self._lock:
             now = self._clock.now()
             self._maintain(now)
+            if inc and inc != self._s.incarnation:
+                self._s.recover_until = max(self._s.recover_until, now + self._ttl)
             return _plan_sync(self._s, member_id, d, h, u, now, self._ttl)
+
+    def reset(self) -> None:
+        """Lose the whole state, as a Redis restart without persistence
+        does (tests and the simulator): a new incarnation, no agents."""
+        with self._lock:
+            self._s = _State(incarnation=uuid.uuid4().hex)
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None:
         """A member going away: slots it does not use are free at once, the
@@ -459,8 +480,13 @@ def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict
     capacity = sum(max(0, spec.max_tasks - osum.get(a, 0)) for a, spec in s.agents.items())
     share = fair_shares(s.demand, capacity)[m]
     total = sum(lease.values())
+    recovering = now < s.recover_until
     if total > share:
         targets = _shed(lease, usage, total - share)
+    elif recovering:
+        # the leases are being rebuilt: a free slot may be another member's
+        # running task that has not been claimed yet
+        targets = dict(lease)
     else:
         free: dict[str, int] = {}
         for a, spec in s.agents.items():
@@ -472,7 +498,7 @@ def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict
         targets = dict(lease)
     return SyncResult(leases=dict(lease), targets=targets, agents=dict(s.agents),
                       expires_at=now + ttl, now=now, share=share,
-                      incarnation=s.incarnation, orphaned=osum)
+                      incarnation=s.incarnation, orphaned=osum, recovering=recovering)
 
 
 def _check_agent_id(agent_id: object, name: str = "agent_id") -> str:
@@ -481,6 +507,12 @@ def _check_agent_id(agent_id: object, name: str = "agent_id") -> str:
     if not agent_id:
         raise ValueError(f"{name} must not be empty")
     return agent_id
+
+
+def _check_incarnation(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"incarnation must be a str, got {type(value).__name__}")
+    return value
 
 
 def _ceil_ms(seconds: float) -> int:

@@ -1,0 +1,170 @@
+"""The fleet's lease defects of issue 24, each on the in-memory store and on a
+real redis-server (the store's time injected, so nothing sleeps).
+
+Every test checks the *true* running count per agent -- what the live members
+run plus what dead members' tasks still run there (zombies) -- against
+``max_tasks`` after every allocate, dispatch and release.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from arbiter_core import AllocationRequest, AllocationStatus, ManualClock, ResourceManagerConfig
+from arbiter_core.fleet import FleetMember, InMemoryLeaseStore, RedisLeaseStore
+
+ALLOCATED = AllocationStatus.ALLOCATED
+QUEUED = AllocationStatus.QUEUED
+TTL = 3.0
+INTERVAL = 0.5
+
+
+class Env:
+    """One pool on one kind of store, with a way to lose the store's state."""
+
+    def __init__(self, kind, server=None, max_task_time_s=100.0):
+        self.clock = ManualClock()
+        self.kind = kind
+        self.server = server
+        if kind == "memory":
+            self.store = InMemoryLeaseStore(lease_ttl_s=TTL, max_task_time_s=max_task_time_s,
+                                            clock=self.clock)
+        else:
+            self.store = RedisLeaseStore(server.client(), pool=uuid.uuid4().hex,
+                                         lease_ttl_s=TTL, max_task_time_s=max_task_time_s,
+                                         clock=self.clock)
+        self.max: dict[str, int] = {}
+        self.members: dict[str, FleetMember] = {}
+        self.zombies: dict[str, int] = {}
+        self.n = 0
+
+    def agents(self, n, max_tasks):
+        for i in range(n):
+            self.store.register_agent(f"a{i}", max_tasks=max_tasks)
+            self.max[f"a{i}"] = max_tasks
+            self.zombies[f"a{i}"] = 0
+
+    def member(self, name, **kw):
+        m = FleetMember(name, self.store, ResourceManagerConfig(seed=1), clock=self.clock,
+                        sync_interval_s=INTERVAL, **kw)
+        self.members[name] = m
+        return m
+
+    def lose_state(self):
+        """The store's state is gone (a Redis restart without persistence)."""
+        if self.kind == "memory":
+            self.store.reset()
+        else:
+            self.server.stop()
+            self.server.start()
+
+    def allocate(self, m, k=1):
+        out = []
+        for _ in range(k):
+            out.append(self.members[m].allocate_resources(
+                AllocationRequest(f"r{self.n}", "t", timeout_s=1e6)))
+            self.n += 1
+            self.check()
+        return out
+
+    def release(self, m, k=1):
+        mem = self.members[m]
+        for _ in range(k):
+            live = [r for a in self.max for r in mem.manager.allocator.active_on(a)]
+            if not live:
+                return
+            mem.release_resources(sorted(live)[0])
+            self.check()
+
+    def sync(self, *names):
+        for m in names or sorted(self.members):
+            rep = self.members[m].sync()
+            self.check()
+        return rep
+
+    def kill(self, m):
+        """The member process dies; its tasks keep running on the agents."""
+        mem = self.members.pop(m)
+        for a, n in mem.running().items():
+            self.zombies[a] += n
+
+    def true_running(self):
+        out = dict(self.zombies)
+        for mem in self.members.values():
+            for a, n in mem.running().items():
+                out[a] = out.get(a, 0) + n
+        return out
+
+    def check(self):
+        for a, n in self.true_running().items():
+            assert n <= self.max[a], (a, n, self.max[a], self.true_running())
+
+    def close(self):
+        if self.kind == "redis":
+            self.store.clear()
+
+
+@pytest.fixture(scope="module")
+def own_redis():
+    """A redis-server of this module's own: the tests restart it."""
+    from fleet_support import RedisServer
+
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def env(request):
+    server = request.getfixturevalue("own_redis") if request.param == "redis" else None
+    e = Env(request.param, server)
+    yield e
+    e.close()
+
+
+def make_env(request, kind, **kw):
+    server = request.getfixturevalue("own_redis") if kind == "redis" else None
+    return Env(kind, server, **kw)
+
+
+def sync_until_ok(env, m, tries=20):
+    """After a Redis restart the first call on an old connection may fail."""
+    for _ in range(tries):
+        if env.members[m].sync().ok:
+            env.check()
+            return
+    raise AssertionError(f"{m} could not sync")
+
+
+# -- (a) a restart that loses the store's state --------------------------------
+
+
+def test_a_store_that_lost_its_state_rebuilds_the_leases_before_granting(env):
+    env.agents(2, 4)
+    for m in ("m0", "m1", "m2", "m3"):
+        env.member(m)
+    env.sync()
+    for m in ("m0", "m1", "m2", "m3"):
+        env.allocate(m, 3)                    # demand 12 on 8 slots
+    for _ in range(3):
+        env.sync()
+        env.clock.advance(INTERVAL)
+    assert sum(sum(r.values()) for r in
+               (mem.running() for mem in env.members.values())) == 8
+    env.lose_state()
+    env.release("m0")                         # one slot of m0 ends: m0's queue takes it
+    # m1 comes first: the empty store must not hand it the others' slots
+    sync_until_ok(env, "m1")
+    assert env.members["m1"].last_sync.share is not None
+    for m in ("m0", "m2", "m3"):
+        sync_until_ok(env, m)
+    env.allocate("m1", 5)
+    for _ in range(int(TTL / INTERVAL) + 4):  # through the recovery and after it
+        env.clock.advance(INTERVAL)
+        env.sync()
+        env.release("m2")
+    env.store._check_invariants()
+    # recovered: the pool is in use again
+    assert sum(sum(mem.running().values()) for mem in env.members.values()) == 8
