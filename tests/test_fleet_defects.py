@@ -168,3 +168,38 @@ def test_a_store_that_lost_its_state_rebuilds_the_leases_before_granting(env):
     env.store._check_invariants()
     # recovered: the pool is in use again
     assert sum(sum(mem.running().values()) for mem in env.members.values()) == 8
+
+
+# -- (b) a report frees a dead member's slots only when its tasks are gone ------
+
+
+def test_a_report_frees_a_dead_members_slots_only_when_the_live_members_run_the_count(env):
+    env.agents(1, 8)
+    m0, m1 = env.member("m0"), env.member("m1")
+    env.sync()
+    env.allocate("m0", 1)
+    env.allocate("m1", 2)
+    for _ in range(3):
+        env.sync()
+        env.clock.advance(INTERVAL)
+    # m0 holds idle spare slots: lease 4, one task
+    assert env.store.leases()["m0"]["a0"] > sum(m0.running().values()) == 1
+    env.kill("m1")                              # 2 tasks keep running as zombies
+    for _ in range(int(TTL / INTERVAL)):       # m0 syncs on, m1 is silent: dead
+        env.clock.advance(INTERVAL)
+        env.sync()
+    env.store.report_agent("a0", 3)            # 1 live + 2 zombies, below m0's lease
+    env.allocate("m0", 12)                      # m0 wants the whole pool
+    for _ in range(6):
+        env.sync()
+        env.clock.advance(INTERVAL)
+        env.store.report_agent("a0", env.true_running()["a0"])
+    assert env.store.orphans() == {"a0": 4}     # not back while m1's tasks run
+    env.zombies["a0"] = 0                       # they end
+    for _ in range(4):
+        env.store.report_agent("a0", env.true_running()["a0"])
+        env.sync()
+        env.clock.advance(INTERVAL)
+    assert env.store.orphans() == {}            # back once the report shows it
+    assert m0.running() == {"a0": 8}
+    env.store._check_invariants()

@@ -162,6 +162,10 @@ class FleetMember:
         self._expired = False
         self._last_sync: float | None = None
         self._last_report: SyncReport | None = None
+        # the snapshots (clock readings) of the last two syncs the store
+        # answered, and the agents whose pending reports await our counts
+        self._snaps: list[float] = [-math.inf, -math.inf]
+        self._asked: tuple[str, ...] = ()
         self._closed = False
         #: store calls that failed (each one logged)
         self.sync_errors = 0
@@ -304,10 +308,13 @@ class FleetMember:
             usage = {a: n for a in self._caps if (n := self._active(a)) > 0}
             held = {a: c for a, c in self._caps.items() if c > 0}
             demand = self._alloc.queued_count + self._alloc.active_count
+            steady = self._steady(self._asked, self._snaps[0])
         store = self._store
         known = self._incarnation or ""
         try:
-            res = store.sync(self.member_id, demand, held, usage, incarnation=known)
+            res = store.sync(self.member_id, demand, held, usage, incarnation=known,
+                             steady=steady)
+            self._snaps = [self._snaps[1], t0]
             if known and res.incarnation != known:
                 # the store lost its state (a restart): register what we know
                 # and claim what we run (the store grants nothing free until
@@ -318,6 +325,7 @@ class FleetMember:
                     store.register_agent(a, spec.max_tasks, spec.weight)
                 res = store.sync(self.member_id, demand, held, usage,
                                  incarnation=res.incarnation)
+                self._snaps = [self._snaps[1], t0]
         except Exception as exc:
             return self._failed_sync(t0, demand, exc)
         removed = self._apply(res, t0)
@@ -331,6 +339,18 @@ class FleetMember:
                              dict(self._targets), demand, res.share, dispatched)
             self._last_report = rep
         return rep
+
+    def _steady(self, agents: tuple[str, ...], since: float) -> dict[str, int]:
+        """Our tasks per agent allocated before ``since`` (lock held): they
+        ran through the whole time from then to now, so at any report the
+        store made in between we ran at least this many there."""
+        out = {}
+        for a in agents:
+            if a in self._caps:
+                out[a] = sum(1 for r in self._alloc.active_on(a)
+                             if (t := self._alloc.status(r).allocated_at) is not None
+                             and t < since)
+        return out
 
     def _failed_sync(self, t0: float, demand: int, exc: BaseException) -> SyncReport:
         self.sync_errors += 1
@@ -352,6 +372,7 @@ class FleetMember:
         """Take a sync result (lock taken here); returns agents to remove."""
         with self._lock:
             self._incarnation = res.incarnation
+            self._asked = tuple(res.pending_reports)
             # stop using the lease one sync interval before the store could
             # call us dead: the thread notices expiry at most that late
             self._valid_until = t0 + self._store.lease_ttl_s - self._interval

@@ -10,8 +10,10 @@ keeps a pool on one shard::
     <prefix>:{<pool>}:members       hash: member -> "expires_at|demand"
     <prefix>:{<pool>}:m:<member>    string with a TTL of lease_ttl_s: the member is alive
     <prefix>:{<pool>}:lease:<member> hash: agent -> slots
-    <prefix>:{<pool>}:orphans       hash: "agent\\nmember" -> "slots|expired_at|noticed_at"
+    <prefix>:{<pool>}:orphans       hash: "agent\\nmember" -> "slots|expired_at|noticed_seq"
     <prefix>:{<pool>}:reports       hash: agent -> "active|at"
+    <prefix>:{<pool>}:pending       hash: agent -> JSON of the report the members settle
+    <prefix>:{<pool>}:synced        hash: member -> "seq|seq" of its last two syncs
 
 A member is alive while its ``m:`` key exists *and* its ``expires_at`` is
 ahead of the store's time, so a dead member's lease expires by itself
@@ -61,6 +63,10 @@ local gc_ms = tonumber(ARGV[6])
 local fresh_inc = ARGV[7]
 local K_META, K_AGENTS, K_MEMBERS = P .. 'meta', P .. 'agents', P .. 'members'
 local K_ORPH, K_REP = P .. 'orphans', P .. 'reports'
+local K_PEND, K_SYNC = P .. 'pending', P .. 'synced'
+local seq = 0
+-- operations are numbered: reports, deaths and syncs are ordered by this
+local function bump() seq = redis.call('HINCRBY', K_META, 'seq', 1) end
 
 local function split(s)
   local out, start = {}, 1
@@ -82,7 +88,7 @@ local function sorted_keys(t)
   return ids
 end
 local function gc(extra)
-  for _, k in ipairs({K_META, K_AGENTS, K_MEMBERS, K_ORPH, K_REP}) do
+  for _, k in ipairs({K_META, K_AGENTS, K_MEMBERS, K_ORPH, K_REP, K_PEND, K_SYNC}) do
     redis.call('PEXPIRE', k, gc_ms)
   end
   if extra then redis.call('PEXPIRE', extra, gc_ms) end
@@ -146,11 +152,12 @@ local function maintain()
           local old = redis.call('HGET', K_ORPH, f)
           local add = 0
           if old then add = tonumber(split(old)[1]) end
-          redis.call('HSET', K_ORPH, f, (n + add) .. '|' .. fmt(exp[m]) .. '|' .. fmt(now))
+          redis.call('HSET', K_ORPH, f, (n + add) .. '|' .. fmt(exp[m]) .. '|' .. seq)
         end
       end
       redis.call('DEL', P .. 'lease:' .. m, P .. 'm:' .. m)
       redis.call('HDEL', K_MEMBERS, m)
+      redis.call('HDEL', K_SYNC, m)
     end
   end
   local raw = redis.call('HGETALL', K_ORPH)
@@ -254,7 +261,66 @@ local function orphan_sums(o)
   return s
 end
 
+-- the pending report on agent a: settled once every member it waits for
+-- answered or died (counted as running nothing); the orphans noticed before
+-- it come back if it shows no more tasks than the members ran
+local function settle(a, p, exp)
+  for x, _ in pairs(p.need) do
+    if p.got[x] == nil and exp[x] then
+      redis.call('HSET', K_PEND, a, cjson.encode(p))
+      return
+    end
+  end
+  redis.call('HDEL', K_PEND, a)
+  local ran = 0
+  for _, v in pairs(p.got) do ran = ran + v end
+  local o = orphans()
+  if o[a] and p.n <= ran then
+    for x, v in pairs(o[a]) do
+      if v[3] <= p.seq then redis.call('HDEL', K_ORPH, a .. '\n' .. x) end
+    end
+  end
+end
+
+local function settle_with(m, steady)
+  local prev = redis.call('HGET', K_SYNC, m)
+  local prev2, prev1 = -1, -1
+  if prev then
+    local f = split(prev)
+    prev2, prev1 = tonumber(f[1]), tonumber(f[2])
+  end
+  local exp = members()
+  local raw = redis.call('HGETALL', K_PEND)
+  local pend = {}
+  for i = 1, #raw, 2 do pend[raw[i]] = cjson.decode(raw[i + 1]) end
+  for _, a in ipairs(sorted_keys(pend)) do
+    local p = pend[a]
+    if p.need[m] and p.got[m] == nil then
+      local v = nil
+      if prev2 < p.seq and p.seq < prev1 then v = tonumber(steady[a] or 0)
+      elseif p.seq < prev2 then v = 0 end
+      if v then
+        p.got[m] = v
+        settle(a, p, exp)
+      end
+    end
+  end
+  redis.call('HSET', K_SYNC, m, prev1 .. '|' .. seq)
+end
+
+local function wanted(m)
+  local out = {}
+  local raw = redis.call('HGETALL', K_PEND)
+  for i = 1, #raw, 2 do
+    local p = cjson.decode(raw[i + 1])
+    if p.need[m] and p.got[m] == nil then out[#out + 1] = raw[i] end
+  end
+  table.sort(out)
+  return out
+end
+
 if op == 'sync' then
+  bump()
   maintain()
   local m, demand = ARGV[8], tonumber(ARGV[9])
   local held, usage = cjson.decode(ARGV[10]), cjson.decode(ARGV[11])
@@ -268,6 +334,7 @@ if op == 'sync' then
     redis.call('HSET', K_META, 'recover_until', fmt(rec))
   end
   local recovering = now < rec
+  settle_with(m, cjson.decode(ARGV[13]))
   local amax, aw = agents()
   local o = orphans()
   -- a member coming back adopts its orphans: its claims replace them
@@ -320,27 +387,26 @@ if op == 'sync' then
   for a, mx in pairs(amax) do ag[a] = {mx, fmt(aw[a])} end
   return cjson.encode({leases = lease, targets = targets, agents = ag,
                        expires_at = fmt(now + ttl), now = fmt(now), share = share,
-                       incarnation = inc, orphaned = osum, recovering = recovering})
+                       incarnation = inc, orphaned = osum, recovering = recovering,
+                       pending_reports = wanted(m)})
 elseif op == 'report' then
   local a, n = ARGV[8], tonumber(ARGV[9])
   -- checked before anything is written: a failed call changes nothing
   if redis.call('HEXISTS', K_AGENTS, a) == 0 then
     return redis.error_reply('unknown agent_id')
   end
+  bump()
   maintain()
   redis.call('HSET', K_REP, a, n .. '|' .. fmt(now))
   local o = orphans()
-  if o[a] then
-    local live = 0
+  if o[a] and redis.call('HEXISTS', K_PEND, a) == 0 then
+    -- the members that may run tasks there settle it
+    local need = {}
     local exp = members()
     for x, _ in pairs(exp) do
-      live = live + (tonumber(redis.call('HGET', P .. 'lease:' .. x, a)) or 0)
+      if (tonumber(redis.call('HGET', P .. 'lease:' .. x, a)) or 0) > 0 then need[x] = 1 end
     end
-    if n <= live then
-      for x, v in pairs(o[a]) do
-        if v[3] <= now then redis.call('HDEL', K_ORPH, a .. '\n' .. x) end
-      end
-    end
+    settle(a, {n = n, seq = seq, need = need, got = {}}, exp)
   end
   gc(nil)
   return 1
@@ -353,6 +419,7 @@ elseif op == 'remove' then
   local a = ARGV[8]
   redis.call('HDEL', K_AGENTS, a)
   redis.call('HDEL', K_REP, a)
+  redis.call('HDEL', K_PEND, a)
   local exp = members()
   for x, _ in pairs(exp) do redis.call('HDEL', P .. 'lease:' .. x, a) end
   local raw = redis.call('HKEYS', K_ORPH)
@@ -361,6 +428,7 @@ elseif op == 'remove' then
   end
   return 1
 elseif op == 'leave' then
+  bump()
   maintain()
   local m = ARGV[8]
   local usage = cjson.decode(ARGV[9])
@@ -368,11 +436,12 @@ elseif op == 'leave' then
   for a, n in pairs(l) do
     local keep = math.min(n, tonumber(usage[a] or 0))
     if keep > 0 then
-      redis.call('HSET', K_ORPH, a .. '\n' .. m, keep .. '|' .. fmt(now) .. '|' .. fmt(now))
+      redis.call('HSET', K_ORPH, a .. '\n' .. m, keep .. '|' .. fmt(now) .. '|' .. seq)
     end
   end
   redis.call('DEL', P .. 'lease:' .. m, P .. 'm:' .. m)
   redis.call('HDEL', K_MEMBERS, m)
+  redis.call('HDEL', K_SYNC, m)
   return 1
 elseif op == 'leases' then
   local exp = members()
@@ -534,14 +603,17 @@ class RedisLeaseStore:
     # -- members --------------------------------------------------------------
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int], *, incarnation: str = "") -> SyncResult:
+             usage: Mapping[str, int], *, incarnation: str = "",
+             steady: Mapping[str, int] | None = None) -> SyncResult:
         """See :meth:`InMemoryLeaseStore.sync`; one script, one round trip."""
         _check_redis_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
         h = _check_usage(held, "held")
         u = _check_usage(usage, "usage")
         inc = _check_incarnation(incarnation)
-        r = self._json(self._call("sync", member_id, d, json.dumps(h), json.dumps(u), inc))
+        st = _check_usage(steady or {}, "steady")
+        r = self._json(self._call("sync", member_id, d, json.dumps(h), json.dumps(u), inc,
+                                  json.dumps(st)))
         return SyncResult(
             leases={a: int(n) for a, n in _dict(r["leases"]).items() if int(n) > 0},
             targets={a: int(n) for a, n in _dict(r["targets"]).items()},
@@ -552,6 +624,7 @@ class RedisLeaseStore:
             incarnation=str(r["incarnation"]),
             orphaned={a: int(n) for a, n in _dict(r["orphaned"]).items()},
             recovering=bool(r.get("recovering", False)),
+            pending_reports=tuple(sorted(r.get("pending_reports") or ())),
         )
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None:

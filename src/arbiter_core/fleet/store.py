@@ -16,8 +16,18 @@ same rules (the Lua script mirrors :func:`_plan_sync` line by line):
   store notices it at its next operation and turns its lease into orphans.
   Orphaned slots on an agent come back when a report for that agent, made
   after the store noticed the death, shows no more running tasks than the
-  live members hold there -- or ``max_task_time_s`` after the lease
-  expired.  Never earlier.  A member that comes back adopts its orphans.
+  live members *run* there at the time of the report -- or
+  ``max_task_time_s`` after the lease expired.  Never earlier.  A member
+  that comes back adopts its orphans.
+* **Reports are settled by the members.**  What a live member runs at the
+  moment of a report is known only to it, and only afterwards: a report on
+  an agent with orphans stays pending until every live member holding slots
+  there has synced twice; the second sync carries the member's tasks there
+  that ran through the whole time between its two syncs before (the store
+  asks for them in :attr:`SyncResult.pending_reports`), a lower bound of
+  what it ran at the report.  The orphans come back when the report shows
+  no more than the sum of these.  While one report is pending, newer ones
+  on that agent are only recorded.
 * **Fairness: max-min fair across members** (equal weights), on demand =
   queued + active requests.  Slots beyond the total demand go first to
   members without demand, one slot each (the floor: at most one slot in
@@ -75,6 +85,8 @@ class SyncResult:
     persistence): members then register their agents again.  ``recovering``
     is true while the store rebuilds its leases after such a loss: it takes
     the members' claims (what they run) and grants no free slot.
+    ``pending_reports`` are agents whose pending report waits for this
+    member's ``steady`` counts at its next sync (see the module docstring).
     """
 
     leases: Mapping[str, int]
@@ -86,6 +98,7 @@ class SyncResult:
     incarnation: str
     orphaned: Mapping[str, int] = field(default_factory=dict)
     recovering: bool = False
+    pending_reports: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -111,7 +124,8 @@ class LeaseStore(Protocol):
     def agents(self) -> dict[str, AgentSpec]: ...
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int], *, incarnation: str = "") -> SyncResult: ...
+             usage: Mapping[str, int], *, incarnation: str = "",
+             steady: Mapping[str, int] | None = None) -> SyncResult: ...
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None: ...
 
@@ -212,7 +226,17 @@ def _shed(held: Mapping[str, int], usage: Mapping[str, int], excess: int) -> dic
 class _Orphan:
     slots: int
     expired_at: float
-    noticed_at: float
+    noticed: int          # the store operation (sequence number) that noticed it
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A report waiting for the live members' counts of what they ran then."""
+
+    active: int
+    seq: int
+    need: frozenset[str]
+    got: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -224,6 +248,11 @@ class _State:
     leases: dict[str, dict[str, int]] = field(default_factory=dict)
     orphans: dict[str, dict[str, _Orphan]] = field(default_factory=dict)  # agent -> member ->
     reports: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # operations are numbered: reports, deaths and syncs are ordered by this,
+    # not by time (many happen at one reading of a test clock)
+    seq: int = 0
+    synced: dict[str, tuple[int, int]] = field(default_factory=dict)  # member -> last two
+    pending: dict[str, _Pending] = field(default_factory=dict)
     # no free slot is granted before this (store time): the leases are being
     # rebuilt from the members' claims after the state was lost
     recover_until: float = -math.inf
@@ -308,6 +337,7 @@ class InMemoryLeaseStore:
             s.agents.pop(agent_id, None)
             s.orphans.pop(agent_id, None)
             s.reports.pop(agent_id, None)
+            s.pending.pop(agent_id, None)
             for lease in s.leases.values():
                 lease.pop(agent_id, None)
 
@@ -320,16 +350,14 @@ class InMemoryLeaseStore:
             if agent_id not in s.agents:
                 raise KeyError(f"unknown agent_id {agent_id!r}")
             now = self._clock.now()
+            s.seq += 1
             self._maintain(now)
             s.reports[agent_id] = (n, now)
-            orphans = s.orphans.get(agent_id)
-            if orphans:
-                live = sum(lease.get(agent_id, 0) for lease in s.leases.values())
-                if n <= live:
-                    for m in [m for m, o in orphans.items() if o.noticed_at <= now]:
-                        del orphans[m]
-                    if not orphans:
-                        del s.orphans[agent_id]
+            if s.orphans.get(agent_id) and agent_id not in s.pending:
+                # the members that may run tasks there settle it (module docstring)
+                need = frozenset(m for m, lease in s.leases.items() if lease.get(agent_id, 0) > 0)
+                s.pending[agent_id] = _Pending(n, s.seq, need)
+                _settle(s, agent_id)
 
     # -- reading --------------------------------------------------------------
 
@@ -361,7 +389,8 @@ class InMemoryLeaseStore:
     # -- members --------------------------------------------------------------
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int], *, incarnation: str = "") -> SyncResult:
+             usage: Mapping[str, int], *, incarnation: str = "",
+             steady: Mapping[str, int] | None = None) -> SyncResult:
         """Heartbeat, demand and lease exchange for one member, atomically.
 
         Parameters
@@ -381,18 +410,26 @@ class InMemoryLeaseStore:
             ``lease_ttl_s`` from then on the store only takes claims (every
             member with a valid lease syncs in that time and claims what it
             runs) and grants no free slot, so nothing is granted twice.
+        steady : mapping, optional
+            For the agents of the last result's ``pending_reports``: the
+            member's tasks there that have run since before its sync before
+            last (a lower bound of what it ran at a pending report).
         """
         _check_agent_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
         h = _check_usage(held, "held")
         u = _check_usage(usage, "usage")
         inc = _check_incarnation(incarnation)
+        st = _check_usage(steady or {}, "steady")
         with self._lock:
             now = self._clock.now()
+            s = self._s
+            s.seq += 1
             self._maintain(now)
-            if inc and inc != self._s.incarnation:
-                self._s.recover_until = max(self._s.recover_until, now + self._ttl)
-            return _plan_sync(self._s, member_id, d, h, u, now, self._ttl)
+            if inc and inc != s.incarnation:
+                s.recover_until = max(s.recover_until, now + self._ttl)
+            _settle_with(s, member_id, st)
+            return _plan_sync(s, member_id, d, h, u, now, self._ttl)
 
     def reset(self) -> None:
         """Lose the whole state, as a Redis restart without persistence
@@ -406,15 +443,17 @@ class InMemoryLeaseStore:
         u = _check_usage(usage, "usage")
         with self._lock:
             now = self._clock.now()
-            self._maintain(now)
             s = self._s
+            s.seq += 1
+            self._maintain(now)
             lease = s.leases.pop(member_id, {})
             s.expires.pop(member_id, None)
             s.demand.pop(member_id, None)
+            s.synced.pop(member_id, None)
             for a, n in lease.items():
                 keep = min(n, u.get(a, 0))
                 if keep > 0:
-                    s.orphans.setdefault(a, {})[member_id] = _Orphan(keep, now, now)
+                    s.orphans.setdefault(a, {})[member_id] = _Orphan(keep, now, s.seq)
 
     # -- internals ------------------------------------------------------------
 
@@ -424,11 +463,12 @@ class InMemoryLeaseStore:
         for m in [m for m, exp in s.expires.items() if exp <= now]:
             exp = s.expires.pop(m)
             s.demand.pop(m, None)
+            s.synced.pop(m, None)
             for a, n in s.leases.pop(m, {}).items():
                 if n > 0:
                     om = s.orphans.setdefault(a, {})
                     old = om.get(m)
-                    om[m] = _Orphan(n + (old.slots if old else 0), exp, now)
+                    om[m] = _Orphan(n + (old.slots if old else 0), exp, s.seq)
         limit = now - self._max_task
         for a in list(s.orphans):
             om = s.orphans[a]
@@ -450,6 +490,44 @@ class InMemoryLeaseStore:
     def __repr__(self) -> str:
         return (f"InMemoryLeaseStore(agents={len(self._s.agents)}, "
                 f"members={len(self._s.expires)}, lease_ttl_s={self._ttl})")
+
+
+def _settle(s: _State, agent: str) -> None:
+    """End the pending report on ``agent`` once every member it waits for
+    has answered (or died: then it counts as running nothing, which errs on
+    the safe side); free the orphans noticed before it if the report shows no
+    more tasks than the members ran."""
+    p = s.pending[agent]
+    if any(m not in p.got and m in s.expires for m in p.need):
+        return
+    del s.pending[agent]
+    om = s.orphans.get(agent)
+    if om and p.active <= sum(p.got.values()):
+        for m in [m for m, o in om.items() if o.noticed <= p.seq]:
+            del om[m]
+        if not om:
+            del s.orphans[agent]
+
+
+def _settle_with(s: _State, m: str, steady: Mapping[str, int]) -> None:
+    """Take member ``m``'s answers to the pending reports (at its sync).
+
+    Its ``steady`` counts ran through the time between its sync before last
+    and its last sync, so they answer a report made in between; a report
+    made earlier was missed (counted as zero); a later one waits."""
+    prev2, prev1 = s.synced.get(m, (-1, -1))
+    for a in sorted(s.pending):
+        p = s.pending[a]
+        if m not in p.need or m in p.got:
+            continue
+        if prev2 < p.seq < prev1:
+            p.got[m] = steady.get(a, 0)
+        elif p.seq < prev2:
+            p.got[m] = 0
+        else:
+            continue
+        _settle(s, a)
+    s.synced[m] = (prev1, s.seq)
 
 
 def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict[str, int],
@@ -496,9 +574,12 @@ def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict
         for a, g in spread_grant(free, share - total).items():
             lease[a] = lease.get(a, 0) + g
         targets = dict(lease)
+    wanted = tuple(a for a in sorted(s.pending)
+                   if m in s.pending[a].need and m not in s.pending[a].got)
     return SyncResult(leases=dict(lease), targets=targets, agents=dict(s.agents),
                       expires_at=now + ttl, now=now, share=share,
-                      incarnation=s.incarnation, orphaned=osum, recovering=recovering)
+                      incarnation=s.incarnation, orphaned=osum, recovering=recovering,
+                      pending_reports=wanted)
 
 
 def _check_agent_id(agent_id: object, name: str = "agent_id") -> str:
