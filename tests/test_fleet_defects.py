@@ -203,3 +203,97 @@ def test_a_report_frees_a_dead_members_slots_only_when_the_live_members_run_the_
     assert env.store.orphans() == {}            # back once the report shows it
     assert m0.running() == {"a0": 8}
     env.store._check_invariants()
+
+
+# -- (c) a store call that hangs ------------------------------------------------
+
+
+class HangingStore:
+    """An in-memory store whose ``sync`` hangs while ``hang`` is set (until
+    ``free`` is set): a store call that does not return."""
+
+    def __init__(self, inner):
+        import threading
+
+        self.inner = inner
+        self.hang = False
+        self.entered = threading.Event()
+        self.free = threading.Event()
+
+    lease_ttl_s = property(lambda self: self.inner.lease_ttl_s)
+    max_task_time_s = property(lambda self: self.inner.max_task_time_s)
+
+    def sync(self, *a, **kw):
+        if self.hang:
+            self.entered.set()
+            self.free.wait(30)
+        return self.inner.sync(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def freeze(env):
+    """Make the store's calls hang; returns the undo."""
+    import os
+    import signal
+
+    if env.kind == "memory":
+        hanging = HangingStore(env.store)
+        hanging.hang = True
+        return hanging, hanging.free.set
+    os.kill(env.server.proc.pid, signal.SIGSTOP)
+    return env.store, lambda: os.kill(env.server.proc.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_hung_store_call_does_not_keep_a_member_serving_past_its_lease(request, kind):
+    import threading
+    import time
+
+    env = make_env(request, kind)
+    env.agents(1, 4)
+    try:
+        store, thaw = None, None
+        if kind == "memory":
+            store = HangingStore(env.store)
+            env.store = store
+        env.member("m0")
+        env.sync()
+        env.allocate("m0", 2)
+        env.sync()
+        env.sync()
+        assert env.members["m0"].leased_slots() == {"a0": 4}
+        if kind == "memory":
+            store.hang, thaw = True, store.free.set
+        else:
+            _, thaw = freeze(env)
+        t = threading.Thread(target=env.members["m0"].sync)
+        t.start()                                  # hangs in the store
+        if kind == "memory":
+            assert store.entered.wait(10)
+        env.clock.advance(TTL)                     # the lease runs out meanwhile
+        res = env.allocate("m0", 1)[0]
+        assert res.status is QUEUED                # not on an expired lease
+        env.release("m0")
+        assert env.members["m0"].allocation_status(res.request_id).status is QUEUED
+        assert env.members["m0"].leased_slots() == {"a0": 1}      # drains
+        # close() returns soon although a store call hangs in the thread
+        m = env.members["m0"]
+        m.start()
+        start = time.monotonic()
+        closer = threading.Thread(target=m.close)
+        closer.start()
+        closer.join(8.0)
+        alive = closer.is_alive()
+        thaw()
+        t.join(30)
+        closer.join(30)
+        assert not alive, f"close() blocked for {time.monotonic() - start:.1f} s"
+    finally:
+        if kind == "redis":
+            import os
+            import signal
+
+            os.kill(env.server.proc.pid, signal.SIGCONT)
+        env.close()

@@ -20,8 +20,10 @@ the caps:
 When the store cannot be reached, the member keeps serving inside its caps
 until its lease would have expired (``lease_ttl_s`` after the start of its
 last successful sync by its own clock, less one ``sync_interval_s`` of
-margin; :meth:`FleetMember.tick` checks), then drains to zero; errors are
-logged and counted, and the next successful sync restores everything.
+margin), then drains to zero; errors are logged and counted, and the next
+successful sync restores everything.  The lease deadline is checked on the
+hot path itself (every allocate and release reads the clock once), so a
+store call that hangs cannot keep a member serving past its lease.
 """
 
 from __future__ import annotations
@@ -104,8 +106,13 @@ class FleetMember:
 
     Notes
     -----
-    ``allocate_resources`` is the manager's own method (no wrapper); so is
-    ``release_resources`` while no agent is draining.  The agents come from
+    ``allocate_resources`` and ``release_resources`` are the manager's
+    methods behind one check of the lease deadline (a clock reading and a
+    comparison); a release on a draining agent also keeps the freed slot
+    from the queue.  ``close()`` waits at most ``sync_interval_s`` for the
+    background thread (a store call may hang in it) and leaves the pool
+    with one store call (bound the store's own timeouts: see
+    :class:`~arbiter_core.fleet.RedisLeaseStore`).  The agents come from
     the store: register them there (:meth:`LeaseStore.register_agent`); a
     member registers them in its manager at its next sync.  Usage reports,
     health, ejection and failover are per member, as on one manager.
@@ -159,7 +166,7 @@ class FleetMember:
         self._specs: dict[str, AgentSpec] = {}
         self._incarnation: str | None = None
         self._valid_until = -math.inf
-        self._expired = False
+        self._expired = True             # no lease before the first sync
         self._last_sync: float | None = None
         self._last_report: SyncReport | None = None
         # the snapshots (clock readings) of the last two syncs the store
@@ -177,10 +184,25 @@ class FleetMember:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._thread_lock = threading.Lock()
-        # the hot path is the manager's own bound methods, not a wrapper
-        self.allocate_resources: Callable[[AllocationRequest], AllocationResult] = \
-            mgr.allocate_resources
-        self.release_resources: Callable[..., AllocationResult | None] = mgr.release_resources
+        self._mgr_allocate = mgr.allocate_resources
+        self._mgr_release = mgr.release_resources
+        self.release_resources: Callable[..., AllocationResult | None] = self._release
+
+    # -- the hot path: the manager's, behind the lease deadline ---------------
+
+    def allocate_resources(self, request: AllocationRequest) -> AllocationResult:
+        """Allocate (the manager's method) inside this member's lease."""
+        if not self._expired and self._clock.now() >= self._valid_until:
+            self.check_lease()
+        return self._mgr_allocate(request)
+
+    def _release(self, request_id: str, success: bool = True,
+                 duration_s: float | None = None) -> AllocationResult | None:
+        # a release serves the queue: not past the lease
+        if not self._expired and self._clock.now() >= self._valid_until:
+            self.check_lease()
+            return self.release_resources(request_id, success, duration_s)
+        return self._mgr_release(request_id, success, duration_s)
 
     # -- the manager's API ----------------------------------------------------
 
@@ -203,6 +225,8 @@ class FleetMember:
 
     async def allocate_resources_async(self, request: AllocationRequest) -> AllocationResult:
         """Allocate, waiting while QUEUED (new slots arrive at :meth:`sync`)."""
+        if not self._expired and self._clock.now() >= self._valid_until:
+            self.check_lease()
         return await self._manager.allocate_resources_async(request)
 
     def allocation_status(self, request_id: str) -> AllocationResult:
@@ -328,6 +352,10 @@ class FleetMember:
                 self._snaps = [self._snaps[1], t0]
         except Exception as exc:
             return self._failed_sync(t0, demand, exc)
+        if self._closed:
+            # a call that hung past close(): give back what it granted
+            self._leave()
+            return self._failed_sync(t0, demand, RuntimeError("closed"))
         removed = self._apply(res, t0)
         for a in removed:            # outside the lock: failover listeners run
             self._manager.remove_agent(a)
@@ -461,9 +489,8 @@ class FleetMember:
                 self._rewire()
 
     def _rewire(self) -> None:
-        # the plain manager method while nothing drains: no wrapper on the hot path
-        self.release_resources = (self._release_draining if self._draining
-                                  else self._manager.release_resources)
+        # the plain (lease-checked) release while nothing drains
+        self.release_resources = self._release_draining if self._draining else self._release
 
     def _agent_of(self, request_id: str) -> str | None:
         try:
@@ -475,6 +502,8 @@ class FleetMember:
                           duration_s: float | None = None) -> AllocationResult | None:
         """Release while some agent drains: a slot freed on a draining agent
         goes back to the store, not to the next request or the queue."""
+        if not self._expired and self._clock.now() >= self._valid_until:
+            self.check_lease()         # then every agent drains
         with self._lock:
             agent = self._agent_of(request_id)
             if agent is None or agent not in self._draining:
@@ -543,13 +572,15 @@ class FleetMember:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it (idempotent); the lease stays
-        until it expires (see :meth:`close`)."""
+        """Stop the thread and wait for it, at most ``sync_interval_s``
+        (idempotent); the lease stays until it expires (see :meth:`close`).
+        A thread still inside a hung store call ends when the call returns
+        (its result is then given back: see :meth:`sync`)."""
         with self._thread_lock:
             t = self._thread
             self._stop.set()
             if t is not None:
-                t.join()
+                t.join(self._interval)
             self._thread = None
 
     def close(self) -> None:
@@ -560,8 +591,12 @@ class FleetMember:
             return
         self._closed = True
         with self._lock:
-            usage = {a: n for a in self._caps if (n := self._active(a)) > 0}
             self._drain_all()
+        self._leave()
+
+    def _leave(self) -> None:
+        with self._lock:
+            usage = {a: n for a in self._caps if (n := self._active(a)) > 0}
         try:
             self._store.leave(self.member_id, usage)
         except Exception as exc:

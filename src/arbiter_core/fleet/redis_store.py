@@ -492,6 +492,18 @@ class RedisLeaseStore:
         every script instead.
     prefix : str
         Key prefix (default ``"arbiter:fleet"``).
+    timeout_s : float, optional
+        Every call's socket connect and read timeout (default
+        ``min(1, lease_ttl_s / 4)``).  redis-py's defaults (no read timeout,
+        several retries with back-off) let a call to a frozen Redis hang for
+        long; the store talks through its own client on ``client``'s
+        connection settings with this timeout, so a call takes at most about
+        ``(retries + 1) * 2 * timeout_s``.  (A client without a connection
+        pool, such as a cluster client, is used as given.)
+    retries : int
+        Retries of a call that failed on a connection error or a timeout
+        (default 1, without back-off: a stale connection after a Redis
+        restart is replaced at once).
 
     Raises
     ------
@@ -502,10 +514,16 @@ class RedisLeaseStore:
 
     def __init__(self, client: Any, pool: str = "default", lease_ttl_s: float = 10.0,
                  max_task_time_s: float = 3600.0, *, clock: Clock | None = None,
-                 prefix: str = "arbiter:fleet") -> None:
+                 prefix: str = "arbiter:fleet", timeout_s: float | None = None,
+                 retries: int = 1) -> None:
         _check_agent_id(pool, "pool")
         if "{" in pool or "}" in pool:
             raise ValueError(f"pool must not contain braces, got {pool!r}")
+        ttl = check_positive(lease_ttl_s, "lease_ttl_s")
+        self._timeout = (min(1.0, ttl / 4.0) if timeout_s is None
+                         else check_positive(timeout_s, "timeout_s"))
+        self._retries = check_int(retries, "retries", 0)
+        client = _bounded(client, self._timeout, self._retries)
         self._client = client
         self._pool = pool
         self._ttl = check_positive(lease_ttl_s, "lease_ttl_s")
@@ -531,7 +549,12 @@ class RedisLeaseStore:
 
     @property
     def client(self) -> Any:
+        """The client the store talks through (bounded: see ``timeout_s``)."""
         return self._client
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout
 
     def _call(self, op: str, *args: object) -> Any:
         now = "" if self._clock is None else repr(float(self._clock.now()))
@@ -643,6 +666,25 @@ class RedisLeaseStore:
 
     def __repr__(self) -> str:
         return f"RedisLeaseStore(pool={self._pool!r}, lease_ttl_s={self._ttl})"
+
+
+def _bounded(client: Any, timeout_s: float, retries: int) -> Any:
+    """A client on ``client``'s connection settings whose calls are bounded
+    by ``timeout_s`` per attempt and ``retries`` retries without back-off."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict):
+        return client
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    kw = dict(kwargs)
+    kw.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+              retry=Retry(NoBackoff(), retries))
+    kw.pop("retry_on_timeout", None)
+    bounded_pool = redis.ConnectionPool(connection_class=pool.connection_class, **kw)
+    return redis.Redis(connection_pool=bounded_pool)
 
 
 def _check_redis_id(value: object, name: str = "agent_id") -> str:
