@@ -297,3 +297,97 @@ def test_a_hung_store_call_does_not_keep_a_member_serving_past_its_lease(request
 
             os.kill(env.server.proc.pid, signal.SIGCONT)
         env.close()
+
+
+# -- (d) a failed sync is judged when it ends; tick checks the lease first -------
+
+
+class SlowFailingStore:
+    """An in-memory store whose ``sync`` fails after ``delay`` seconds of the
+    test clock (a timeout) while ``failing``; it records what the member had
+    when the call began."""
+
+    def __init__(self, inner, clock, member=None):
+        self.inner = inner
+        self.clock = clock
+        self.failing = False
+        self.delay = 0.0
+        self.member = member
+        self.seen: list[dict[str, int]] = []
+
+    lease_ttl_s = property(lambda self: self.inner.lease_ttl_s)
+    max_task_time_s = property(lambda self: self.inner.max_task_time_s)
+
+    def sync(self, *a, **kw):
+        if self.failing:
+            if self.member is not None:
+                self.seen.append(self.member.leased_slots())
+            self.clock.advance(self.delay)
+            from arbiter_core.fleet import LeaseStoreError
+
+            raise LeaseStoreError("timed out")
+        return self.inner.sync(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_failed_sync_is_judged_by_when_it_ended_on_the_in_memory_store():
+    env = Env("memory")
+    env.agents(1, 4)
+    store = SlowFailingStore(env.store, env.clock)
+    env.store = store
+    m = env.member("m0")
+    env.sync()
+    env.allocate("m0", 2)
+    env.sync()
+    assert m.leased_slots() == {"a0": 4}
+    env.clock.advance(TTL - 1.0)          # 2.0 s: the lease holds until 2.5 s
+    store.failing, store.delay = True, 1.9
+    rep = m.sync()                        # ends at 3.9 s: past the lease
+    assert not rep.ok and rep.expired
+    assert m.leased_slots() == {"a0": 2}  # drains
+
+
+def test_a_failed_sync_is_judged_by_when_it_ended_on_redis(request):
+    import threading
+    import time
+
+    env = make_env(request, "redis")
+    env.agents(1, 4)
+    try:
+        m = env.member("m0")
+        env.sync()
+        env.allocate("m0", 2)
+        env.sync()
+        env.clock.advance(TTL - 1.0)      # the lease holds until 2.5 s
+        _, thaw = freeze(env)
+        try:
+            # while the call waits for the frozen Redis, 1.9 s pass
+            timer = threading.Timer(0.1, env.clock.advance, args=(1.9,))
+            timer.start()
+            rep = m.sync()
+            timer.join()
+        finally:
+            thaw()
+        assert not rep.ok and rep.expired, rep
+        assert m.leased_slots() == {"a0": 2}
+        assert time.monotonic()           # (real time only for the frozen call)
+    finally:
+        env.close()
+
+
+def test_tick_checks_the_lease_before_it_starts_a_sync():
+    env = Env("memory")
+    env.agents(1, 4)
+    store = SlowFailingStore(env.store, env.clock)
+    env.store = store
+    m = env.member("m0")
+    store.member = m
+    env.sync()
+    env.allocate("m0", 2)
+    env.sync()
+    store.failing, store.delay = True, 0.0
+    env.clock.advance(TTL - 0.4)          # 2.6 s: past the lease (2.5 s), sync due
+    m.tick()
+    assert store.seen == [{"a0": 2}]      # drained before the store was called

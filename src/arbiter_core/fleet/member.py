@@ -386,7 +386,8 @@ class FleetMember:
                     self.member_id, self.sync_errors, exc)
         with self._lock:
             self._last_sync = t0
-            expired = t0 >= self._valid_until
+            # judged when the call ended: it may have waited past the lease
+            expired = self._clock.now() >= self._valid_until
             if expired and not self._expired:
                 # our lease may be gone in the store: use nothing new
                 self._drain_all()
@@ -549,11 +550,11 @@ class FleetMember:
         check that the lease still holds), then one manager maintenance
         cycle.  Call it at least every ``sync_interval_s`` -- or
         :meth:`start` the thread that does."""
+        # first the lease: the sync below may wait in the store past it
+        self.check_lease()
         now = self._clock.now()
         if self._last_sync is None or now - self._last_sync >= self._interval:
             self.sync()
-        else:
-            self.check_lease()
         return self._manager.tick()
 
     @property
