@@ -46,8 +46,9 @@ class Env:
             self.max[f"a{i}"] = max_tasks
             self.zombies[f"a{i}"] = 0
 
-    def member(self, name, **kw):
-        m = FleetMember(name, self.store, ResourceManagerConfig(seed=1), clock=self.clock,
+    def member(self, name, clock=None, **kw):
+        m = FleetMember(name, self.store, ResourceManagerConfig(seed=1),
+                        clock=self.clock if clock is None else clock,
                         sync_interval_s=INTERVAL, **kw)
         self.members[name] = m
         return m
@@ -391,3 +392,46 @@ def test_tick_checks_the_lease_before_it_starts_a_sync():
     env.clock.advance(TTL - 0.4)          # 2.6 s: past the lease (2.5 s), sync due
     m.tick()
     assert store.seen == [{"a0": 2}]      # drained before the store was called
+
+
+# -- (e) a clock that steps ---------------------------------------------------------
+
+
+class SteppingClock:
+    """A wall clock: moves when told, both ways (NTP steps, a VM resumed)."""
+
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def now(self):
+        return self.t
+
+    def advance(self, dt):
+        self.t += dt
+
+
+@pytest.mark.parametrize("step", [-10.0, 10.0])
+def test_a_member_keeps_syncing_when_its_clock_steps(env, step):
+    env.agents(1, 4)
+    wall = SteppingClock()
+    m = env.member("m0", clock=wall)
+
+    def tick():
+        env.clock.advance(INTERVAL)        # true time (the store's)
+        wall.advance(INTERVAL)
+        m.tick()
+        env.check()
+
+    tick()
+    env.allocate("m0", 2)
+    for _ in range(3):
+        tick()
+    wall.advance(step)
+    syncs = m.syncs
+    for _ in range(int(3 * TTL / INTERVAL)):
+        tick()
+        assert "m0" in env.store.leases()   # never silent long enough to die
+        env.allocate("m0", 1)
+        env.release("m0")
+    assert m.syncs >= syncs + int(3 * TTL / INTERVAL) - 1
+    assert m.last_sync.ok and m.leased_slots() == {"a0": 4}

@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from .._validate import check_positive
-from ..clock import Clock, default_clock
+from ..clock import Clock, SteadyClock, default_clock
 from ..resources.allocation import (
     AllocationRequest,
     AllocationResult,
@@ -153,6 +153,9 @@ class FleetMember:
         self.member_id = member_id
         self._store = store
         self._clock: Clock = default_clock() if clock is None else clock
+        # intervals and the lease deadline on readings that never go back:
+        # a clock stepping back must not stop the syncs
+        self._steady = SteadyClock(self._clock)
         self._manager = AdaptiveResourceManager(config, clock=self._clock)
         mgr = self._manager
         self._monitor = mgr.monitor
@@ -171,7 +174,7 @@ class FleetMember:
         self._last_report: SyncReport | None = None
         # the snapshots (clock readings) of the last two syncs the store
         # answered, and the agents whose pending reports await our counts
-        self._snaps: list[float] = [-math.inf, -math.inf]
+        self._snaps: list[tuple[float, int]] = [(-math.inf, 0), (-math.inf, 0)]
         self._asked: tuple[str, ...] = ()
         self._closed = False
         #: store calls that failed (each one logged)
@@ -192,14 +195,14 @@ class FleetMember:
 
     def allocate_resources(self, request: AllocationRequest) -> AllocationResult:
         """Allocate (the manager's method) inside this member's lease."""
-        if not self._expired and self._clock.now() >= self._valid_until:
+        if not self._expired and self._steady.now() >= self._valid_until:
             self.check_lease()
         return self._mgr_allocate(request)
 
     def _release(self, request_id: str, success: bool = True,
                  duration_s: float | None = None) -> AllocationResult | None:
         # a release serves the queue: not past the lease
-        if not self._expired and self._clock.now() >= self._valid_until:
+        if not self._expired and self._steady.now() >= self._valid_until:
             self.check_lease()
             return self.release_resources(request_id, success, duration_s)
         return self._mgr_release(request_id, success, duration_s)
@@ -225,7 +228,7 @@ class FleetMember:
 
     async def allocate_resources_async(self, request: AllocationRequest) -> AllocationResult:
         """Allocate, waiting while QUEUED (new slots arrive at :meth:`sync`)."""
-        if not self._expired and self._clock.now() >= self._valid_until:
+        if not self._expired and self._steady.now() >= self._valid_until:
             self.check_lease()
         return await self._manager.allocate_resources_async(request)
 
@@ -316,7 +319,9 @@ class FleetMember:
 
     @property
     def lease_valid_until(self) -> float:
-        """When this member's lease runs out without a sync (member clock)."""
+        """When this member's lease runs out without a sync, on the member's
+        steady readings of its clock (equal to the clock's own while it
+        never stepped back)."""
         return self._valid_until
 
     def sync(self) -> SyncReport:
@@ -328,17 +333,19 @@ class FleetMember:
         lease would have expired, then drains to zero.
         """
         t0 = self._clock.now()
+        s0 = self._steady.now()
+        snap = (t0, self._steady.steps_back)
         with self._lock:
             usage = {a: n for a in self._caps if (n := self._active(a)) > 0}
             held = {a: c for a, c in self._caps.items() if c > 0}
             demand = self._alloc.queued_count + self._alloc.active_count
-            steady = self._steady(self._asked, self._snaps[0])
+            steady = self._ran_through(self._asked, self._snaps[0])
         store = self._store
         known = self._incarnation or ""
         try:
             res = store.sync(self.member_id, demand, held, usage, incarnation=known,
                              steady=steady)
-            self._snaps = [self._snaps[1], t0]
+            self._snaps = [self._snaps[1], snap]
             if known and res.incarnation != known:
                 # the store lost its state (a restart): register what we know
                 # and claim what we run (the store grants nothing free until
@@ -349,29 +356,34 @@ class FleetMember:
                     store.register_agent(a, spec.max_tasks, spec.weight)
                 res = store.sync(self.member_id, demand, held, usage,
                                  incarnation=res.incarnation)
-                self._snaps = [self._snaps[1], t0]
+                self._snaps = [self._snaps[1], snap]
         except Exception as exc:
-            return self._failed_sync(t0, demand, exc)
+            return self._failed_sync(t0, s0, demand, exc)
         if self._closed:
             # a call that hung past close(): give back what it granted
             self._leave()
-            return self._failed_sync(t0, demand, RuntimeError("closed"))
-        removed = self._apply(res, t0)
+            return self._failed_sync(t0, s0, demand, RuntimeError("closed"))
+        removed = self._apply(res, s0)
         for a in removed:            # outside the lock: failover listeners run
             self._manager.remove_agent(a)
         with self._lock:
             dispatched = self._alloc.dispatch()
-            self._last_sync = t0
+            self._last_sync = s0
             self.syncs += 1
             rep = SyncReport(t0, True, {a: c for a, c in self._caps.items() if c > 0},
                              dict(self._targets), demand, res.share, dispatched)
             self._last_report = rep
         return rep
 
-    def _steady(self, agents: tuple[str, ...], since: float) -> dict[str, int]:
-        """Our tasks per agent allocated before ``since`` (lock held): they
-        ran through the whole time from then to now, so at any report the
-        store made in between we ran at least this many there."""
+    def _ran_through(self, agents: tuple[str, ...], snap: tuple[float, int]) -> dict[str, int]:
+        """Our tasks per agent allocated before the snapshot ``snap`` (lock
+        held): they ran through the whole time from then to now, so at any
+        report the store made in between we ran at least this many there.
+        Allocation times and snapshots are readings of our clock: if it
+        stepped back since, nothing is known to have run through (zero)."""
+        since, steps_back = snap
+        if steps_back != self._steady.steps_back:
+            since = -math.inf
         out = {}
         for a in agents:
             if a in self._caps:
@@ -380,14 +392,15 @@ class FleetMember:
                              and t < since)
         return out
 
-    def _failed_sync(self, t0: float, demand: int, exc: BaseException) -> SyncReport:
+    def _failed_sync(self, t0: float, s0: float, demand: int,
+                     exc: BaseException) -> SyncReport:
         self.sync_errors += 1
         log.warning("fleet member %r: lease store sync failed (%d so far): %r",
                     self.member_id, self.sync_errors, exc)
         with self._lock:
-            self._last_sync = t0
+            self._last_sync = s0
             # judged when the call ended: it may have waited past the lease
-            expired = self._clock.now() >= self._valid_until
+            expired = self._steady.now() >= self._valid_until
             if expired and not self._expired:
                 # our lease may be gone in the store: use nothing new
                 self._drain_all()
@@ -398,7 +411,8 @@ class FleetMember:
         return rep
 
     def _apply(self, res: SyncResult, t0: float) -> list[str]:
-        """Take a sync result (lock taken here); returns agents to remove."""
+        """Take a sync result (lock taken here; ``t0``: the steady reading at
+        the start of the sync); returns agents to remove."""
         with self._lock:
             self._incarnation = res.incarnation
             self._asked = tuple(res.pending_reports)
@@ -503,7 +517,7 @@ class FleetMember:
                           duration_s: float | None = None) -> AllocationResult | None:
         """Release while some agent drains: a slot freed on a draining agent
         goes back to the store, not to the next request or the queue."""
-        if not self._expired and self._clock.now() >= self._valid_until:
+        if not self._expired and self._steady.now() >= self._valid_until:
             self.check_lease()         # then every agent drains
         with self._lock:
             agent = self._agent_of(request_id)
@@ -537,7 +551,7 @@ class FleetMember:
         """Drain to zero if the lease ran out without a successful sync
         (:meth:`tick` does this between syncs); returns whether it had."""
         with self._lock:
-            if self._clock.now() < self._valid_until or self._expired:
+            if self._steady.now() < self._valid_until or self._expired:
                 return self._expired
             log.warning("fleet member %r: lease expired without a sync; draining",
                         self.member_id)
@@ -552,7 +566,7 @@ class FleetMember:
         :meth:`start` the thread that does."""
         # first the lease: the sync below may wait in the store past it
         self.check_lease()
-        now = self._clock.now()
+        now = self._steady.now()
         if self._last_sync is None or now - self._last_sync >= self._interval:
             self.sync()
         return self._manager.tick()
