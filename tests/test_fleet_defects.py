@@ -435,3 +435,28 @@ def test_a_member_keeps_syncing_when_its_clock_steps(env, step):
         env.release("m0")
     assert m.syncs >= syncs + int(3 * TTL / INTERVAL) - 1
     assert m.last_sync.ok and m.leased_slots() == {"a0": 4}
+
+
+# -- (f) leaving after the store declared the member dead -------------------------
+
+
+def test_a_clean_leave_after_the_store_declared_the_member_dead_frees_its_slots(env):
+    env.agents(1, 4)
+    m0, m1 = env.member("m0"), env.member("m1")
+    env.sync()
+    env.allocate("m0", 3)
+    for _ in range(2):
+        env.sync("m0")
+    assert env.store.leases()["m0"] == {"a0": 3}     # m1 keeps its floor
+    env.clock.advance(TTL)                  # m0 was cut off: dead to the store
+    env.sync("m1")
+    assert env.store.orphans() == {"a0": 3}
+    env.release("m0", 2)                    # its tasks end, but one
+    m0.close()                              # it leaves, reporting what still runs
+    assert env.store.orphans() == {"a0": 1}
+    del env.members["m0"]
+    env.zombies["a0"] = 1                   # (the one still running)
+    env.allocate("m1", 4)
+    env.sync("m1")
+    assert m1.running() == {"a0": 3}
+    env.store._check_invariants()

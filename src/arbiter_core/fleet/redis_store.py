@@ -433,10 +433,26 @@ elseif op == 'leave' then
   local m = ARGV[8]
   local usage = cjson.decode(ARGV[9])
   local l = lease_of(m)
+  local any = false
   for a, n in pairs(l) do
+    any = true
     local keep = math.min(n, tonumber(usage[a] or 0))
     if keep > 0 then
       redis.call('HSET', K_ORPH, a .. '\n' .. m, keep .. '|' .. fmt(now) .. '|' .. seq)
+    end
+  end
+  if not any then
+    -- declared dead before it left: it knows what its tasks still use
+    for a, om in pairs(orphans()) do
+      local v = om[m]
+      if v then
+        local keep = math.min(v[1], tonumber(usage[a] or 0))
+        if keep > 0 then
+          redis.call('HSET', K_ORPH, a .. '\n' .. m, keep .. '|' .. fmt(v[2]) .. '|' .. v[3])
+        else
+          redis.call('HDEL', K_ORPH, a .. '\n' .. m)
+        end
+      end
     end
   end
   redis.call('DEL', P .. 'lease:' .. m, P .. 'm:' .. m)

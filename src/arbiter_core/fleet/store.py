@@ -439,7 +439,9 @@ class InMemoryLeaseStore:
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None:
         """A member going away: slots it does not use are free at once, the
-        ones its still-running tasks use become orphans."""
+        ones its still-running tasks use become orphans.  The same holds for
+        a member the store already declared dead: its orphans shrink to what
+        ``usage`` says still runs (a clean leave reports zero and frees them)."""
         u = _check_usage(usage, "usage")
         with self._lock:
             now = self._clock.now()
@@ -454,6 +456,17 @@ class InMemoryLeaseStore:
                 keep = min(n, u.get(a, 0))
                 if keep > 0:
                     s.orphans.setdefault(a, {})[member_id] = _Orphan(keep, now, s.seq)
+            if not lease:
+                # declared dead before it left: it knows what its tasks still use
+                for a in list(s.orphans):
+                    o = s.orphans[a].get(member_id)
+                    if o is None:
+                        continue
+                    o.slots = min(o.slots, u.get(a, 0))
+                    if o.slots <= 0:
+                        del s.orphans[a][member_id]
+                        if not s.orphans[a]:
+                            del s.orphans[a]
 
     # -- internals ------------------------------------------------------------
 
