@@ -169,6 +169,11 @@ class FleetMember:
         self._specs: dict[str, AgentSpec] = {}
         self._incarnation: str | None = None
         self._valid_until = -math.inf
+        # the same deadline on the raw clock, for the hot path: a reading
+        # outside [_raw_from, _raw_until) -- past the deadline, or a clock
+        # that stepped back -- takes the full check on the steady readings
+        self._raw_from = math.inf
+        self._raw_until = -math.inf
         self._expired = True             # no lease before the first sync
         self._last_sync: float | None = None
         self._last_report: SyncReport | None = None
@@ -195,16 +200,16 @@ class FleetMember:
 
     def allocate_resources(self, request: AllocationRequest) -> AllocationResult:
         """Allocate (the manager's method) inside this member's lease."""
-        if not self._expired and self._steady.now() >= self._valid_until:
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until:
             self.check_lease()
         return self._mgr_allocate(request)
 
     def _release(self, request_id: str, success: bool = True,
                  duration_s: float | None = None) -> AllocationResult | None:
         # a release serves the queue: not past the lease
-        if not self._expired and self._steady.now() >= self._valid_until:
-            self.check_lease()
-            return self.release_resources(request_id, success, duration_s)
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until \
+                and self.check_lease():
+            return self._release_draining(request_id, success, duration_s)
         return self._mgr_release(request_id, success, duration_s)
 
     # -- the manager's API ----------------------------------------------------
@@ -228,7 +233,7 @@ class FleetMember:
 
     async def allocate_resources_async(self, request: AllocationRequest) -> AllocationResult:
         """Allocate, waiting while QUEUED (new slots arrive at :meth:`sync`)."""
-        if not self._expired and self._steady.now() >= self._valid_until:
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until:
             self.check_lease()
         return await self._manager.allocate_resources_async(request)
 
@@ -363,7 +368,7 @@ class FleetMember:
             # a call that hung past close(): give back what it granted
             self._leave()
             return self._failed_sync(t0, s0, demand, RuntimeError("closed"))
-        removed = self._apply(res, s0)
+        removed = self._apply(res, s0, t0)
         for a in removed:            # outside the lock: failover listeners run
             self._manager.remove_agent(a)
         with self._lock:
@@ -410,7 +415,7 @@ class FleetMember:
             self._last_report = rep
         return rep
 
-    def _apply(self, res: SyncResult, t0: float) -> list[str]:
+    def _apply(self, res: SyncResult, t0: float, raw_t0: float) -> list[str]:
         """Take a sync result (lock taken here; ``t0``: the steady reading at
         the start of the sync); returns agents to remove."""
         with self._lock:
@@ -419,6 +424,8 @@ class FleetMember:
             # stop using the lease one sync interval before the store could
             # call us dead: the thread notices expiry at most that late
             self._valid_until = t0 + self._store.lease_ttl_s - self._interval
+            self._raw_from = raw_t0
+            self._raw_until = raw_t0 + (self._valid_until - t0)
             self._expired = False
             for a, spec in res.agents.items():
                 old = self._specs.get(a)
@@ -517,7 +524,7 @@ class FleetMember:
                           duration_s: float | None = None) -> AllocationResult | None:
         """Release while some agent drains: a slot freed on a draining agent
         goes back to the store, not to the next request or the queue."""
-        if not self._expired and self._steady.now() >= self._valid_until:
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until:
             self.check_lease()         # then every agent drains
         with self._lock:
             agent = self._agent_of(request_id)
