@@ -460,3 +460,38 @@ def test_a_clean_leave_after_the_store_declared_the_member_dead_frees_its_slots(
     env.sync("m1")
     assert m1.running() == {"a0": 3}
     env.store._check_invariants()
+
+
+# -- sync in proportion to change: the pool is sent only when it changed ----------
+
+
+def test_the_pool_is_sent_only_when_it_changed_or_the_state_was_lost(env):
+    env.agents(3, 2)
+    r1 = env.store.sync("m0", 1, {}, {})
+    assert set(r1.agents) == {"a0", "a1", "a2"}
+    r2 = env.store.sync("m0", 1, r1.leases, {}, incarnation=r1.incarnation,
+                        agents_version=r1.agents_version)
+    assert r2.agents is None and r2.agents_version == r1.agents_version
+    env.store.register_agent("a3", max_tasks=1)
+    env.max["a3"], env.zombies["a3"] = 1, 0
+    r3 = env.store.sync("m0", 1, r2.leases, {}, incarnation=r2.incarnation,
+                        agents_version=r2.agents_version)
+    assert set(r3.agents) == {"a0", "a1", "a2", "a3"} and r3.agents_version > r2.agents_version
+    env.store.remove_agent("a0")
+    r4 = env.store.sync("m0", 1, r3.leases, {}, incarnation=r3.incarnation,
+                        agents_version=r3.agents_version)
+    assert set(r4.agents) == {"a1", "a2", "a3"}
+    env.store.leave("m0", {})
+    # a member keeps its caps and learns changes through the short answers
+    m = env.member("m1")
+    env.sync()
+    env.allocate("m1", 3)
+    for _ in range(3):
+        env.clock.advance(INTERVAL)
+        env.sync()
+    assert m.last_sync.ok and sum(m.running().values()) == 3
+    env.store.register_agent("a9", max_tasks=2)
+    env.max["a9"], env.zombies["a9"] = 2, 0
+    env.sync()
+    assert "a9" in m.manager.monitor
+    env.store._check_invariants()

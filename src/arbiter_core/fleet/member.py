@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -181,6 +181,7 @@ class FleetMember:
         # answered, and the agents whose pending reports await our counts
         self._snaps: list[tuple[float, int]] = [(-math.inf, 0), (-math.inf, 0)]
         self._asked: tuple[str, ...] = ()
+        self._agents_version = -1        # of the pool we know (the store's counter)
         self._closed = False
         #: store calls that failed (each one logged)
         self.sync_errors = 0
@@ -349,7 +350,7 @@ class FleetMember:
         known = self._incarnation or ""
         try:
             res = store.sync(self.member_id, demand, held, usage, incarnation=known,
-                             steady=steady)
+                             steady=steady, agents_version=self._agents_version)
             self._snaps = [self._snaps[1], snap]
             if known and res.incarnation != known:
                 # the store lost its state (a restart): register what we know
@@ -427,20 +428,29 @@ class FleetMember:
             self._raw_from = raw_t0
             self._raw_until = raw_t0 + (self._valid_until - t0)
             self._expired = False
-            for a, spec in res.agents.items():
-                old = self._specs.get(a)
-                if a not in self._caps:
-                    # the monitor's register (the manager's would serve the
-                    # queue at once, before the agent has its zero cap)
-                    self._monitor.register_agent(a, max_tasks=1, weight=spec.weight)
-                    self._caps[a] = 1
-                    self._set_cap(a, 0)
-                elif old is not None and old.weight != spec.weight:
-                    self._monitor.set_weight(a, spec.weight)
-                self._specs[a] = spec
-            removed = [a for a in self._caps if a not in res.agents]
-            targets: dict[str, int] = {}
-            for a in res.agents:
+            self._agents_version = res.agents_version
+            removed: list[str] = []
+            if res.agents is not None:
+                for a, spec in res.agents.items():
+                    old = self._specs.get(a)
+                    if a not in self._caps:
+                        # the monitor's register (the manager's would serve the
+                        # queue at once, before the agent has its zero cap)
+                        self._monitor.register_agent(a, max_tasks=1, weight=spec.weight)
+                        self._caps[a] = 1
+                        self._set_cap(a, 0)
+                    elif old is not None and old.weight != spec.weight:
+                        self._monitor.set_weight(a, spec.weight)
+                    self._specs[a] = spec
+                removed = [a for a in self._caps if a not in res.agents]
+                check: Iterable[str] = res.agents
+            else:
+                check = self._changed(res)
+            targets = self._targets
+            for a in removed:
+                targets.pop(a, None)
+                self._draining.discard(a)
+            for a in check:
                 lease = res.leases.get(a, 0)
                 target = min(res.targets.get(a, 0), lease)
                 r = self._active(a)
@@ -452,8 +462,10 @@ class FleetMember:
                     cap = r
                 self._set_cap(a, cap)
                 targets[a] = target
-            self._targets = targets
-            self._draining = {a for a, t in targets.items() if self._caps[a] > t}
+                if cap > target:
+                    self._draining.add(a)
+                else:
+                    self._draining.discard(a)
             self._rewire()
             for a in removed:
                 self._caps.pop(a, None)
@@ -463,6 +475,25 @@ class FleetMember:
                     self._placeholder.discard(a)
                     self._monitor.update_task_count(a, 0)
         return removed
+
+    def _changed(self, res: SyncResult) -> set[str]:
+        """The agents whose lease or target moved, and those draining (lock
+        held): the others keep their caps (cost in what changed)."""
+        caps, targets = self._caps, self._targets
+        out = set(self._draining)
+        for a, n in res.leases.items():
+            if caps.get(a) != n:
+                out.add(a)
+        for a, t in res.targets.items():
+            if targets.get(a) != t:
+                out.add(a)
+        for a, c in caps.items():
+            if c > 0 and a not in res.leases:
+                out.add(a)
+        for a, t in targets.items():
+            if t > 0 and a not in res.targets:
+                out.add(a)
+        return {a for a in out if a in caps}
 
     # -- caps -----------------------------------------------------------------
 

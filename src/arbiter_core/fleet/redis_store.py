@@ -377,15 +377,29 @@ if op == 'sync' then
     for a, g in pairs(spread_grant(free, share - total)) do lease[a] = (lease[a] or 0) + g end
     for a, v in pairs(lease) do targets[a] = v end
   end
+  -- only what changed is written (one call per 500 fields)
   local lk = P .. 'lease:' .. m
-  redis.call('DEL', lk)
-  for a, v in pairs(lease) do redis.call('HSET', lk, a, v) end
+  local old, put, gone = lease_of(m), {}, {}
+  for a, v in pairs(lease) do
+    if old[a] ~= v then put[#put + 1] = a; put[#put + 1] = v end
+  end
+  for a, _ in pairs(old) do if lease[a] == nil then gone[#gone + 1] = a end end
+  for i = 1, #put, 1000 do
+    redis.call('HSET', lk, unpack(put, i, math.min(i + 999, #put)))
+  end
+  for i = 1, #gone, 500 do
+    redis.call('HDEL', lk, unpack(gone, i, math.min(i + 499, #gone)))
+  end
   redis.call('HSET', K_MEMBERS, m, fmt(now + ttl) .. '|' .. demand)
   redis.call('SET', P .. 'm:' .. m, fmt(now + ttl), 'PX', key_ttl_ms)
   gc(lk)
-  local ag = {}
-  for a, mx in pairs(amax) do ag[a] = {mx, fmt(aw[a])} end
-  return cjson.encode({leases = lease, targets = targets, agents = ag,
+  local av = tonumber(redis.call('HGET', K_META, 'agents_ver') or '0')
+  local ag = nil
+  if tonumber(ARGV[14]) ~= av or known ~= inc then
+    ag = {}
+    for a, mx in pairs(amax) do ag[a] = {mx, fmt(aw[a])} end
+  end
+  return cjson.encode({leases = lease, targets = targets, agents = ag, agents_version = av,
                        expires_at = fmt(now + ttl), now = fmt(now), share = share,
                        incarnation = inc, orphaned = osum, recovering = recovering,
                        pending_reports = wanted(m)})
@@ -413,11 +427,13 @@ elseif op == 'report' then
 elseif op == 'register' then
   incarnation()
   redis.call('HSET', K_AGENTS, ARGV[8], ARGV[9] .. '|' .. ARGV[10])
+  redis.call('HINCRBY', K_META, 'agents_ver', 1)
   gc(nil)
   return 1
 elseif op == 'remove' then
   local a = ARGV[8]
   redis.call('HDEL', K_AGENTS, a)
+  redis.call('HINCRBY', K_META, 'agents_ver', 1)
   redis.call('HDEL', K_REP, a)
   redis.call('HDEL', K_PEND, a)
   local exp = members()
@@ -643,7 +659,8 @@ class RedisLeaseStore:
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
              usage: Mapping[str, int], *, incarnation: str = "",
-             steady: Mapping[str, int] | None = None) -> SyncResult:
+             steady: Mapping[str, int] | None = None,
+             agents_version: int = -1) -> SyncResult:
         """See :meth:`InMemoryLeaseStore.sync`; one script, one round trip."""
         _check_redis_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
@@ -651,12 +668,15 @@ class RedisLeaseStore:
         u = _check_usage(usage, "usage")
         inc = _check_incarnation(incarnation)
         st = _check_usage(steady or {}, "steady")
+        av = check_int(agents_version, "agents_version", -1)
         r = self._json(self._call("sync", member_id, d, json.dumps(h), json.dumps(u), inc,
-                                  json.dumps(st)))
+                                  json.dumps(st), av))
+        agents = r.get("agents")
         return SyncResult(
             leases={a: int(n) for a, n in _dict(r["leases"]).items() if int(n) > 0},
             targets={a: int(n) for a, n in _dict(r["targets"]).items()},
-            agents={a: AgentSpec(int(v[0]), float(v[1])) for a, v in _dict(r["agents"]).items()},
+            agents=None if agents is None else
+            {a: AgentSpec(int(v[0]), float(v[1])) for a, v in _dict(agents).items()},
             expires_at=float(r["expires_at"]),
             now=float(r["now"]),
             share=int(r["share"]),
@@ -664,6 +684,7 @@ class RedisLeaseStore:
             orphaned={a: int(n) for a, n in _dict(r["orphaned"]).items()},
             recovering=bool(r.get("recovering", False)),
             pending_reports=tuple(sorted(r.get("pending_reports") or ())),
+            agents_version=int(r.get("agents_version", 0)),
         )
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None:

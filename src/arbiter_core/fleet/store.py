@@ -40,6 +40,7 @@ same rules (the Lua script mirrors :func:`_plan_sync` line by line):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import uuid
@@ -79,7 +80,9 @@ class SyncResult:
 
     ``leases`` are the slots the member may use now (what the store counts
     for it); ``targets`` (each <= its lease) are what it should drain to;
-    ``agents`` is the pool; ``expires_at`` is the lease expiry in store time;
+    ``agents`` is the pool, or None when it is unchanged since the
+    ``agents_version`` the member sent (of the same incarnation);
+    ``agents_version`` counts the changes of the pool; ``expires_at`` is the lease expiry in store time;
     ``share`` is the member's fair share in total slots; ``incarnation``
     changes when the store lost its state (a Redis restart without
     persistence): members then register their agents again.  ``recovering``
@@ -91,7 +94,7 @@ class SyncResult:
 
     leases: Mapping[str, int]
     targets: Mapping[str, int]
-    agents: Mapping[str, AgentSpec]
+    agents: Mapping[str, AgentSpec] | None
     expires_at: float
     now: float
     share: int
@@ -99,6 +102,7 @@ class SyncResult:
     orphaned: Mapping[str, int] = field(default_factory=dict)
     recovering: bool = False
     pending_reports: tuple[str, ...] = ()
+    agents_version: int = 0
 
 
 @runtime_checkable
@@ -125,7 +129,8 @@ class LeaseStore(Protocol):
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
              usage: Mapping[str, int], *, incarnation: str = "",
-             steady: Mapping[str, int] | None = None) -> SyncResult: ...
+             steady: Mapping[str, int] | None = None,
+             agents_version: int = -1) -> SyncResult: ...
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None: ...
 
@@ -256,6 +261,7 @@ class _State:
     # no free slot is granted before this (store time): the leases are being
     # rebuilt from the members' claims after the state was lost
     recover_until: float = -math.inf
+    agents_version: int = 0          # +1 at every register and remove
 
 
 def _check_usage(mapping: Mapping[str, int], name: str) -> dict[str, int]:
@@ -328,6 +334,7 @@ class InMemoryLeaseStore:
         spec = AgentSpec(check_int(max_tasks, "max_tasks", 1), check_positive(weight, "weight"))
         with self._lock:
             self._s.agents[agent_id] = spec
+            self._s.agents_version += 1
 
     def remove_agent(self, agent_id: str) -> None:
         """Remove an agent (unknown ids are harmless); members drop it at
@@ -335,6 +342,7 @@ class InMemoryLeaseStore:
         with self._lock:
             s = self._s
             s.agents.pop(agent_id, None)
+            s.agents_version += 1
             s.orphans.pop(agent_id, None)
             s.reports.pop(agent_id, None)
             s.pending.pop(agent_id, None)
@@ -390,7 +398,8 @@ class InMemoryLeaseStore:
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
              usage: Mapping[str, int], *, incarnation: str = "",
-             steady: Mapping[str, int] | None = None) -> SyncResult:
+             steady: Mapping[str, int] | None = None,
+             agents_version: int = -1) -> SyncResult:
         """Heartbeat, demand and lease exchange for one member, atomically.
 
         Parameters
@@ -414,6 +423,9 @@ class InMemoryLeaseStore:
             For the agents of the last result's ``pending_reports``: the
             member's tasks there that have run since before its sync before
             last (a lower bound of what it ran at a pending report).
+        agents_version : int
+            The ``agents_version`` of the member's last result: the pool is
+            sent only if it changed since (or the incarnation did).
         """
         _check_agent_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
@@ -421,6 +433,7 @@ class InMemoryLeaseStore:
         u = _check_usage(usage, "usage")
         inc = _check_incarnation(incarnation)
         st = _check_usage(steady or {}, "steady")
+        av = check_int(agents_version, "agents_version", -1)
         with self._lock:
             now = self._clock.now()
             s = self._s
@@ -429,7 +442,10 @@ class InMemoryLeaseStore:
             if inc and inc != s.incarnation:
                 s.recover_until = max(s.recover_until, now + self._ttl)
             _settle_with(s, member_id, st)
-            return _plan_sync(s, member_id, d, h, u, now, self._ttl)
+            res = _plan_sync(s, member_id, d, h, u, now, self._ttl)
+            if av == s.agents_version and inc == s.incarnation:
+                res = dataclasses.replace(res, agents=None)
+            return res
 
     def reset(self) -> None:
         """Lose the whole state, as a Redis restart without persistence
@@ -592,7 +608,7 @@ def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict
     return SyncResult(leases=dict(lease), targets=targets, agents=dict(s.agents),
                       expires_at=now + ttl, now=now, share=share,
                       incarnation=s.incarnation, orphaned=osum, recovering=recovering,
-                      pending_reports=wanted)
+                      pending_reports=wanted, agents_version=s.agents_version)
 
 
 def _check_agent_id(agent_id: object, name: str = "agent_id") -> str:
