@@ -176,7 +176,8 @@ def test_a_store_that_lost_its_state_rebuilds_the_leases_before_granting(env):
 
 def test_a_report_frees_a_dead_members_slots_only_when_the_live_members_run_the_count(env):
     env.agents(1, 8)
-    m0, m1 = env.member("m0"), env.member("m1")
+    m0 = env.member("m0")
+    env.member("m1")
     env.sync()
     env.allocate("m0", 1)
     env.allocate("m1", 2)

@@ -710,7 +710,7 @@ def _bounded(client: Any, timeout_s: float, retries: int) -> Any:
     by ``timeout_s`` per attempt and ``retries`` retries without back-off."""
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
-    if not isinstance(kwargs, dict):
+    if pool is None or not isinstance(kwargs, dict):
         return client
     import redis
     from redis.backoff import NoBackoff

@@ -82,7 +82,8 @@ class SyncResult:
     for it); ``targets`` (each <= its lease) are what it should drain to;
     ``agents`` is the pool, or None when it is unchanged since the
     ``agents_version`` the member sent (of the same incarnation);
-    ``agents_version`` counts the changes of the pool; ``expires_at`` is the lease expiry in store time;
+    ``agents_version`` counts the changes of the pool; ``expires_at`` is
+    the lease expiry in store time;
     ``share`` is the member's fair share in total slots; ``incarnation``
     changes when the store lost its state (a Redis restart without
     persistence): members then register their agents again.  ``recovering``
