@@ -20,40 +20,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import time
+
+from fleet_report import start_redis
 
 from arbiter_core import AllocationRequest, ResourceManagerConfig
 from arbiter_core.fleet import FleetMember, RedisLeaseStore
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _server():
-    import redis
-
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(500):
-        try:
-            client.ping()
-            return proc, client
-        except redis.ConnectionError:
-            time.sleep(0.01)
-    proc.terminate()
-    raise SystemExit("redis-server did not start")
 
 
 def measure(client, agents: int, members: int, change: float, rounds: int,
@@ -111,7 +84,7 @@ def main() -> None:
                     help="share of the pool's demand changing between syncs")
     ap.add_argument("--rounds", type=int, default=20)
     args = ap.parse_args()
-    proc, client = _server()
+    proc, client = start_redis()
     try:
         print(f"{args.members} members, {args.change:.0%} of demand changing per sync, "
               f"{args.rounds} rounds")

@@ -65,6 +65,16 @@ class RedisServer:
         return redis.Redis(port=self.port, **kw)
 
 
+def lose_state(store: object, server: RedisServer | None) -> None:
+    """The store's state is gone: an in-memory store resets, a Redis server
+    (without persistence) is restarted empty."""
+    if server is None:
+        store.reset()  # type: ignore[attr-defined]
+    else:
+        server.stop()
+        server.start()
+
+
 def fleet_worker(port: int, pool: str, member_id: str, ttl: float, steps: int,
                  ready: object, out: object) -> None:
     """A replica in its own process: allocate and release against Redis,

@@ -28,6 +28,7 @@ import pytest
 
 from arbiter_core import AllocationRequest, AllocationStatus, ManualClock, ResourceManagerConfig
 from arbiter_core.fleet import FleetMember, InMemoryLeaseStore, LeaseStoreError, RedisLeaseStore
+from fleet_support import lose_state
 
 TTL = 3.0
 INTERVAL = 0.5
@@ -182,11 +183,7 @@ class Harness:
     # -- faults ----------------------------------------------------------------
 
     def lose_state(self):
-        if self.kind == "memory":
-            self.store.reset()
-        else:
-            self.server.stop()
-            self.server.start()
+        lose_state(self.store, self.server)
 
     def freeze(self, on):
         self.frozen = on
@@ -207,6 +204,13 @@ class Harness:
 
     def step_clock(self, name, dt):
         self.walls[name].offset += dt
+
+
+def slow(on):
+    """The fault that makes the link slow and lossy (or fast again)."""
+    def fault(h):
+        h.link.slow = on
+    return fault
 
 
 def run(h, steps, faults, reports=True):
@@ -257,12 +261,6 @@ def test_store_frozen(request, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_slow_and_lossy_link(request, kind):
     h = make(request, kind, 3)
-
-    def slow(on):
-        def f(h):
-            h.link.slow = on
-        return f
-
     run(h, 200, {20: slow(True), 180: slow(False)})
     assert h.breaches == 0
     assert h.link.lost > 0
@@ -292,12 +290,6 @@ def test_member_clocks_step_both_ways(request, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_all_faults_together(request, kind):
     h = make(request, kind, 6)
-
-    def slow(on):
-        def f(h):
-            h.link.slow = on
-        return f
-
     run(h, 400, {30: slow(True), 60: lambda h: h.step_clock("m0", -20.0),
                  90: Harness.lose_state, 120: slow(False), 140: lambda h: h.kill("m2"),
                  200: lambda h: h.freeze(True), 220: lambda h: h.freeze(False),

@@ -590,7 +590,8 @@ class FleetMember:
 
     def check_lease(self) -> bool:
         """Drain to zero if the lease ran out without a successful sync
-        (:meth:`tick` does this between syncs); returns whether it had."""
+        (:meth:`tick` does this before every sync, the hot path when its
+        clock reading passes the deadline); returns whether it had."""
         with self._lock:
             if self._steady.now() < self._valid_until or self._expired:
                 return self._expired
