@@ -84,7 +84,10 @@ def fleet_worker(port: int, pool: str, member_id: str, ttl: float, steps: int,
     from arbiter_core import AllocationRequest, AllocationStatus
     from arbiter_core.fleet import FleetMember, RedisLeaseStore
 
-    store = RedisLeaseStore(redis.Redis(port=port), pool=pool, lease_ttl_s=ttl)
+    # calls bounded at half the lease (the default, a quarter, fails calls on a
+    # heavily loaded machine, and the test counts failed syncs)
+    store = RedisLeaseStore(redis.Redis(port=port), pool=pool, lease_ttl_s=ttl,
+                            timeout_s=ttl / 2)
     m = FleetMember(member_id, store, sync_interval_s=ttl / 5)
     m.sync()
     m.start()
