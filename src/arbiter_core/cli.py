@@ -212,6 +212,22 @@ def _describe_tenant(t: Any, rate: bool) -> str:
         f" ({', '.join(policy)})"
 
 
+def _write_verdict(out: TextIO, best: Any, means: dict[str, float],
+                   runs: dict[str, Any], seeds: list[int], agents: int) -> None:
+    """The best strategy, and the optimizer's view of the leader's first run."""
+    out.write(best.message(means) + "\n")
+    if best.excluded:
+        out.write(f"  (not eligible, completed significantly fewer requests: "
+                  f"{', '.join(best.excluded)})\n")
+    first = runs[best.leader][0].table_row()
+    out.write(f"the optimizer's recommendations for {best.leader} (seed {seeds[0]}):\n")
+    recs = first["recommendations"] or ["(none: no active bottleneck at the end)"]
+    for rec in recs:
+        out.write(f"  - {rec}\n")
+    out.write(f"capacity: {first['capacity_action']} (desired agents "
+              f"{first['desired_agents']} of {agents})\n")
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .scenario import ScenarioError, default_scenario, load_scenario
     from .simulate import (
@@ -331,19 +347,10 @@ def _simulate(args: argparse.Namespace) -> int:
         out.write(f"\n(times in seconds; {ci}{n_cases} runs in {wall:.1f} s "
                   f"({cpu:.1f} s of simulation, {procs}))\n\n")
         if best is None:
-            out.write("best strategy: none completed a task\n")
-            return 0
-        out.write(best.message(means) + "\n")
-        if best.excluded:
-            out.write(f"  (not eligible, completed significantly fewer requests: "
-                      f"{', '.join(best.excluded)})\n")
-        first = runs[best.leader][0].table_row()
-        out.write(f"the optimizer's recommendations for {best.leader} (seed {seeds[0]}):\n")
-        recs = first["recommendations"] or ["(none: no active bottleneck at the end)"]
-        for rec in recs:
-            out.write(f"  - {rec}\n")
-        out.write(f"capacity: {first['capacity_action']} (desired agents "
-                  f"{first['desired_agents']} of {scenario.agent_count})\n")
+            # (the plot below is still written)
+            out.write("best strategy: none (no request completed after the warm-up)\n")
+        else:
+            _write_verdict(out, best, means, runs, seeds, scenario.agent_count)
     if args.plot:
         from .plotting import plot_results
 
