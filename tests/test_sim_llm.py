@@ -24,6 +24,7 @@ from arbiter_core.simulate import (
     Trace,
     TraceError,
     load_trace,
+    prefix_hit_bound,
     run_simulation,
     summarize,
 )
@@ -261,6 +262,8 @@ def test_upper_bound_on_the_mooncake_trace():
     assert tr.format == "mooncake" and len(tr) == 3993
     bound = unbounded_hit_rate(tr, 512)
     assert 0.64 < bound < 0.66
+    assert tr.tokens is not None
+    assert prefix_hit_bound(tr.tokens, 512) == pytest.approx(bound, rel=1e-12)
     # the simulator, one agent with a cache holding every block and requests
     # far apart (x1/1000) and fast: every request but those arriving in the
     # same millisecond sees all earlier prefixes, so it nearly reaches the bound

@@ -27,7 +27,7 @@ from .engine import (
     progress_printer,
     run_simulation,
 )
-from .llm import PrefixCache, llm_work
+from .llm import PrefixCache, llm_work, prefix_hit_bound
 from .runner import default_jobs, run_cases, seed_list
 from .service import AgentService
 from .stats import BestStrategy, best_strategy, mean_ci, summarize, t_quantile_975
@@ -54,6 +54,7 @@ __all__ = [
     "jain_index",
     "llm_work",
     "load_trace",
+    "prefix_hit_bound",
     "mean_ci",
     "progress_printer",
     "run_cases",

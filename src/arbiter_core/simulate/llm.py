@@ -18,8 +18,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["PrefixCache", "llm_work"]
+if TYPE_CHECKING:
+    from .workload import Tokens
+
+__all__ = ["PrefixCache", "llm_work", "prefix_hit_bound"]
 
 
 class PrefixCache:
@@ -103,3 +107,22 @@ def llm_work(prompt_tokens: int, cached_tokens: int, output_tokens: int,
     """
     prefill = (prompt_tokens - cached_tokens) / prefill_tokens_per_s
     return prefill, prefill + output_tokens / decode_tokens_per_s
+
+
+def prefix_hit_bound(tokens: Tokens, block_tokens: int) -> float:
+    """The cache hit rate of one agent with an unbounded prefix cache serving
+    the requests one after another, in order: the upper bound of any pool's
+    ``cache_hit_rate`` on these requests (prompt tokens of the longest cached
+    prefix over all prompt tokens; 0 without prompt tokens)."""
+    if isinstance(block_tokens, bool) or not isinstance(block_tokens, int) or block_tokens < 1:
+        raise ValueError(f"block_tokens must be an integer >= 1, got {block_tokens!r}")
+    total = int(tokens.prompt.sum())
+    if not total:
+        return 0.0
+    cache = PrefixCache(int(tokens.blocks.size) or 1)    # holds every block: never evicts
+    hit = 0
+    for i in range(len(tokens)):
+        prefix = tokens.prefix(i)
+        hit += min(cache.match(prefix) * block_tokens, int(tokens.prompt[i]))
+        cache.store(prefix)
+    return hit / total
