@@ -28,7 +28,6 @@ from arbiter_core.simulate import (
     run_simulation,
     summarize,
 )
-
 from test_simulate import SMALL, assert_littles_law
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +181,7 @@ def test_service_milestones_match_a_step_simulation(jobs, p):
     dt = 1e-3
     left = {k: w for k, (_, w, _) in enumerate(jobs)}
     mark = {k: w * f for k, (_, w, f) in enumerate(jobs)}
-    got = {k: 0.0 for k in left}
+    got = dict.fromkeys(left, 0.0)
     ref: dict[int, float] = {}
     t = 0.0
     while len(ref) < len(jobs) and t < 100:
@@ -193,7 +192,7 @@ def test_service_milestones_match_a_step_simulation(jobs, p):
             got[k] += rate * dt
             if k not in ref and before <= mark[k] <= got[k]:
                 ref[k] = t + (mark[k] - before) / rate if rate else t
-        for k, (a, _, f) in enumerate(jobs):
+        for k, (a, _, _) in enumerate(jobs):
             if k not in ref and a <= t + dt and mark[k] == 0.0:
                 ref[k] = a
         t += dt
@@ -355,6 +354,8 @@ def test_azure_rows_count_from_the_first_arrival(tmp_path):
      "line 1, column input_length: must be >= 1"),
     ('{"timestamp": 0, "input_length": 10.5, "output_length": 1}\n', ".jsonl",
      "line 1, column input_length: must be a whole number"),
+    ('{"timestamp": 0, "input_length": 1e300, "output_length": 1}\n', ".jsonl",
+     "line 1, column input_length: at most 1,000,000,000 tokens"),
     ('{"timestamp": 0, "input_length": 10}\n', ".jsonl",
      "line 1, column output_length: missing"),
     ('{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": 3}\n', ".jsonl",

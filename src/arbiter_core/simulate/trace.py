@@ -56,6 +56,7 @@ import io
 import json
 import math
 import re
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -211,10 +212,12 @@ class _Rows:
         self.prio: list[int] = []
         self.timeout: list[float] = []
         self.tenant: list[str] = []
-        self.prompt: list[int] = []
-        self.output: list[int] = []
-        self.blocks: list[int] = []
-        self.offsets: list[int] = [0]
+        # LLM traces: 8 bytes a block or count while reading (a list would
+        # hold a Python int, ~36 bytes, for each of millions of blocks)
+        self.prompt = array("q")
+        self.output = array("q")
+        self.blocks = array("Q")
+        self.offsets = array("q", [0])
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -268,10 +271,10 @@ class _Rows:
             prio = np.full(n, PRIORITY_NAMES.index(DEFAULT_PRIORITY), dtype=np.int8)
             timeout = np.full(n, math.nan)
             tenant = ("",) * n
-            tokens = Tokens(prompt=np.array(self.prompt, dtype=np.int64),
-                            output=np.array(self.output, dtype=np.int64),
-                            blocks=np.array(self.blocks, dtype=np.uint64),
-                            offsets=np.array(self.offsets, dtype=np.int64))
+            tokens = Tokens(prompt=np.frombuffer(self.prompt, dtype=np.int64),
+                            output=np.frombuffer(self.output, dtype=np.int64),
+                            blocks=np.frombuffer(self.blocks, dtype=np.uint64),
+                            offsets=np.frombuffer(self.offsets, dtype=np.int64))
         order = np.argsort(arr, kind="stable")
         return Trace(path=str(p), arrival_s=arr[order], work_s=work[order],
                      priority=prio[order], timeout_s=timeout[order],
@@ -390,9 +393,16 @@ def _priority(v: object, where: str) -> int:
     return PRIORITY_NAMES.index(name)
 
 
+#: the most tokens one request may have (prompt or output)
+MAX_TOKENS = 1_000_000_000
+
+
 def _count(v: object, where: str, col: str, minimum: int) -> int:
-    """A token count: an integer >= ``minimum`` (``12`` or ``12.0``, not ``12.5``)."""
+    """A token count: a whole number from ``minimum`` to :data:`MAX_TOKENS`
+    (``12`` or ``12.0``, not ``12.5``)."""
     x = _number(v, where, col, lo=float(minimum))
+    if x > MAX_TOKENS:
+        raise TraceError(f"{where}, column {col}: at most {MAX_TOKENS:,} tokens, got {v!r}")
     if x != int(x):
         raise TraceError(f"{where}, column {col}: must be a whole number, got {v!r}")
     return int(x)
