@@ -15,19 +15,23 @@ Usage: ``.venv/bin/python benchmarks/trace_report.py [--output BENCHMARKS.md]``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arbiter_core.scenario import load_scenario
+from arbiter_core.scenario import Scenario, load_scenario
 from arbiter_core.simulate import (
+    Trace,
     default_jobs,
     load_trace,
     prefix_hit_bound,
     run_cases,
+    run_simulation,
     seed_list,
     summarize,
 )
@@ -92,13 +96,40 @@ def replay_section(rep: Replay, jobs: int) -> list[str]:
     bound = prefix_hit_bound(trace.tokens, sc.block_tokens)
     sim_s = sum(r.wall_s for per_seed in runs.values() for r in per_seed)
     n_runs = sum(len(per_seed) for per_seed in runs.values())
+    ratio = model_cost(sc, trace)
     out += ["", f"Upper bound of the cache hit rate (one agent with an unbounded cache "
                 f"serving the requests in order): {bound:.3f}.",
             f"Simulator speed: {n_runs} runs of {len(trace):,} requests in {wall:.0f} s "
             f"({jobs} process{'es' if jobs > 1 else ''}); {sim_s / n_runs:.2f} s a run, "
-            f"{len(trace) * n_runs / sim_s:,.0f} requests replayed per second of one core.",
+            f"{len(trace) * n_runs / sim_s:,.0f} requests replayed per second of one core; "
+            f"a run of the LLM model takes {ratio:.2f}x the wall time of the same requests "
+            f"as plain `shared` work (their uncached work, least_loaded, median of 3 "
+            f"interleaved pairs).",
             ""]
     return out
+
+
+def model_cost(sc: Scenario, trace: Trace) -> float:
+    """Wall time of one LLM run over one run of the same pool as ``shared``
+    agents given each request's uncached work (the LLM model's own cost)."""
+    tok = trace.tokens
+    assert tok is not None
+    groups = tuple(dataclasses.replace(g, service="shared", prefill_tokens_per_s=None,
+                                       decode_tokens_per_s=None, cache_blocks=0)
+                   for g in sc.groups)
+    g = sc.groups[0]
+    assert g.prefill_tokens_per_s and g.decode_tokens_per_s
+    work = tok.prompt / g.prefill_tokens_per_s + tok.output / g.decode_tokens_per_s
+    plain_sc = dataclasses.replace(sc, groups=groups, trace=None)
+    plain = dataclasses.replace(trace, work_s=work, tokens=None, format="requests")
+    ratios = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run_simulation(sc, "least_loaded", 0, trace=trace)
+        t1 = time.perf_counter()
+        run_simulation(plain_sc, "least_loaded", 0, trace=plain)
+        ratios.append((t1 - t0) / (time.perf_counter() - t1))
+    return statistics.median(ratios)
 
 
 def render(jobs: int) -> str:

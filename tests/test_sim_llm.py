@@ -488,3 +488,36 @@ def test_summarize_gives_the_llm_fields_intervals(tmp_path):
         assert row[key] == pytest.approx(sum(vals) / 3, abs=1e-6)
         lo, hi = row["ci95"][key]
         assert lo <= row[key] <= hi
+
+
+def test_without_a_cache_an_llm_pool_is_the_shared_model(tmp_path):
+    """With nothing cached an LLM request is shared-service work of prompt /
+    prefill + output / decode: the same run, event for event, as the
+    queueing-theory-checked ``shared`` model given that work."""
+    rng = np.random.default_rng(7)
+    n = 300
+    arrivals = np.sort(rng.uniform(0, 60_000, n)).round().tolist()
+    prompt = rng.integers(1, 3000, n).tolist()
+    output = rng.integers(0, 60, n).tolist()
+    tr = mooncake(tmp_path, [req(float(a), int(p), int(o), [int(k)])
+                             for k, (a, p, o) in enumerate(zip(arrivals, prompt, output))])
+    f = tmp_path / "work.csv"
+    f.write_text("arrival_s,work_s\n" + "".join(
+        f"{a / 1000!r},{p / 1000.0 + o / 10.0!r}\n"
+        for a, p, o in zip(arrivals, prompt, output)))
+    plain = load_trace(f)
+    shared = scenario_from_dict({
+        "duration_s": 100.0, "usage_reports": False,
+        "pool": {"groups": [{"name": "g", "count": 3, "max_tasks": 4, "service": "shared",
+                             "parallelism": 2}]},
+        "arrivals": {"rate_per_s": 1.0, "mean_task_s": 1.0,
+                     "priorities": [{"priority": "medium", "share": 1, "timeout_s": 1e4}]}})
+    for strategy in ("least_loaded", "round_robin", "power_of_two"):
+        a = run_simulation(llm_scenario(count=3, parallelism=2, cache_blocks=0), strategy,
+                           seed=3, trace=tr)
+        b = run_simulation(shared, strategy, seed=3, trace=plain)
+        assert a.completed == b.completed == n
+        assert a.e2e_mean_s == pytest.approx(b.e2e_mean_s, rel=1e-9)
+        assert a.wait_p99_s == pytest.approx(b.wait_p99_s, rel=1e-9, abs=1e-12)
+        assert a.e2e_p99_s == pytest.approx(b.e2e_p99_s, rel=1e-9)
+        assert a.cache_hit_rate == 0.0 and b.cache_hit_rate is None
