@@ -91,9 +91,10 @@ class PrefixCache:
         # a prompt longer than the cache keeps its first blocks: those are
         # the ones a later request can match (matching starts at block 0)
         k = min(len(prefix), self.capacity)
-        for i in range(k):
+        move = blocks.move_to_end
+        for i in range(k - 1, -1, -1):     # (see _touch for the order)
             blocks[prefix[i]] = None
-        self._touch(prefix, k)
+            move(prefix[i])
         while len(blocks) > self.capacity:
             blocks.popitem(last=False)
 
