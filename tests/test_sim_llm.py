@@ -222,10 +222,13 @@ def test_prefix_cache_matches_an_lru_model(capacity, prompts):
             k += 1
         assert c.match(prompt) == k
         touch(prompt[:k])
-        c.store(prompt)
+        evicted = c.store(prompt)
+        expected: list[int] = []
         if capacity:
             touch(prompt[:capacity])
-            del model[:max(0, len(model) - capacity)]
+            expected = model[:max(0, len(model) - capacity)]
+            del model[:len(expected)]
+        assert evicted == expected
         assert len(c) == len(model) <= capacity
 
 

@@ -45,9 +45,11 @@ class PrefixCache:
     --------
     >>> c = PrefixCache(3)
     >>> c.store([1, 2, 3])
+    []
     >>> c.match([1, 2, 9])
     2
     >>> c.store([4])                 # evicts block 3, the least recently used
+    [3]
     >>> c.match([1, 2, 3])
     2
     """
@@ -82,11 +84,12 @@ class PrefixCache:
         for i in range(k - 1, -1, -1):
             blocks.move_to_end(prefix[i])
 
-    def store(self, prefix: Sequence[int]) -> None:
+    def store(self, prefix: Sequence[int]) -> list[int]:
         """Hold ``prefix``'s blocks (most recently used), evicting the least
-        recently used beyond the capacity."""
+        recently used beyond the capacity; returns the evicted blocks (an
+        engine's cache events: ``prefix`` stored, these evicted)."""
         if not self.capacity:
-            return
+            return []
         blocks = self._blocks
         # a prompt longer than the cache keeps its first blocks: those are
         # the ones a later request can match (matching starts at block 0)
@@ -95,8 +98,10 @@ class PrefixCache:
         for i in range(k - 1, -1, -1):     # (see _touch for the order)
             blocks[prefix[i]] = None
             move(prefix[i])
+        evicted = []
         while len(blocks) > self.capacity:
-            blocks.popitem(last=False)
+            evicted.append(blocks.popitem(last=False)[0])
+        return evicted
 
 
 def llm_work(prompt_tokens: int, cached_tokens: int, output_tokens: int,
