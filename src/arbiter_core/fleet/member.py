@@ -217,8 +217,11 @@ class FleetMember:
 
     def record_usage(self, agent_id: str, cpu: float | None = None,
                      memory: float | None = None, network: float | None = None,
-                     timestamp: float | None = None) -> HealthStatus:
-        return self._manager.record_usage(agent_id, cpu, memory, network, timestamp)
+                     timestamp: float | None = None, *, waiting: float | None = None,
+                     running: float | None = None,
+                     kv_cache: float | None = None) -> HealthStatus:
+        return self._manager.record_usage(agent_id, cpu, memory, network, timestamp,
+                                          waiting=waiting, running=running, kv_cache=kv_cache)
 
     def restore_agent(self, agent_id: str) -> HealthStatus:
         return self._manager.restore_agent(agent_id)
