@@ -60,7 +60,7 @@ def test_plot_labels_its_panels_and_marks_bursts_and_faults():
     assert "End-to-end latency CDF, completed tasks (seed 0)" in text
     assert "Queue length (seed 0; bursts shaded, faults marked)" in text
     assert "Per-agent load, busiest first (seed 0)" in text
-    assert "mean over seeds 0..1; 95% CI, clipped at 0 s" in text
+    assert "mean over seeds 0..1; 95% CI, clipped to the range" in text
     for b in scenario.arrivals.bursts:
         assert f"burst x{b.factor:g}" in text
     for f in scenario.faults:

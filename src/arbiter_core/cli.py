@@ -257,7 +257,9 @@ def _describe(scenario: Any, trace: Any, seeds: list[int]) -> str:
             + (f" ({shared} shared-service)" if shared else "")
             + f", {sum(g.count * g.max_tasks for g in groups)} task slots")
     if trace is not None:
-        load = f"trace {trace.path}: {len(trace)} requests over {trace.duration_s:g} s"
+        kind = "" if trace.format == "requests" else f" ({trace.format})"
+        load = (f"trace {trace.path}{kind}: {len(trace)} requests over "
+                f"{trace.duration_s:g} s")
     else:
         ar = scenario.arrivals
         bursts = (f" (bursts x{', x'.join(f'{b.factor:g}' for b in ar.bursts)})"
@@ -287,6 +289,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from .simulate import (
         TraceError,
         best_strategy,
+        check_workload,
         default_jobs,
         load_trace,
         run_cases,
@@ -315,12 +318,22 @@ def _simulate(args: argparse.Namespace) -> int:
             sys.stderr.write(f"arbiter-core simulate: {exc}\n")
             return 2
     trace = None
-    if args.trace:
+    trace_path = args.trace or scenario.trace
+    if trace_path:
         try:
-            trace = load_trace(args.trace)
+            trace = load_trace(trace_path, speed=args.trace_speed, limit=args.trace_limit)
         except TraceError as exc:
             sys.stderr.write(f"arbiter-core simulate: bad trace: {exc}\n")
             return 2
+    elif args.trace_speed != 1.0 or args.trace_limit is not None:
+        sys.stderr.write("arbiter-core simulate: --trace-speed and --trace-limit need a "
+                         "trace (--trace, or the scenario's trace)\n")
+        return 2
+    try:
+        check_workload(scenario, trace)
+    except ValueError as exc:
+        sys.stderr.write(f"arbiter-core simulate: {exc}\n")
+        return 2
     if args.plot or args.report:
         try:
             import matplotlib  # noqa: F401
@@ -365,8 +378,9 @@ def _simulate(args: argparse.Namespace) -> int:
         doc: dict[str, Any] = {"scenario": scenario.to_dict(), "seed": args.seed,
                                "seeds": seeds, "strategies": rows}
         if trace is not None:
-            doc["trace"] = {"path": trace.path, "requests": len(trace),
-                            "duration_s": trace.duration_s}
+            doc["trace"] = {"path": trace.path, "format": trace.format,
+                            "requests": len(trace), "duration_s": trace.duration_s,
+                            "speed": args.trace_speed, "limit": args.trace_limit}
         doc["best"] = None if best is None else {
             "metric": best.metric, "strategy": best.winner, "leader": best.leader,
             "runner_up": best.runner_up, "difference": best.diff,
@@ -411,7 +425,7 @@ def verdict_lines(best: Any, means: dict[str, float], runs: dict[str, list[Any]]
     """The lines below the table: the best strategy, its recommendations,
     the capacity and the health verdicts."""
     if best is None:
-        return ["best strategy: none completed a task"]
+        return ["best strategy: none (no request completed after the warm-up)"]
     lines = [best.message(means)]
     if best.excluded:
         lines.append(f"  (not eligible, completed significantly fewer requests: "
@@ -684,8 +698,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the (strategy x seed) cases in N processes; the results "
                           "do not depend on it (default: one per CPU)")
     sim.add_argument("--trace", metavar="FILE",
-                     help="replay these requests (CSV with a header, or JSON lines) "
-                          "instead of the scenario's arrivals")
+                     help="replay these requests instead of the scenario's arrivals: "
+                          "CSV with a header or JSON lines, a Mooncake JSON-lines trace or "
+                          "an Azure LLM inference CSV (.gz read through gzip)")
+    sim.add_argument("--trace-speed", type=float, default=1.0, metavar="F",
+                     help="replay the trace F times as fast (arrival rates x F; default 1)")
+    sim.add_argument("--trace-limit", type=int, default=None, metavar="N",
+                     help="replay only the trace's first N requests")
     sim.add_argument("--executor", choices=("process", "ray"), default="process",
                      help="where the cases run: local processes (--jobs), or Ray tasks "
                           "on the cluster at RAY_ADDRESS, else a local Ray with --jobs "
@@ -774,6 +793,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate" and (args.seeds < 1 or (args.jobs is not None
                                                            and args.jobs < 1)):
         parser.error("--seeds and --jobs must be >= 1")
+    if args.command == "simulate" and (not (math.isfinite(args.trace_speed)
+                                             and args.trace_speed > 0)
+                                        or (args.trace_limit is not None
+                                            and args.trace_limit < 1)):
+        parser.error("--trace-speed must be > 0 and --trace-limit >= 1")
     if args.command == "bench" and not args.scale > 0:
         parser.error("--scale must be > 0")
     return int(args.func(args))

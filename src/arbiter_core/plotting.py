@@ -66,7 +66,7 @@ def plot_results(results: Mapping[str, Any], path: str | IO[bytes],
                  rows: Mapping[str, Mapping[str, Any]] | None = None, *,
                  scenario: Any = None, seed: int | None = None,
                  seeds: Sequence[int] | None = None, fmt: str | None = None) -> None:
-    """Write a 2x3 figure to ``path``.
+    """Write a 2x3 figure to ``path`` (3x3 with the LLM-serving model).
 
     Top: end-to-end latency CDF, queue length, task-slot utilization (one
     seed's run, named in each title; the scenario's bursts shaded and its
@@ -74,6 +74,9 @@ def plot_results(results: Mapping[str, Any], path: str | IO[bytes],
     and mean end-to-end time per strategy with their 95 % intervals over the
     seeds, clipped at 0 s (a time is never negative).  Every strategy has its
     own colour from a colour-blind-safe palette and its own line style.
+    With LLM agents a third row has the mean time to first token, the
+    prefix-cache hit rate and the output tokens per second, with their
+    intervals.
 
     Parameters
     ----------
@@ -102,8 +105,12 @@ def plot_results(results: Mapping[str, Any], path: str | IO[bytes],
     if seed is None:
         seed = next((getattr(r, "seed", 0) for r in results.values()), 0)
     run = f"seed {seed}"
-    fig, axes = plt.subplots(2, 3, figsize=(18, 9), constrained_layout=True)
-    (ax_cdf, ax_queue, ax_util), (ax_load, ax_wait, ax_e2e) = axes
+    if rows is None:
+        rows = {name: r.table_row() for name, r in results.items()}
+    llm = any(row.get("ttft_mean_s") is not None for row in rows.values())
+    fig, axes = plt.subplots(3 if llm else 2, 3, figsize=(18, 13.5 if llm else 9),
+                             constrained_layout=True)
+    (ax_cdf, ax_queue, ax_util), (ax_load, ax_wait, ax_e2e) = axes[:2]
     for k, (name, r) in enumerate(results.items()):
         style = _style(k)
         e2e = np.sort(np.asarray(r.e2e_samples, dtype=float))
@@ -118,26 +125,32 @@ def plot_results(results: Mapping[str, Any], path: str | IO[bytes],
                          marker=_MARKERS[k % len(_MARKERS)], markersize=4, linewidth=1, **style)
     for ax in (ax_queue, ax_util):
         _mark_events(ax, scenario)
-    if rows is None:
-        rows = {name: r.table_row() for name, r in results.items()}
     names = list(rows)
     if seeds is not None and len(seeds) > 1:
-        over = f"mean over seeds {seeds[0]}..{seeds[-1]}; 95% CI, clipped at 0 s"
+        over = f"mean over seeds {seeds[0]}..{seeds[-1]}; 95% CI, clipped to the range"
     elif any((rows[n].get("ci95") or {}) for n in names):
-        over = "mean over seeds; 95% CI, clipped at 0 s"
+        over = "mean over seeds; 95% CI, clipped to the range"
     else:
         over = f"{run}, no interval"
-    for ax, key, title in ((ax_wait, "wait_mean_s", "Mean wait (queueing)"),
-                           (ax_e2e, "e2e_mean_s", "Mean end-to-end time")):
-        means = np.array([np.nan if rows[n][key] is None else rows[n][key] for n in names],
-                         dtype=float)
-        err = error_bars(means, [(rows[n].get("ci95") or {}).get(key) for n in names])
+    bars = [(ax_wait, "wait_mean_s", "Mean wait (queueing)", "seconds", np.inf),
+            (ax_e2e, "e2e_mean_s", "Mean end-to-end time", "seconds", np.inf)]
+    if llm:
+        ax_ttft, ax_hit, ax_tps = axes[2]
+        bars += [(ax_ttft, "ttft_mean_s", "Mean time to first token", "seconds", np.inf),
+                 (ax_hit, "cache_hit_rate", "Prefix-cache hit rate (prompt tokens)",
+                  "fraction", 1.0),
+                 (ax_tps, "tokens_per_s", "Output tokens per second", "tokens/s", np.inf)]
+    for ax, key, title, unit, upper in bars:
+        means = np.array([np.nan if rows[n].get(key) is None else rows[n][key]
+                          for n in names], dtype=float)
+        err = error_bars(means, [(rows[n].get("ci95") or {}).get(key) for n in names],
+                         upper=upper)
         bars = ax.bar(names, np.nan_to_num(means), yerr=err, capsize=4, ecolor="0.45",
                       color=[PALETTE[i % len(PALETTE)] for i in range(len(names))],
                       edgecolor="black", linewidth=0.6)
         for i, bar in enumerate(bars):  # hatching: the bars differ without colour too
             bar.set_hatch(("", "//", "\\\\", "xx", "..", "oo", "--", "++")[i % 8])
-        ax.set(title=f"{title}\n({over})", ylabel="seconds")
+        ax.set(title=f"{title}\n({over})", ylabel=unit)
         ax.set_ylim(bottom=0)
         ax.tick_params(axis="x", labelrotation=30)
     ax_cdf.set(title=f"End-to-end latency CDF, completed tasks ({run})", xlabel="seconds",
@@ -156,3 +169,4 @@ def plot_results(results: Mapping[str, Any], path: str | IO[bytes],
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100, format=fmt)
     plt.close(fig)
+
