@@ -28,6 +28,7 @@ from .allocation import (
     AllocationResult,
     AllocationStatistics,
     ResourceAllocator,
+    check_fair_share,
 )
 from .balancer import LoadBalancer, coerce_strategy
 from .ejection import EjectionConfig, OutlierEjector
@@ -106,7 +107,10 @@ class ResourceManagerConfig:
     ``enable_dynamic_rate_limiting`` is ``RateLimitConfig.adaptive``),
     ``max_queue``, ``stale_after_s``, ``aging_per_s``, ``ejection``,
     ``capacity``, ``history_size`` (failover events kept), ``seed``,
-    ``tenants`` (``{tenant: TenantPolicy}``) and ``max_tenants``;
+    ``tenants`` (``{tenant: TenantPolicy}``), ``max_tenants`` and
+    ``fair_share`` (``"requests"``, or ``"cost"``: tenants' fair shares
+    charged by ``AllocationRequest.cost``; see
+    :class:`~arbiter_core.ResourceAllocator`);
     ``scoring`` (the ``scored`` strategy's :class:`ScoringProfile`) and
     ``report_decay_s`` (reported figures weigh ``exp(-age / report_decay_s)``
     in every load-aware strategy; ``math.inf``: never less).
@@ -133,6 +137,7 @@ class ResourceManagerConfig:
     max_tenants: int = 10_000
     scoring: ScoringProfile = dataclasses.field(default_factory=ScoringProfile)
     report_decay_s: float = 10.0
+    fair_share: str = "requests"
 
     def __post_init__(self) -> None:
         for name in ("enabled", "enable_auto_failover", "enable_capacity_planning"):
@@ -174,6 +179,7 @@ class ResourceManagerConfig:
             raise TypeError(f"scoring must be a ScoringProfile, "
                             f"got {type(self.scoring).__name__}")
         check_report_decay(self.report_decay_s)
+        check_fair_share(self.fair_share)
         if self.seed is not None:
             check_int(self.seed, "seed", 0, 2**63 - 1)
 
@@ -482,7 +488,8 @@ class AdaptiveResourceManager:
         self.allocator = ResourceAllocator(self.balancer, rate_limit=cfg.rate_limit,
                                            max_queue=cfg.max_queue, aging_per_s=cfg.aging_per_s,
                                            slow_decision_s=cfg.max_allocation_decision_s,
-                                           max_tenants=cfg.max_tenants)
+                                           max_tenants=cfg.max_tenants,
+                                           fair_share=cfg.fair_share)
         for tenant, policy in cfg.tenants.items():
             self.allocator.apply_tenant_policy(tenant, policy)
         self.ejector = OutlierEjector(self.monitor, cfg.ejection)
@@ -548,6 +555,7 @@ class AdaptiveResourceManager:
                 self.allocator.set_rate_limit(new.rate_limit)
             self.allocator.max_queue = new.max_queue
             self.allocator.slow_decision_s = new.max_allocation_decision_s
+            self.allocator.fair_share = new.fair_share
             self.ejector.config = new.ejection
             if new.tenants != old.tenants:
                 for tenant in old.tenants:
