@@ -184,6 +184,7 @@ cdef class AllocCore:
     cdef list _agent                # agent id (kept after release, for status)
     cdef list _reason
     cdef list _excl                 # frozenset of excluded agent ids, or None
+    cdef list _aff                  # (prefix_bytes, affinity_key), or None
     cdef dict _ids                  # request id -> newest record
     cdef dict _waiters              # record -> [asyncio futures]
 
@@ -258,6 +259,7 @@ cdef class AllocCore:
         self._agent = []
         self._reason = []
         self._excl = []
+        self._aff = []
         self._ids = {}
         self._waiters = {}
         self._reasons = {}
@@ -415,6 +417,7 @@ cdef class AllocCore:
         self._agent.extend(extra)
         self._reason.extend(extra)
         self._excl.extend(extra)
+        self._aff.extend(extra)
         self._rcap = n
         return 0
 
@@ -474,6 +477,7 @@ cdef class AllocCore:
         self._agent[i] = None
         self._reason[i] = None
         self._excl[i] = None
+        self._aff[i] = None
         self._free[self._nfree] = <int32_t>i
         self._nfree += 1
 
@@ -863,6 +867,16 @@ cdef class AllocCore:
 
     cdef inline Py_ssize_t _pick(self, Py_ssize_t i, double now) except -2:
         """Select and reserve an agent for record ``i`` by the strategy, or -1."""
+        cdef Py_ssize_t s
+        aff = self._aff[i]
+        if aff is not None:
+            # the request's prefix and affinity key, for this selection only
+            self._table._aim(<bytes>(<tuple>aff)[0], (<tuple>aff)[1])
+            try:
+                s = self._pick_with(i, self._code, now)
+            finally:
+                self._table._aim_clear()
+            return s
         if not (self._fl[i] & R_EXCL):
             return self._table._select(self._code, self._fl[i] & R_HIGH, self._cpu[i],
                                        self._mem[i], self._net[i], now, True)
@@ -1179,6 +1193,8 @@ cdef class AllocCore:
         if excl is not None:
             self._excl[i] = excl
             self._fl[i] |= R_EXCL
+        if request.prefix_bytes is not None or request.affinity_key is not None:
+            self._aff[i] = (request.prefix_bytes, request.affinity_key)
         if pinned:
             self._fl[i] |= R_PINNED
         self._prio[i] = prio
