@@ -29,6 +29,7 @@ from .records import (
     ResourcePoolStats,
     ResourceRequirements,
 )
+from .affinity import AffinityConfig
 from .scoring import ScoringProfile
 from .tenants import TenantPolicy
 
@@ -56,6 +57,7 @@ __all__ = [
     "ResourcePoolStats",
     "ResourceRequirements",
     "TaskMovedEvent",
+    "AffinityConfig",
     "ScoringProfile",
     "TenantPolicy",
     "TickReport",
