@@ -20,7 +20,7 @@ SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*
            pyproject.toml CMakeLists.txt
 
 .PHONY: help venv wheel install install-ray demo test test-integrations test-ray test-debug \
-        test-sanitize soak lint bench bench-report dist dist-smoke docs clean
+        test-sanitize soak lint bench bench-report bench-traces dist dist-smoke docs clean
 
 help:
 	@echo "make demo    run the main job on its built-in default scenario"
@@ -32,6 +32,7 @@ help:
 	@echo "make lint    ruff, mypy and stubtest"
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
 	@echo "make bench-report  measure the comparisons and rewrite BENCHMARKS.md"
+	@echo "make bench-traces  replay the LLM traces, rewrite BENCHMARKS.md's trace section"
 	@echo "make dist    sdist + manylinux wheel in dist/, checked with twine --strict"
 	@echo "make dist-smoke  install dist/'s sdist, then its wheel, in a fresh venv and smoke-test"
 	@echo "make docs    build the documentation site into site/ (warnings are errors)"
@@ -145,6 +146,9 @@ bench: $(WHEEL_STAMP)
 # Measure every side-by-side comparison once and rewrite BENCHMARKS.md (a few minutes).
 bench-report: $(WHEEL_STAMP)
 	$(PY) benchmarks/report.py --output BENCHMARKS.md
+
+bench-traces: $(WHEEL_STAMP)
+	$(PY) benchmarks/trace_report.py --output BENCHMARKS.md
 
 # The release artefacts.  `python -m build` makes the sdist and then builds the
 # wheel from that sdist (so a file missing from the sdist breaks here, not on a

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from _cases import ALL_CASES
 from _harness import Result, compare, fmt_ns
+from trace_report import existing_section, splice
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -148,6 +149,7 @@ def render(results: list[Result], skipped: list[str], seconds: float, repeat: in
         "```sh",
         "make bench-report     # rebuilds the wheel if needed, rewrites this file",
         "make bench            # the same comparisons under pytest-benchmark, with ratios",
+        "make bench-traces     # the trace replay section (LLM traces, every strategy)",
         "cd asv_benchmarks && ../.venv/bin/asv run --python=same   # the asv suite, this venv",
         "cd asv_benchmarks && ../.venv/bin/asv continuous -f 1.1 main HEAD   # two commits",
         "```",
@@ -182,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{k} {v:.3g}x" for k, v in res.ratios.items()), file=sys.stderr)
         results.append(res)
     text = render(results, skipped, time.perf_counter() - start, args.repeat)
+    # the trace replay section is benchmarks/trace_report.py's: keep it
+    kept = existing_section(args.output.read_text(encoding="utf-8")) \
+        if args.output.exists() else None
+    if kept is not None:
+        text = splice(text, kept)
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

@@ -1,5 +1,6 @@
 """The arbiter-core command, run as a user would: in a subprocess."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = ROOT / "examples" / "scenarios" / "small.toml"
 FLASH = ROOT / "examples" / "scenarios" / "flash_crowd.json"
 TRACE = ROOT / "examples" / "traces" / "requests.csv"
+LLM = ROOT / "examples" / "scenarios" / "llm_prefix.toml"
 STRATEGIES = ["round_robin", "least_loaded", "weighted", "random", "priority_based",
               "power_of_two", "peak_ewma", "scored", "cache_affinity"]
 
@@ -205,6 +207,59 @@ def test_simulate_plot_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 20_000
+
+
+def test_llm_trace_replay_limited_and_sped_up(tmp_path):
+    """The LLM example's own trace (from the scenario), its first 600 requests
+    (154 s) twice as fast (past its 60 s warm-up): the table and plot gain
+    the LLM columns and panels."""
+    proc = run("simulate", "--scenario", str(LLM), "--trace-limit", "600", "--trace-speed",
+               "2", "--seeds", "2", "--strategy", "least_loaded", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    tr = doc["trace"]
+    assert tr["format"] == "mooncake" and tr["requests"] == 600
+    assert tr["speed"] == 2.0 and tr["limit"] == 600
+    full = run("simulate", "--scenario", str(LLM), "--trace-limit", "600", "--seeds", "1",
+               "--strategy", "least_loaded", "--json")
+    assert full.returncode == 0, full.stderr
+    assert json.loads(full.stdout)["trace"]["duration_s"] == pytest.approx(2 * tr["duration_s"])
+    r = doc["strategies"]["least_loaded"]
+    assert r["submitted"] == 600 and r["completed"] == 600
+    for key in ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "cache_hit_rate", "tokens_per_s"):
+        assert r[key] is not None and key in r["ci95"], key
+    assert 0.0 < r["cache_hit_rate"] < 1.0
+    assert 0.0 < r["ttft_p50_s"] <= r["ttft_p99_s"]
+    args = ["simulate", "--scenario", str(LLM), "--trace-limit", "200", "--seeds", "2",
+            "--strategy", "random", "--quiet"]
+    table = run(*args)
+    assert table.returncode == 0, table.stderr
+    header = table.stdout.splitlines()[2].split()
+    assert header[-5:] == ["ttft_mean", "ttft_p50", "ttft_p99", "cache_hit", "tokens/s"]
+    assert "(mooncake): 200 requests" in table.stdout
+    plain = run("simulate", "--scenario", str(SMALL), "--seeds", "1", "--strategy", "random")
+    assert "ttft_mean" not in plain.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        png = tmp_path / "llm.png"
+        proc = run(*args, "--plot", str(png))
+        assert proc.returncode == 0, proc.stderr
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_llm_pool_and_trace_must_fit(tmp_path):
+    proc = run("simulate", "--scenario", str(LLM), "--trace", str(TRACE))
+    assert proc.returncode == 2
+    assert "the requests trace carries no tokens" in proc.stderr, proc.stderr
+    moon = tmp_path / "m.jsonl"
+    moon.write_text('{"timestamp": 0, "input_length": 10, "output_length": 1}\n')
+    proc = run("simulate", "--scenario", str(SMALL), "--trace", str(moon))
+    assert proc.returncode == 2 and "replay it on service" in proc.stderr, proc.stderr
+    proc = run("simulate", "--scenario", str(SMALL), "--trace-limit", "5")
+    assert proc.returncode == 2 and "need a trace" in proc.stderr
+    for bad in (["--trace-speed", "0"], ["--trace-speed", "nan"], ["--trace-limit", "0"]):
+        proc = run("simulate", "--scenario", str(LLM), *bad)
+        assert proc.returncode == 2 and "--trace-" in proc.stderr, bad
+        assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize(

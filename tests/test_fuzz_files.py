@@ -204,6 +204,64 @@ def test_random_json_line_traces_load_or_name_line_and_column(tmp_path, rows):
         assert len(tr) >= 1 and np.all(np.isfinite(tr.arrival_s)) and np.all(tr.work_s > 0)
 
 
+def _check_llm_trace(tr) -> None:
+    """What a loaded LLM trace promises: sorted finite arrivals from 0, counts
+    in range, every request's blocks in the flat array."""
+    tok = tr.tokens
+    assert tok is not None and len(tok) == len(tr) >= 1
+    assert np.all(np.isfinite(tr.arrival_s)) and np.all(tr.arrival_s >= 0)
+    assert np.all(np.diff(tr.arrival_s) >= 0)
+    assert np.all(tok.prompt >= 1) and np.all(tok.output >= 0)
+    assert tok.offsets[0] == 0 and tok.offsets[-1] == tok.blocks.size
+    assert np.all(np.diff(tok.offsets) >= 0)
+
+
+@fuzz(300)
+@given(rows=st.lists(st.one_of(
+    st.dictionaries(st.sampled_from(["timestamp", "input_length", "output_length", "hash_ids",
+                                     "bogus"]),
+                    st.one_of(json_values, st.lists(st.integers(-5, 2**64 + 5), max_size=4),
+                              st.just([True]), st.just([1.5])),
+                    max_size=5),
+    st.sampled_from(["[1, 2]", "null", "{"])), min_size=1, max_size=4))
+def test_random_mooncake_traces_load_or_name_line_and_column(tmp_path, rows):
+    from arbiter_core.simulate import TraceError, load_trace
+
+    COUNTS["fuzzed traces"] += 1
+    f = tmp_path / "t.jsonl"
+    lines = [r if isinstance(r, str) else json.dumps(r, default=repr) for r in rows]
+    f.write_text("\n".join(lines) + "\n")
+    try:
+        tr = load_trace(f)
+    except TraceError as exc:
+        assert str(exc).startswith(str(f)) and len(str(exc)) < 2000, str(exc)[:300]
+    else:
+        if tr.format != "requests":
+            _check_llm_trace(tr)
+
+
+@fuzz(200)
+@given(header=st.lists(st.sampled_from(["TIMESTAMP", "ContextTokens", "GeneratedTokens",
+                                        "bogus", ""]), max_size=4),
+       rows=st.lists(st.lists(st.one_of(cells, st.sampled_from(
+           ["2023-11-16 18:17:03.9799600", "2023-11-16T18:17:03Z", "2023-13-01 00:00:00",
+            "2023-11-16 18:17:03+05:30", "4808", "0", "12.0"])), max_size=4), max_size=5))
+def test_random_azure_traces_load_or_name_line_and_column(tmp_path, header, rows):
+    from arbiter_core.simulate import TraceError, load_trace
+
+    COUNTS["fuzzed traces"] += 1
+    f = tmp_path / "t.csv"
+    f.write_text("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n")
+    try:
+        tr = load_trace(f)
+    except TraceError as exc:
+        assert str(exc).startswith(str(f)) and len(str(exc)) < 2000, str(exc)[:300]
+    else:
+        if tr.format == "azure":
+            _check_llm_trace(tr)
+            assert tr.arrival_s[0] == 0.0
+
+
 @pytest.mark.parametrize("content, suffix, named", [
     ("arrival_s,work_s\n0,1\n0," + "9" * 200_000 + "\n", ".csv", "line 3"),
     ('{"arrival_s": 0, "work_s": 1' + "0" * 400 + "}\n", ".jsonl", "column work_s"),

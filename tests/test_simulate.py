@@ -215,12 +215,12 @@ def test_work_distributions_have_the_scenario_mean(dist):
     ("patch", "message"),
     [
         ({"pool": {"groups": [{"count": 1, "max_tasks": 2, "service": "batch"}]}},
-         "pool.groups[0].service: must be one of slots, shared, got 'batch'"),
+         "pool.groups[0].service: must be one of slots, shared, llm, got 'batch'"),
         ({"pool": {"groups": [{"count": 1, "max_tasks": 2, "service": "shared",
                                "parallelism": 3}]}},
          "pool.groups[0].parallelism: must be an integer >= 1 and <= 2, got 3"),
         ({"pool": {"groups": [{"count": 1, "max_tasks": 2, "parallelism": 1}]}},
-         "pool.groups[0].parallelism: only for service = \"shared\""),
+         "pool.groups[0].parallelism: only for service = \"shared\" or \"llm\""),
         ({"arrivals": {"rate_per_s": 1, "mean_task_s": 1, "task_distribution": "zipf"}},
          "arrivals.task_distribution: must be one of lognormal, exponential, "
          "deterministic, pareto, got 'zipf'"),

@@ -72,11 +72,26 @@ TABLE_COLUMNS = [
 ]
 
 
+#: added to the table when the runs used the LLM-serving model (service = "llm")
+LLM_COLUMNS = [
+    ("ttft_mean", "ttft_mean_s", 2), ("ttft_p50", "ttft_p50_s", 2),
+    ("ttft_p99", "ttft_p99_s", 2), ("cache_hit", "cache_hit_rate", 3),
+    ("tokens/s", "tokens_per_s", 1),
+]
+
+
+def table_columns(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """The table's columns for these rows: the LLM ones only when a row has them."""
+    llm = any(r.get(key) is not None for r in rows.values() for _, key, _ in LLM_COLUMNS)
+    return TABLE_COLUMNS + (LLM_COLUMNS if llm else [])
+
+
 def render_table(rows: dict[str, dict[str, Any]], out: TextIO) -> None:
     """Print one line per strategy with the table columns (times in seconds);
     with several seeds each cell is ``mean±half-width`` of its 95 % interval."""
-    headers = ["strategy"] + [h for h, _, _ in TABLE_COLUMNS]
-    body = [[name] + [_cell(r, k, d) for _, k, d in TABLE_COLUMNS] for name, r in rows.items()]
+    columns = table_columns(rows)
+    headers = ["strategy"] + [h for h, _, _ in columns]
+    body = [[name] + [_cell(r, k, d) for _, k, d in columns] for name, r in rows.items()]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
 
     def fmt_line(cells: list[str]) -> str:
@@ -170,7 +185,9 @@ def _describe(scenario: Any, trace: Any, seeds: list[int]) -> str:
             + (f" ({shared} shared-service)" if shared else "")
             + f", {sum(g.count * g.max_tasks for g in groups)} task slots")
     if trace is not None:
-        load = f"trace {trace.path}: {len(trace)} requests over {trace.duration_s:g} s"
+        kind = "" if trace.format == "requests" else f" ({trace.format})"
+        load = (f"trace {trace.path}{kind}: {len(trace)} requests over "
+                f"{trace.duration_s:g} s")
     else:
         ar = scenario.arrivals
         bursts = (f" (bursts x{', x'.join(f'{b.factor:g}' for b in ar.bursts)})"
@@ -195,11 +212,28 @@ def _describe_tenant(t: Any, rate: bool) -> str:
         f" ({', '.join(policy)})"
 
 
+def _write_verdict(out: TextIO, best: Any, means: dict[str, float],
+                   runs: dict[str, Any], seeds: list[int], agents: int) -> None:
+    """The best strategy, and the optimizer's view of the leader's first run."""
+    out.write(best.message(means) + "\n")
+    if best.excluded:
+        out.write(f"  (not eligible, completed significantly fewer requests: "
+                  f"{', '.join(best.excluded)})\n")
+    first = runs[best.leader][0].table_row()
+    out.write(f"the optimizer's recommendations for {best.leader} (seed {seeds[0]}):\n")
+    recs = first["recommendations"] or ["(none: no active bottleneck at the end)"]
+    for rec in recs:
+        out.write(f"  - {rec}\n")
+    out.write(f"capacity: {first['capacity_action']} (desired agents "
+              f"{first['desired_agents']} of {agents})\n")
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .scenario import ScenarioError, default_scenario, load_scenario
     from .simulate import (
         TraceError,
         best_strategy,
+        check_workload,
         default_jobs,
         load_trace,
         run_cases,
@@ -228,12 +262,22 @@ def _simulate(args: argparse.Namespace) -> int:
             sys.stderr.write(f"arbiter-core simulate: {exc}\n")
             return 2
     trace = None
-    if args.trace:
+    trace_path = args.trace or scenario.trace
+    if trace_path:
         try:
-            trace = load_trace(args.trace)
+            trace = load_trace(trace_path, speed=args.trace_speed, limit=args.trace_limit)
         except TraceError as exc:
             sys.stderr.write(f"arbiter-core simulate: bad trace: {exc}\n")
             return 2
+    elif args.trace_speed != 1.0 or args.trace_limit is not None:
+        sys.stderr.write("arbiter-core simulate: --trace-speed and --trace-limit need a "
+                         "trace (--trace, or the scenario's trace)\n")
+        return 2
+    try:
+        check_workload(scenario, trace)
+    except ValueError as exc:
+        sys.stderr.write(f"arbiter-core simulate: {exc}\n")
+        return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -278,8 +322,9 @@ def _simulate(args: argparse.Namespace) -> int:
         doc: dict[str, Any] = {"scenario": scenario.to_dict(), "seed": args.seed,
                                "seeds": seeds, "strategies": rows}
         if trace is not None:
-            doc["trace"] = {"path": trace.path, "requests": len(trace),
-                            "duration_s": trace.duration_s}
+            doc["trace"] = {"path": trace.path, "format": trace.format,
+                            "requests": len(trace), "duration_s": trace.duration_s,
+                            "speed": args.trace_speed, "limit": args.trace_limit}
         doc["best"] = None if best is None else {
             "metric": best.metric, "strategy": best.winner, "leader": best.leader,
             "runner_up": best.runner_up, "difference": best.diff,
@@ -302,19 +347,10 @@ def _simulate(args: argparse.Namespace) -> int:
         out.write(f"\n(times in seconds; {ci}{n_cases} runs in {wall:.1f} s "
                   f"({cpu:.1f} s of simulation, {procs}))\n\n")
         if best is None:
-            out.write("best strategy: none completed a task\n")
-            return 0
-        out.write(best.message(means) + "\n")
-        if best.excluded:
-            out.write(f"  (not eligible, completed significantly fewer requests: "
-                      f"{', '.join(best.excluded)})\n")
-        first = runs[best.leader][0].table_row()
-        out.write(f"the optimizer's recommendations for {best.leader} (seed {seeds[0]}):\n")
-        recs = first["recommendations"] or ["(none: no active bottleneck at the end)"]
-        for rec in recs:
-            out.write(f"  - {rec}\n")
-        out.write(f"capacity: {first['capacity_action']} (desired agents "
-                  f"{first['desired_agents']} of {scenario.agent_count})\n")
+            # (the plot below is still written)
+            out.write("best strategy: none (no request completed after the warm-up)\n")
+        else:
+            _write_verdict(out, best, means, runs, seeds, scenario.agent_count)
     if args.plot:
         from .plotting import plot_results
 
@@ -451,8 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the (strategy x seed) cases in N processes; the results "
                           "do not depend on it (default: one per CPU)")
     sim.add_argument("--trace", metavar="FILE",
-                     help="replay these requests (CSV with a header, or JSON lines) "
-                          "instead of the scenario's arrivals")
+                     help="replay these requests instead of the scenario's arrivals: "
+                          "CSV with a header or JSON lines, a Mooncake JSON-lines trace or "
+                          "an Azure LLM inference CSV (.gz read through gzip)")
+    sim.add_argument("--trace-speed", type=float, default=1.0, metavar="F",
+                     help="replay the trace F times as fast (arrival rates x F; default 1)")
+    sim.add_argument("--trace-limit", type=int, default=None, metavar="N",
+                     help="replay only the trace's first N requests")
     sim.add_argument("--executor", choices=("process", "ray"), default="process",
                      help="where the cases run: local processes (--jobs), or Ray tasks "
                           "on the cluster at RAY_ADDRESS, else a local Ray with --jobs "
@@ -497,6 +538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate" and (args.seeds < 1 or (args.jobs is not None
                                                            and args.jobs < 1)):
         parser.error("--seeds and --jobs must be >= 1")
+    if args.command == "simulate" and (not (math.isfinite(args.trace_speed)
+                                             and args.trace_speed > 0)
+                                        or (args.trace_limit is not None
+                                            and args.trace_limit < 1)):
+        parser.error("--trace-speed must be > 0 and --trace-limit >= 1")
     if args.command == "bench" and not args.scale > 0:
         parser.error("--scale must be > 0")
     return int(args.func(args))

@@ -37,7 +37,7 @@ __all__ = [
 
 PRIORITY_NAMES = ("low", "medium", "high", "critical")
 FAULT_KINDS = ("slow", "silent", "failing", "replica_crash")
-SERVICE_MODELS = ("slots", "shared")
+SERVICE_MODELS = ("slots", "shared", "llm")
 TASK_DISTRIBUTIONS = ("lognormal", "exponential", "deterministic", "pareto")
 #: generated arrivals are held in memory (a few tens of bytes each): bound them
 MAX_ARRIVALS = 20_000_000
@@ -47,9 +47,11 @@ _TOP_FIELDS = frozenset({
     "name", "duration_s", "pool", "arrivals", "faults", "rate_limit", "report_interval_s",
     "tick_interval_s", "stale_after_s", "latency_threshold_ms", "throughput_threshold_per_s",
     "max_queue", "warmup_s", "usage_reports", "tenants", "replicas", "sync_interval_s",
-    "lease_ttl_s"})
+    "lease_ttl_s", "block_tokens", "trace"})
 _GROUP_FIELDS = frozenset({"name", "count", "max_tasks", "speed", "weight", "base_memory",
-                           "memory_per_task", "service", "parallelism"})
+                           "memory_per_task", "service", "parallelism", "prefill_tokens_per_s",
+                           "decode_tokens_per_s", "cache_blocks"})
+_LLM_FIELDS = ("prefill_tokens_per_s", "decode_tokens_per_s", "cache_blocks")
 _ARRIVAL_FIELDS = frozenset({"rate_per_s", "mean_task_s", "task_sigma", "bursts", "priorities",
                              "task_distribution", "pareto_shape"})
 _TENANT_FIELDS = frozenset({"name", "arrival_rate_per_s", "weight", "max_active", "max_queued",
@@ -81,6 +83,14 @@ class AgentGroup:
       tasks running each progresses at ``speed * min(1, p / n)`` -- an LLM
       server batching requests, or workers on shared CPUs.  p = 1 is classic
       processor sharing; p = ``max_tasks`` is the slot model.
+    * ``"llm"``: an LLM server, sharing like ``"shared"``, whose requests
+      carry tokens (replayed from an LLM trace) instead of work: a request
+      prefills the prompt tokens not in the agent's prefix cache at
+      ``prefill_tokens_per_s``, then decodes its output at
+      ``decode_tokens_per_s`` (both per request at full speed, times
+      ``speed``; beyond ``parallelism`` requests every one slows down).
+      The cache holds ``cache_blocks`` blocks of the scenario's
+      ``block_tokens`` (least recently used evicted first; 0: no cache).
     """
 
     name: str
@@ -92,11 +102,14 @@ class AgentGroup:
     memory_per_task: float = 6.0
     service: str = "slots"
     parallelism: int | None = None
+    prefill_tokens_per_s: float | None = None
+    decode_tokens_per_s: float | None = None
+    cache_blocks: int = 0
 
     @property
     def effective_parallelism(self) -> int:
         """How many tasks run at full speed at once (``max_tasks`` for slots)."""
-        if self.service == "shared":
+        if self.service in ("shared", "llm"):
             return self.parallelism if self.parallelism is not None else 1
         return self.max_tasks
 
@@ -221,6 +234,13 @@ class Scenario:
     With ``tenants`` every tenant has its own Poisson stream and its policy in
     the manager, and ``arrivals.rate_per_s`` is the sum of the tenants' rates.
 
+    ``block_tokens`` is the tokens of one prefix block (an LLM trace's block
+    hashes each cover that many prompt tokens; Mooncake's are 512), for the
+    ``"llm"`` service's prefix caches.  ``trace`` is the path of a trace
+    file to replay instead of the generated arrivals (in the file, relative
+    to the scenario file; then ``[arrivals]`` needs no ``rate_per_s`` and
+    ``mean_task_s``); ``--trace`` replaces it.
+
     ``replicas > 1`` runs that many scheduler replicas
     (:class:`~arbiter_core.fleet.FleetMember`) sharing the pool through an
     :class:`~arbiter_core.fleet.InMemoryLeaseStore` with ``lease_ttl_s``;
@@ -248,6 +268,13 @@ class Scenario:
     replicas: int = 1
     sync_interval_s: float = 0.25
     lease_ttl_s: float = 10.0
+    block_tokens: int = 512
+    trace: str | None = None
+
+    @property
+    def llm(self) -> bool:
+        """Whether the pool serves LLM requests (``service = "llm"``)."""
+        return any(g.service == "llm" for g in self.groups)
 
     @property
     def agent_count(self) -> int:
@@ -334,12 +361,20 @@ def load_scenario(path: str | Path) -> Scenario:
             data = tomllib.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{p}: not valid {p.suffix.lstrip('.') or 'TOML'}: {exc}") from None
-    return scenario_from_dict(data, name=p.stem)
+    return scenario_from_dict(data, name=p.stem, base=p.parent)
 
 
-def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
-    """Build and validate a :class:`Scenario` from parsed TOML/JSON data."""
+def scenario_from_dict(data: object, name: str = "custom",
+                       base: str | Path | None = None) -> Scenario:
+    """Build and validate a :class:`Scenario` from parsed TOML/JSON data.
+
+    ``base`` is the directory a relative ``trace`` path is resolved against
+    (the scenario file's; default: the working directory).
+    """
     r = _Reader(data, "scenario", _TOP_FIELDS)
+    trace = None
+    if "trace" in r.data:
+        trace = str(Path(base or ".") / r.text("trace"))
     duration_s = r.number("duration_s", positive=True, hi=86_400.0)
     _Reader(r.table("pool", required=True), "pool", frozenset({"groups"}))
     groups_raw = r.items("pool.groups", required=True)
@@ -355,9 +390,23 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
             raise ScenarioError(f"pool.groups[{i}].service: must be one of "
                                 f"{', '.join(SERVICE_MODELS)}, got {service!r}")
         parallelism = gr.integer("parallelism", default=None, minimum=1, maximum=max_tasks)
-        if parallelism is not None and service != "shared":
+        if parallelism is not None and service == "slots":
             raise ScenarioError(f"pool.groups[{i}].parallelism: only for service = "
-                                f"\"shared\" (a slot agent runs max_tasks at full speed)")
+                                f"\"shared\" or \"llm\" (a slot agent runs max_tasks at "
+                                f"full speed)")
+        llm: dict[str, Any] = {}
+        if service == "llm":
+            llm = {"prefill_tokens_per_s": gr.number("prefill_tokens_per_s", positive=True,
+                                                     hi=1e12),
+                   "decode_tokens_per_s": gr.number("decode_tokens_per_s", positive=True,
+                                                    hi=1e12),
+                   "cache_blocks": gr.integer("cache_blocks", default=0, minimum=0,
+                                              maximum=1_000_000_000)}
+        else:
+            for key in _LLM_FIELDS:
+                if key in gr.data:
+                    raise ScenarioError(f"pool.groups[{i}].{key}: only for service = "
+                                        f"\"llm\"")
         groups.append(AgentGroup(
             name=gr.text("name", default=f"group{i}"),
             count=gr.integer("count", minimum=1, maximum=100_000),
@@ -368,12 +417,18 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
             memory_per_task=gr.number("memory_per_task", default=6.0, lo=0.0, hi=100.0),
             service=service,
             parallelism=parallelism,
+            **llm,
         ))
         gr.done()
+    kinds = {g.service == "llm" for g in groups}
+    if len(kinds) > 1:
+        # an LLM request has tokens, not work: it cannot run on a slot agent
+        raise ScenarioError("pool.groups: service = \"llm\" groups cannot be mixed with "
+                            "others (their requests carry tokens, not work)")
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
         raise ScenarioError(f"pool.groups: group names must be unique, got {names}")
-    ar = _Reader(r.table("arrivals", required=True), "arrivals", _ARRIVAL_FIELDS)
+    ar = _Reader(r.table("arrivals", required=trace is None), "arrivals", _ARRIVAL_FIELDS)
     bursts = []
     for i, b in enumerate(ar.items("bursts")):
         br = _Reader(b, f"arrivals.bursts[{i}]", frozenset({"start_s", "duration_s", "factor"}))
@@ -410,10 +465,15 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
                                 "(each tenant has its arrival_rate_per_s); remove it")
         rate = math.fsum(t.arrival_rate_per_s for t in tenants)
     else:
-        rate = ar.number("rate_per_s", positive=True, hi=1e6)
+        # a scenario that replays its trace generates no arrivals
+        rate = ar.number("rate_per_s", positive=True, hi=1e6,
+                         **({"default": None} if trace is not None else {}))
+        if rate is None:
+            rate = 0.0
     arrivals = Arrivals(
         rate_per_s=rate,
-        mean_task_s=ar.number("mean_task_s", positive=True),
+        mean_task_s=ar.number("mean_task_s", positive=True,
+                              **({"default": 1.0} if trace is not None else {})),
         task_sigma=ar.number("task_sigma", default=0.5, lo=0.0, hi=5.0),
         bursts=tuple(bursts),
         priorities=tuple(prios),
@@ -474,6 +534,8 @@ def scenario_from_dict(data: object, name: str = "custom") -> Scenario:
         replicas=r.integer("replicas", default=1, minimum=1),
         sync_interval_s=r.number("sync_interval_s", default=0.25, positive=True),
         lease_ttl_s=r.number("lease_ttl_s", default=10.0, positive=True),
+        block_tokens=r.integer("block_tokens", default=512, minimum=1, maximum=1_048_576),
+        trace=trace,
     )
     check_replicas(sc)
     if sc.warmup_s >= sc.duration_s:

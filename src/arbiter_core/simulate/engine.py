@@ -18,6 +18,10 @@ would make):
   holds (the manager marks it OFFLINE after ``stale_after_s`` and fails its
   work over); a *failing* agent fails tasks (the manager ejects it after
   consecutive failures);
+* **LLM agents** (``service = "llm"``) serve requests replayed from an LLM
+  trace: each prefills the prompt tokens missing from the agent's prefix
+  cache, then decodes (:mod:`.llm`); the first token comes when the prefill
+  ends, and the prompt's blocks are then in the agent's cache;
 * **the scheduler** submits requests (:mod:`.workload`: generated or from a
   trace), each under its tenant (the scenario's tenant policies are the
   manager's), releases them when their task ends (``success=False`` for a failed
@@ -55,12 +59,32 @@ from ..resources import (
 )
 from ..scenario import PRIORITY_NAMES, Scenario
 from ..types import AllocationStatus, LoadBalancingStrategy, MetricType, TaskPriority
+from .llm import PrefixCache, llm_work
 from .service import AgentService
 from .trace import Trace
-from .workload import Workload, generate_workload
+from .workload import Tokens, Workload, generate_workload
 
-__all__ = ["TENANT_FIELDS", "SimulationResult", "compare_strategies", "jain_index",
-           "progress_printer", "run_simulation"]
+__all__ = ["LLM_FIELDS", "TENANT_FIELDS", "SimulationResult", "check_workload",
+           "compare_strategies", "jain_index", "progress_printer", "run_simulation"]
+
+#: the result fields of the LLM-serving model (None in a run without it)
+LLM_FIELDS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "cache_hit_rate", "tokens_per_s")
+
+
+def _accepts(name: str, value: Any) -> bool:
+    """Whether this version's AllocationRequest takes the keyword ``name``."""
+    try:
+        AllocationRequest(request_id="probe", task_id="probe", **{name: value})
+    except TypeError:
+        return False
+    return True
+
+
+# An LLM request's prefix (its block hashes) and cost (prompt + output
+# tokens) go to the manager once AllocationRequest takes them (the affinity
+# and cost-fair-share work); until then they stay on the simulator's task.
+_REQUEST_TAKES_PREFIX = _accepts("prefix", (1,))
+_REQUEST_TAKES_COST = _accepts("cost", 1.0)
 
 #: the fields of ``SimulationResult.tenants[t]`` (counts, then times in seconds)
 TENANT_FIELDS = ("submitted", "completed", "timed_out", "rejected", "failed",
@@ -120,6 +144,13 @@ class SimulationResult:
     arrival_rate_per_s * sojourn_mean_s``, and the simulator's bookkeeping
     keeps it exact.
 
+    With LLM agents (``service = "llm"``) the run also has the
+    :data:`LLM_FIELDS`: time to first token (submission to the end of the
+    prefill; requests after ``warmup_s`` that got their first token),
+    ``cache_hit_rate`` (prompt tokens served from an agent's prefix cache
+    over all prompt tokens prefilled) and ``tokens_per_s`` (output tokens of
+    completed requests per simulated second).  They are None otherwise.
+
     ``tenants`` breaks the counts and times down by tenant when the workload
     has tenants (the scenario's ``[[tenants]]`` or a trace's ``tenant``
     column; requests without one are ``"default"``): ``tenants[t]`` has the
@@ -159,6 +190,11 @@ class SimulationResult:
     replicas: int = 1
     oversubscribed: int = 0
     lost_in_crash: int = 0
+    ttft_mean_s: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p99_s: float | None = None
+    cache_hit_rate: float | None = None
+    tokens_per_s: float | None = None
     recommendations: list[str] = field(default_factory=list)
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
     # time series for plots (not part of the table)
@@ -180,8 +216,8 @@ _NOT_IN_TABLE = frozenset({"strategy", "seed", "timeline", "e2e_samples", "agent
 
 
 class _Task:
-    __slots__ = ("agent", "began", "fail_draw", "index", "replica", "request_id", "started",
-                 "submitted_at", "tenant", "work_s")
+    __slots__ = ("agent", "began", "fail_draw", "first_token", "index", "prefix", "replica",
+                 "request_id", "started", "submitted_at", "tenant", "work_s")
 
     def __init__(self, request_id: str, index: int, work_s: float, submitted_at: float,
                  fail_draw: float, tenant: int) -> None:
@@ -196,12 +232,17 @@ class _Task:
         self.began = math.nan      # when it started on its current agent
         self.started = False       # ever allocated (the wait is measured once)
         self.replica = 0           # the scheduler replica that holds it
+        # an LLM request: its prompt's block hashes, and whether its first
+        # token came (a moved request prefills again but answers once)
+        self.prefix: list[int] = []
+        self.first_token = False
 
 
 class _Simulation:
     def __init__(self, scenario: Scenario, strategy: LoadBalancingStrategy, seed: int,
                  progress: Callable[[float], None] | None,
                  trace: Trace | None = None) -> None:
+        check_workload(scenario, trace)
         self.sc = scenario
         self.strategy = strategy
         # independent streams: the workload (times, priorities, work, failure
@@ -293,6 +334,13 @@ class _Simulation:
         # the time each request spent in it
         self.area = 0.0
         self.sojourn_sum = 0.0
+        # the LLM-serving model
+        self.caches: dict[str, PrefixCache] = {}
+        self.rates: dict[str, tuple[float, float]] = {}    # prefill, decode tokens/s
+        self.ttft: list[float] = []
+        self.prompt_tokens = 0
+        self.cached_tokens = 0
+        self.output_done = 0
 
     def _init_tenants(self) -> None:
         """The run's tenants: the scenario's, then any other the workload
@@ -342,7 +390,13 @@ class _Simulation:
                     # count against max_tasks)
                     self.store.register_agent(aid, max_tasks=g.max_tasks,
                                               weight=g.effective_weight)
-                self.services[aid] = AgentService(g.speed, g.effective_parallelism)
+                svc = self.services[aid] = AgentService(g.speed, g.effective_parallelism)
+                if g.service == "llm":
+                    assert g.prefill_tokens_per_s and g.decode_tokens_per_s
+                    self.caches[aid] = PrefixCache(g.cache_blocks)
+                    self.rates[aid] = (g.prefill_tokens_per_s, g.decode_tokens_per_s)
+                    svc.on_milestone = (lambda rid, t, aid=aid:
+                                        self._first_token(aid, rid, t))
                 self.memory[aid] = (g.base_memory, g.memory_per_task)
                 self.max_tasks[aid] = g.max_tasks
         for arm in self.arms:
@@ -373,10 +427,19 @@ class _Simulation:
             self.t_submitted[tenant] += 1
         task = _Task(rid, i, float(w.work_s[i]), now, float(w.fail_draw[i]), tenant)
         self.tasks[rid] = task
+        extra: dict[str, Any] = {}
+        if w.tokens is not None:
+            task.prefix = w.tokens.prefix(i)
+            # the one place an LLM request's prefix and cost reach the manager
+            if _REQUEST_TAKES_PREFIX and task.prefix:
+                extra["prefix"] = task.prefix
+            if _REQUEST_TAKES_COST:
+                extra["cost"] = float(w.tokens.prompt[i] + w.tokens.output[i])
         req = AllocationRequest(request_id=rid, task_id=f"t{i}",
                                 priority=_PRIORITY_VALUES[w.priority[i]],
                                 timeout_s=float(w.timeout_s[i]),
-                                tenant=self.tenant_names[tenant] if tenant >= 0 else "default")
+                                tenant=self.tenant_names[tenant] if tenant >= 0 else "default",
+                                **extra)
         if len(self.arms) > 1:
             task.replica = self.live[int(self.route.integers(len(self.live)))]
         res = self.allocs[task.replica](req)
@@ -430,10 +493,39 @@ class _Simulation:
                 if task.tenant >= 0:
                     self.t_waits[task.tenant].append(now - task.submitted_at)
         svc = self.services[agent]
-        svc.add(task.request_id, task.work_s, now)
+        tokens = self.work.tokens
+        if tokens is None:
+            svc.add(task.request_id, task.work_s, now)
+        else:
+            # bring the agent up to now first: prefills that ended by now
+            # have stored their blocks, so this request can match them
+            svc.advance(now)
+            prefill, work = self._llm_work(task, agent, tokens)
+            svc.add(task.request_id, work, now, milestone=prefill)
         if svc.n > self.max_tasks[agent]:
             self.result.oversubscribed += 1
         self._reschedule(agent)
+
+    def _llm_work(self, task: _Task, agent: str, tokens: Tokens) -> tuple[float, float]:
+        """An LLM request's (prefill, total) work on ``agent``: the prompt
+        tokens its cache holds are not prefilled."""
+        i = task.index
+        prompt, output = int(tokens.prompt[i]), int(tokens.output[i])
+        matched = self.caches[agent].match(task.prefix)
+        cached = min(matched * self.sc.block_tokens, prompt)
+        self.prompt_tokens += prompt
+        self.cached_tokens += cached
+        return llm_work(prompt, cached, output, *self.rates[agent])
+
+    def _first_token(self, agent: str, rid: str, t: float) -> None:
+        """``rid``'s prefill on ``agent`` ended at ``t``: its blocks are
+        cached there, and its first token is out."""
+        task = self.tasks[rid]
+        self.caches[agent].store(task.prefix)
+        if not task.first_token:
+            task.first_token = True
+            if task.submitted_at >= self.sc.warmup_s:
+                self.ttft.append(t - task.submitted_at)
 
     def _stop_running(self, task: _Task, now: float) -> None:
         """Take a task off its agent unfinished (failover moved or requeued it)."""
@@ -471,6 +563,8 @@ class _Simulation:
                                timestamp=now)
         if success:
             self.result.completed += 1
+            if self.work.tokens is not None:
+                self.output_done += int(self.work.tokens.output[task.index])
             self._tally(task, _COMPLETED)
             if task.submitted_at >= self.sc.warmup_s:
                 self.e2e.append(e2e)
@@ -639,7 +733,7 @@ class _Simulation:
         # a hard stop far past any deadline guarantees termination
         longest_timeout = float(self.work.timeout_s.max()) if len(self.work) else 0.0
         horizon = self.duration + 10 * max(longest_timeout, self.sc.stale_after_s) \
-            + 100 * max(self.work.mean_work_s, self.sc.arrivals.mean_task_s)
+            + 100 * max(self._mean_work_s(), self.sc.arrivals.mean_task_s)
         arrivals = self.work.arrival_s.tolist()
         n = len(arrivals)
         i = 0
@@ -678,12 +772,25 @@ class _Simulation:
         self._close(time.perf_counter() - wall)
         return self.result
 
+    def _mean_work_s(self) -> float:
+        """The mean work of a request (an LLM request's, cold on the slowest agent)."""
+        tokens = self.work.tokens
+        if tokens is None:
+            return self.work.mean_work_s
+        if not len(tokens) or not self.rates:
+            return 0.0
+        prefill = min(p for p, _ in self.rates.values())
+        decode = min(d for _, d in self.rates.values())
+        return float(tokens.prompt.mean() / prefill + tokens.output.mean() / decode)
+
     def _close(self, wall_s: float) -> None:
         r = self.result
         now = self.clock.now()
         # whatever is still open after the horizon (only possible with a
         # scenario whose work never ends) is counted as failed, never dropped
         for task in list(self.tasks.values()):
+            if task.agent is not None:      # no milestone may fire for an ended task
+                self.services[task.agent].remove(task.request_id, now)
             r.failed += 1
             self._tally(task, _FAILED)
             self._end(task, now)
@@ -699,6 +806,14 @@ class _Simulation:
         for aid, svc in self.services.items():
             svc.advance(now)
             busy[aid] = svc.busy_area
+        if self.caches:
+            if self.ttft:
+                r.ttft_mean_s = float(np.mean(self.ttft))
+                r.ttft_p50_s, r.ttft_p99_s = (float(x)
+                                              for x in np.quantile(self.ttft, [0.5, 0.99]))
+            if self.prompt_tokens:
+                r.cache_hit_rate = self.cached_tokens / self.prompt_tokens
+            r.tokens_per_s = self.output_done / elapsed
         loads = [busy[a] / (self.max_tasks[a] * elapsed) for a in busy]
         r.fairness = jain_index(loads)
         r.bottlenecks_found = len(self.bottleneck_keys)
@@ -726,6 +841,27 @@ class _Simulation:
         row["wait_p50_s"], row["wait_p95_s"], row["wait_p99_s"] = qs
         row["e2e_mean_s"] = round(float(np.mean(e2e)), 6) if e2e else None
         return row
+
+
+def check_workload(scenario: Scenario, trace: Trace | None) -> None:
+    """Whether ``trace`` (or the scenario's generated arrivals) fits the pool:
+    an LLM pool needs an LLM trace's tokens, any other pool work.
+
+    Raises
+    ------
+    ValueError
+        They do not fit (the message says what to give instead).
+    """
+    tokens = trace is not None and trace.tokens is not None
+    if scenario.llm and not tokens:
+        what = "generated arrivals" if trace is None else f"the {trace.format} trace"
+        raise ValueError(f"trace: a pool of service = \"llm\" agents replays an LLM trace "
+                         f"(Mooncake JSON lines or Azure CSV, with token counts); "
+                         f"{what} carries no tokens")
+    if tokens and not scenario.llm:
+        assert trace is not None
+        raise ValueError(f"trace: the {trace.format} trace carries tokens, not work: "
+                         f"replay it on service = \"llm\" agents")
 
 
 def run_simulation(scenario: Scenario, strategy: LoadBalancingStrategy | str, seed: int = 0,

@@ -12,11 +12,18 @@ virtual time ``v0`` with work ``w`` ends when ``v`` reaches ``v0 + w``.  The
 running tasks sit in a heap keyed by that finish tag, so the next completion
 is the heap's top, and a start, a completion, a move or a speed change costs
 O(log n) -- never a pass over the running tasks.
+
+A task may also carry a *milestone*: the work after which something
+user-visible happens (an LLM request's first token, after its prefill).  The
+milestones sit in a second heap, and the moment the virtual time crosses one
+is computed exactly when the virtual time is advanced, with no event of its
+own: ``on_milestone(task_id, t)`` is called with the crossing time.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 __all__ = ["AgentService"]
 
@@ -35,7 +42,14 @@ class AgentService:
     -----
     Memory: one heap entry per running task (bounded by the agent's
     ``max_tasks``, which the manager enforces) plus the entries of removed
-    tasks until they reach the top or the agent falls idle.
+    tasks until they reach the top or the agent falls idle; the same again
+    for milestones.
+
+    ``on_milestone`` (settable) is called as ``on_milestone(task_id, t)``
+    when a task started with ``milestone=m`` has received ``m`` units of
+    work, ``t`` being that exact moment; it runs inside :meth:`advance`
+    (and so inside :meth:`add`, :meth:`pop`, ...), before the call changes
+    anything.
 
     Examples
     --------
@@ -50,8 +64,9 @@ class AgentService:
     3.0
     """
 
-    __slots__ = ("_heap", "_last", "_live", "_removed", "_seq", "busy_area", "epoch", "n",
-                 "parallelism", "scheduled", "slowdown", "speed", "stopped", "vtime")
+    __slots__ = ("_heap", "_last", "_live", "_marks", "_removed", "_seq", "busy_area", "epoch",
+                 "n", "on_milestone", "parallelism", "scheduled", "slowdown", "speed", "stopped",
+                 "vtime")
 
     def __init__(self, speed: float, parallelism: int) -> None:
         self.speed = float(speed)
@@ -71,6 +86,10 @@ class AgentService:
         self._live: dict[str, int] = {}   # task id -> its heap entry's sequence number
         self._removed: set[int] = set()   # sequence numbers of entries to skip
         self._seq = 0
+        # milestones: (virtual time, sequence number, task id); an entry whose
+        # sequence number is no longer its task's live one is stale
+        self._marks: list[tuple[float, int, str]] = []
+        self.on_milestone: Callable[[str, float], None] | None = None
 
     def rate(self) -> float:
         """Work per second each running task receives now."""
@@ -86,12 +105,30 @@ class AgentService:
         dt = now - self._last
         if dt > 0.0:
             if self.n:
-                self.vtime += dt * self.rate()
+                r = self.rate()
+                if self._marks:
+                    self._cross(self.vtime + dt * r, r, now)
+                self.vtime += dt * r
                 self.busy_area += dt * self.n
             self._last = now
 
-    def add(self, task_id: str, work: float, now: float) -> None:
-        """Start a task needing ``work`` units."""
+    def _cross(self, upto: float, r: float, now: float) -> None:
+        """Report the milestones at virtual times <= ``upto`` (reached by ``now``)."""
+        marks, live = self._marks, self._live
+        while marks and marks[0][0] <= upto:
+            v, seq, task_id = heapq.heappop(marks)
+            if live.get(task_id) != seq:
+                continue                # the task was taken away before it got there
+            # the rate was constant since _last: interpolate the crossing
+            t = self._last + max(v - self.vtime, 0.0) / r if r > 0.0 else now
+            if self.on_milestone is not None:
+                self.on_milestone(task_id, min(t, now))
+
+    def add(self, task_id: str, work: float, now: float,
+            milestone: float | None = None) -> None:
+        """Start a task needing ``work`` units; with ``milestone`` (0 <=
+        milestone <= work), :attr:`on_milestone` reports when it has had
+        that much work."""
         if task_id in self._live:
             raise ValueError(f"task {task_id!r} already runs here")
         self.advance(now)
@@ -99,6 +136,12 @@ class AgentService:
         heapq.heappush(self._heap, (self.vtime + work, self._seq, task_id))
         self._live[task_id] = self._seq
         self.n += 1
+        if milestone is not None:
+            if milestone <= 0.0:
+                if self.on_milestone is not None:
+                    self.on_milestone(task_id, now)
+            else:
+                heapq.heappush(self._marks, (self.vtime + milestone, self._seq, task_id))
 
     def remove(self, task_id: str, now: float) -> None:
         """Take a running task away unfinished (it moved or was requeued)."""
@@ -111,7 +154,10 @@ class AgentService:
         """End the task that finishes first (call at :meth:`next_completion`)."""
         self.advance(now)
         self._clean()
-        _, _, task_id = heapq.heappop(self._heap)
+        finish, _, task_id = heapq.heappop(self._heap)
+        if self._marks:
+            # a milestone at the very end (rounding may leave vtime a hair short)
+            self._cross(finish, 0.0, now)
         del self._live[task_id]
         self.n -= 1
         self._idle_reset()
@@ -147,6 +193,7 @@ class AgentService:
             # so it never grows without bound
             self._heap.clear()
             self._removed.clear()
+            self._marks.clear()
             self.vtime = 0.0
 
     def __repr__(self) -> str:

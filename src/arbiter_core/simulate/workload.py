@@ -19,10 +19,47 @@ import numpy as np
 
 from ..scenario import PRIORITY_NAMES, Arrivals, Scenario
 
-__all__ = ["Workload", "draw_work", "generate_workload"]
+__all__ = ["Tokens", "Workload", "draw_work", "generate_workload"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int8]]
+Int64Array = np.ndarray[Any, np.dtype[np.int64]]
+UInt64Array = np.ndarray[Any, np.dtype[np.uint64]]
+
+
+@dataclass(frozen=True, eq=False)
+class Tokens:
+    """The LLM side of a workload's requests: token counts and prompt prefixes.
+
+    ``prompt[i]`` and ``output[i]`` are request ``i``'s prompt and output
+    tokens; its prefix (the prompt's block hashes, possibly none) is
+    ``blocks[offsets[i]:offsets[i + 1]]`` -- one flat array for all
+    requests, eight bytes a block.
+    """
+
+    prompt: Int64Array
+    output: Int64Array
+    blocks: UInt64Array
+    offsets: Int64Array
+
+    def __len__(self) -> int:
+        return int(self.prompt.size)
+
+    def prefix(self, i: int) -> list[int]:
+        """Request ``i``'s block hashes."""
+        return self.blocks[self.offsets[i]:self.offsets[i + 1]].tolist()  # type: ignore[no-any-return]
+
+    def take(self, idx: Int64Array) -> Tokens:
+        """The requests ``idx``, in that order."""
+        lengths = np.diff(self.offsets)[idx]
+        offsets = np.zeros(idx.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # each kept block's position in the old array: its run's old start
+        # plus its place in the run
+        shift = np.repeat(self.offsets[:-1][idx] - offsets[:-1], lengths)
+        where = shift + np.arange(int(offsets[-1]), dtype=np.int64)
+        return Tokens(prompt=self.prompt[idx], output=self.output[idx],
+                      blocks=self.blocks[where], offsets=offsets)
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +71,8 @@ class Workload:
     an agent whose failure rate exceeds it); ``tenant`` is each request's
     tenant (an empty tuple when the workload has none; an empty name is the
     manager's ``"default"`` tenant).  ``duration_s`` is how long requests arrive.
+    ``tokens`` holds the requests' token counts and prefixes (an LLM trace's;
+    ``None`` otherwise, and then ``work_s`` is the work).
     """
 
     arrival_s: FloatArray
@@ -43,6 +82,7 @@ class Workload:
     fail_draw: FloatArray
     duration_s: float
     tenant: tuple[str, ...] = field(default=())
+    tokens: Tokens | None = None
 
     def __len__(self) -> int:
         return int(self.arrival_s.size)
