@@ -31,7 +31,8 @@ STRATEGIES = ["random", "round_robin", "least_loaded", "weighted", "power_of_two
 
 def pool(n: int, rate: float, dist: str, report_s: float, duration: float) -> object:
     return scenario_from_dict({
-        "duration_s": duration, "warmup_s": min(100.0, duration / 10), "report_interval_s": report_s,
+        "duration_s": duration, "warmup_s": min(100.0, duration / 10),
+        "report_interval_s": report_s,
         "pool": {"groups": [{"name": "ps", "count": n, "max_tasks": 100_000,
                              "service": "shared", "parallelism": 1}]},
         "arrivals": {"rate_per_s": rate, "mean_task_s": 1.0, "task_distribution": dist,

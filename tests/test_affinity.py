@@ -370,7 +370,7 @@ def test_racing_threads_keep_the_bound_and_the_books():
                     if rng.random() < 0.7:
                         m.release_resources(rid)
                         released[w] += 1
-            except BaseException as exc:   # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker, args=(w,)) for w in range(6)]

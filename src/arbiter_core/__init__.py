@@ -34,6 +34,7 @@ from .optimization import (
 from .resources import (
     AdaptiveResourceManager,
     AdaptiveTokenBucket,
+    AffinityConfig,
     AgentResourceProfile,
     AllocationRequest,
     AllocationResult,
@@ -54,7 +55,6 @@ from .resources import (
     ResourceMonitor,
     ResourcePoolStats,
     ResourceRequirements,
-    AffinityConfig,
     ScoringProfile,
     TaskMovedEvent,
     TenantPolicy,

@@ -1,6 +1,7 @@
 """Adaptive resources: agent monitoring, load balancing, allocation, failover,
 capacity planning."""
 
+from .affinity import AffinityConfig
 from .allocation import (
     AllocationRequest,
     AllocationResult,
@@ -29,7 +30,6 @@ from .records import (
     ResourcePoolStats,
     ResourceRequirements,
 )
-from .affinity import AffinityConfig
 from .scoring import ScoringProfile
 from .tenants import TenantPolicy
 

@@ -23,6 +23,7 @@ from .._listeners import Listeners
 from .._validate import check_int, check_non_negative, check_positive, check_range
 from ..clock import Clock, default_clock
 from ..types import AllocationStatus, HealthStatus, LoadBalancingStrategy, ScalingAction
+from .affinity import AffinityConfig
 from .allocation import (
     AllocationRequest,
     AllocationResult,
@@ -39,7 +40,6 @@ from .records import (
     HealthThresholds,
     ResourcePoolStats,
 )
-from .affinity import AffinityConfig
 from .scoring import ScoringProfile, check_report_decay
 from .tenants import TenantPolicy, check_tenant
 

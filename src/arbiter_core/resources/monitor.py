@@ -25,12 +25,12 @@ from .._validate import (
 )
 from ..clock import Clock, default_clock
 from ..types import HealthStatus
+from .affinity import AffinityConfig
 from .records import (
     AgentResourceProfile,
     HealthThresholds,
     ResourcePoolStats,
 )
-from .affinity import AffinityConfig
 from .scoring import ScoringProfile, check_report_decay
 
 __all__ = ["ResourceMonitor"]
