@@ -13,11 +13,15 @@
 # * its block's holders, whose head a hash table (open addressing, linear
 #   probing, backward-shift deletion) finds from the block hash.
 #
+# A second table maps (block, slot) to the entry, so that recording a block
+# for an agent is O(1) however many agents hold it.
+#
 # Memory: at most min(sum of cache_blocks, max_index_blocks) entries of 36
-# bytes, and a hash table of at most 4 buckets of 16 bytes per entry (it
-# doubles at half full and never holds more distinct blocks than entries):
-# about 100 bytes per entry at worst.  Nothing grows with the number of
-# requests or of distinct blocks seen.
+# bytes; the block table has at most 4 buckets of 16 bytes per entry and the
+# pair table at most 4 of 4 bytes (each doubles at half full, and neither
+# holds more keys than there are entries): about 120 bytes per entry at
+# worst.  Nothing grows with the number of requests or of distinct blocks
+# seen.
 #
 # Where it comes from: the router's own record (every grant of a request
 # with a prefix puts the prefix's blocks at the head of the agent's LRU,
@@ -154,6 +158,83 @@ cdef void _h_delete(Aff* a, Py_ssize_t i) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
+# The pair table: (block, slot) -> entry
+
+cdef inline Py_ssize_t _p_home(Aff* a, uint64_t b, Py_ssize_t s) noexcept nogil:
+    return <Py_ssize_t>(_mix64(b ^ (<uint64_t>(s + 1) * <uint64_t>0x9E3779B97F4A7C15))
+                        & <uint64_t>(a.psize - 1))
+
+
+cdef inline Py_ssize_t _p_find(Aff* a, uint64_t b, Py_ssize_t s) noexcept nogil:
+    """The bucket of slot ``s``'s entry for block ``b``, or -1."""
+    cdef Py_ssize_t i, mask
+    cdef int32_t e
+    if a.psize == 0:
+        return -1
+    mask = a.psize - 1
+    i = _p_home(a, b, s)
+    while True:
+        e = a.ptab[i]
+        if e < 0:
+            return -1
+        if a.blk[e] == b and a.eslot[e] == s:
+            return i
+        i = (i + 1) & mask
+
+
+cdef int _p_resize(Aff* a, Py_ssize_t size) noexcept nogil:
+    cdef int32_t* old = a.ptab
+    cdef int32_t* t = <int32_t*>realloc(NULL, size * sizeof(int32_t))
+    cdef Py_ssize_t i, j, osize = a.psize
+    cdef int32_t e
+    if t == NULL:
+        return -1
+    for i in range(size):
+        t[i] = -1
+    a.ptab = t
+    a.psize = size
+    for i in range(osize):
+        e = old[i]
+        if e >= 0:
+            j = _p_home(a, a.blk[e], a.eslot[e])
+            while t[j] >= 0:
+                j = (j + 1) & (size - 1)
+            t[j] = e
+    free(old)
+    return 0
+
+
+cdef int _p_insert(Aff* a, int32_t e) noexcept nogil:
+    """Index entry ``e`` (its block and slot set; not counted in a.n yet)."""
+    cdef Py_ssize_t i
+    if (a.n + 1) * 2 > a.psize:
+        if _p_resize(a, a.psize * 2 if a.psize else 64) < 0:
+            return -1
+    i = _p_home(a, a.blk[e], a.eslot[e])
+    while a.ptab[i] >= 0:
+        i = (i + 1) & (a.psize - 1)
+    a.ptab[i] = e
+    return 0
+
+
+cdef void _p_delete(Aff* a, Py_ssize_t i) noexcept nogil:
+    """Empty bucket ``i`` (backward shift, as _h_delete)."""
+    cdef Py_ssize_t j = i, k, mask = a.psize - 1
+    cdef int32_t e
+    while True:
+        j = (j + 1) & mask
+        e = a.ptab[j]
+        if e < 0:
+            break
+        k = _p_home(a, a.blk[e], a.eslot[e])
+        if (i <= j and i < k <= j) or (i > j and (k > i or k <= j)):
+            continue
+        a.ptab[i] = e
+        i = j
+    a.ptab[i] = -1
+
+
+# ---------------------------------------------------------------------------
 # Entries
 
 cdef int32_t _e_new(Aff* a) noexcept nogil:
@@ -225,6 +306,7 @@ cdef void _aff_free(Aff* a) noexcept nogil:
     free(a.hkey)
     free(a.hval)
     free(a.hcnt)
+    free(a.ptab)
 
 
 cdef inline void _l_front(Aff* a, int32_t e, Py_ssize_t s) noexcept nogil:
@@ -272,6 +354,7 @@ cdef void _e_evict(Aff* a, int32_t e) noexcept nogil:
     """Forget entry ``e`` (its agent no longer holds its block)."""
     cdef Py_ssize_t s = a.eslot[e], i
     cdef int32_t p, q
+    _p_delete(a, _p_find(a, a.blk[e], s))
     _l_unlink(a, e, s)
     a.cnt[s] -= 1
     i = _h_find(a, a.blk[e])
@@ -291,14 +374,6 @@ cdef void _e_evict(Aff* a, int32_t e) noexcept nogil:
     a.n -= 1
 
 
-cdef inline int32_t _holder(Aff* a, Py_ssize_t i, Py_ssize_t s) noexcept nogil:
-    """Slot ``s``'s entry in bucket ``i``'s holder list, or -1."""
-    cdef int32_t e = a.hval[i]
-    while e >= 0 and a.eslot[e] != s:
-        e = a.hnext[e]
-    return e
-
-
 cdef inline int32_t _cap_of(Aff* a, Py_ssize_t s) noexcept nogil:
     return a.capb[s] if a.capb[s] > 0 else a.def_cap
 
@@ -307,11 +382,10 @@ cdef void _touch(Aff* a, Py_ssize_t s, uint64_t b) noexcept nogil:
     """Slot ``s`` holds block ``b``, most recently used: move its entry to
     the front, or add one, evicting the agent's LRU tail past its capacity
     and the global tail past the index's cap."""
-    cdef Py_ssize_t i = _h_find(a, b)
-    cdef int32_t e = -1, cap = _cap_of(a, s), h
+    cdef Py_ssize_t i = _p_find(a, b, s)
+    cdef int32_t e, cap = _cap_of(a, s), h
     if i >= 0:
-        e = _holder(a, i, s)
-    if e >= 0:
+        e = a.ptab[i]
         _l_unlink(a, e, s)
         _l_front(a, e, s)
         return
@@ -324,10 +398,17 @@ cdef void _touch(Aff* a, Py_ssize_t s, uint64_t b) noexcept nogil:
     e = _e_new(a)
     if e < 0:
         return
+    a.blk[e] = b
+    a.eslot[e] = <int32_t>s
+    if _p_insert(a, e) < 0:
+        a.lnext[e] = a.efree
+        a.efree = e
+        return
     # the evictions may have moved or emptied the block's bucket
     i = _h_find(a, b)
     if i < 0:
         if _h_insert(a, b, e) < 0:
+            _p_delete(a, _p_find(a, b, s))
             a.lnext[e] = a.efree
             a.efree = e
             return
@@ -340,8 +421,6 @@ cdef void _touch(Aff* a, Py_ssize_t s, uint64_t b) noexcept nogil:
         a.hprev[h] = e
         a.hval[i] = e
         a.hcnt[i] += 1
-    a.blk[e] = b
-    a.eslot[e] = <int32_t>s
     _l_front(a, e, s)
     a.cnt[s] += 1
     a.n += 1
@@ -360,12 +439,9 @@ cdef void _aff_record(Aff* a, Py_ssize_t s, const uint64_t* blocks,
 
 
 cdef void _aff_forget(Aff* a, Py_ssize_t s, uint64_t b) noexcept nogil:
-    cdef Py_ssize_t i = _h_find(a, b)
-    cdef int32_t e
+    cdef Py_ssize_t i = _p_find(a, b, s)
     if i >= 0:
-        e = _holder(a, i, s)
-        if e >= 0:
-            _e_evict(a, e)
+        _e_evict(a, a.ptab[i])
 
 
 cdef void _aff_clear_slot(Aff* a, Py_ssize_t s) noexcept nogil:

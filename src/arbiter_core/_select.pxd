@@ -113,6 +113,9 @@ cdef struct Aff:
     int32_t* hcnt
     Py_ssize_t hsize     # buckets, a power of two
     Py_ssize_t hused
+    # (block, slot) -> entry: an agent's entry for a block in O(1)
+    int32_t* ptab        # -1: empty bucket
+    Py_ssize_t psize     # buckets, a power of two
     # per slot
     int32_t* head
     int32_t* tail

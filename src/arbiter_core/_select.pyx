@@ -1253,7 +1253,7 @@ cdef class AgentTable:
         cdef Aff* a = &self._aff
         return {
             "entries": a.n, "blocks": a.hused, "buckets": a.hsize,
-            "memory_bytes": a.ecap * 36 + a.hsize * 16,
+            "memory_bytes": a.ecap * 36 + a.hsize * 16 + a.psize * 4,
             "decisions": a.decisions, "by_prefix": a.by_prefix, "by_key": a.by_key,
             "fallbacks": a.fallbacks, "violations": a.violations,
             "epsilon": a.eps, "min_match_blocks": a.min_match,

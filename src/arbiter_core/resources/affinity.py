@@ -13,7 +13,7 @@ What an agent holds is the router's own record of the prompts it sent there
 ``register_agent(..., cache_blocks=N)``), or, once the agent's engine reports
 them, its exact cache events (``report_cache``).  The index is C
 (``_affinity.pxi``); its memory is bounded by ``max_index_blocks`` entries
-(about 100 bytes each at worst) whatever the traffic.
+(about 120 bytes each at worst) whatever the traffic.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class AffinityConfig:
         The shortest cached run worth preferring (>= 1).
     max_index_blocks : int
         The index's size cap in (agent, block) entries (>= 0; 0 records
-        nothing); the least recently used entry goes first.  About 100
+        nothing); the least recently used entry goes first.  About 120
         bytes per entry at worst.
     cache_blocks : int
         The cache size assumed for agents that declared none (>= 1).
