@@ -137,7 +137,7 @@ soak: $(WHEEL_STAMP)
 lint: $(WHEEL_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks asv_benchmarks examples docs
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest arbiter_core._ringbuf arbiter_core._select arbiter_core._alloc arbiter_core._benchfloor
+	$(PY) -m mypy.stubtest arbiter_core._ringbuf arbiter_core._select arbiter_core._request arbiter_core._alloc arbiter_core._benchfloor
 
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \

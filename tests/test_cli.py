@@ -14,7 +14,7 @@ FLASH = ROOT / "examples" / "scenarios" / "flash_crowd.json"
 TRACE = ROOT / "examples" / "traces" / "requests.csv"
 LLM = ROOT / "examples" / "scenarios" / "llm_prefix.toml"
 STRATEGIES = ["round_robin", "least_loaded", "weighted", "random", "priority_based",
-              "power_of_two", "peak_ewma", "scored"]
+              "power_of_two", "peak_ewma", "scored", "cache_affinity"]
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

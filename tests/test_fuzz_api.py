@@ -148,13 +148,16 @@ class ManagerFuzz(RuleBasedStateMachine):
           tenant=tenant_names, memory=either(st.sampled_from([0.0, 500.0, 3000.0])),
           movable=either(st.booleans(), numbers, 5),
           exclude=either(st.none(), st.sampled_from([{"g1"}, ["g2", "ghost"], "g1", [3]]), 2),
-          requested_at=either(st.none(), timestamps, 5))
+          requested_at=either(st.none(), timestamps, 5),
+          prefix=either(st.none() | st.lists(st.integers(0, 6), max_size=5), numbers, 4),
+          affinity_key=either(st.none() | st.sampled_from(["s1", "s2"]), numbers, 4))
     def allocate(self, data, task, priority, timeout, tenant, memory, movable, exclude,
-                 requested_at):
+                 requested_at, prefix, affinity_key):
         rid = self._rid(data)
         kwargs = {"priority": priority, "timeout_s": timeout, "tenant": tenant,
                   "movable": movable, "exclude": exclude, "requested_at": requested_at,
-                  "required_resources": {"memory_mb": memory} if memory else None}
+                  "required_resources": {"memory_mb": memory} if memory else None,
+                  "prefix": prefix, "affinity_key": affinity_key}
         ok, req = call(AllocationRequest, rid, task, **kwargs)
         if not ok:
             return
@@ -167,6 +170,11 @@ class ManagerFuzz(RuleBasedStateMachine):
                 self.rids.append(rid)
         else:
             assert self.alloc.total_requests == before, "a refused request was counted"
+
+    @rule(agent=agent_ids, stored=either(st.lists(st.integers(0, 6), max_size=4), numbers, 4),
+          evicted=either(st.lists(st.integers(0, 6), max_size=2), numbers, 4))
+    def report_cache(self, agent, stored, evicted):
+        call(self.arm.report_cache, agent, stored, evicted)
 
     @rule(data=st.data(), success=either(st.booleans(), numbers),
           duration=either(st.none() | st.floats(0, 10), numbers))
@@ -256,6 +264,8 @@ class ManagerFuzz(RuleBasedStateMachine):
         assert 0 <= s.queued <= alloc.max_queue or s.queued <= 12
         assert alloc._check_invariants()
         assert alloc.records_in_use <= s.queued + s.active + alloc.history
+        aff = self.arm.monitor.affinity_stats()
+        assert aff["violations"] == 0 and aff["entries"] <= aff["max_index_blocks"]
         for q in (s.wait_p50_s, s.wait_p99_s, s.decision_p99_s):
             assert q is None or (math.isfinite(q) and q >= 0)
         held = 0

@@ -204,3 +204,33 @@ def test_record_soak_cost_and_memory_stay_flat():
     assert len(opt.get_analysis_history()) <= opt.config.history_size
     grew = traced_growth(lambda: run(40_000), lambda: run(60_000))
     assert grew < (1 << 20), f"{grew} bytes stayed allocated over 80,000 more records"
+
+
+def test_affinity_index_soak_memory_stays_flat():
+    """10^5 requests with 10^6 distinct blocks (make soak: 10^6 and 10^7) to
+    the cache_affinity strategy over 100 agents: the index's size is its cap
+    and the process's RSS stays flat."""
+    import numpy as np
+
+    from arbiter_core._select import STRATEGY_CODES, AgentTable
+
+    ca = STRATEGY_CODES["cache_affinity"]
+    t = AgentTable(128)
+    t.set_affinity(0.25, 1, 200_000, 4096)
+    for i in range(100):
+        t.add(f"a{i}", max_tasks=1000)
+    requests = 100_000 * SCALE
+    blocks = np.arange(10 * requests, dtype=np.uint64)
+    sizes = []
+    rsss = []
+    for r in range(requests):
+        s = t.select_for(ca, prefix=blocks[10 * r: 10 * r + 10].tobytes())
+        t.release(s)
+        if r % (requests // 8) == requests // 8 - 1:
+            sizes.append(t.affinity_stats()["memory_bytes"])
+            rsss.append(rss())
+    stats = t.affinity_stats()
+    assert stats["entries"] == 200_000 and stats["decisions"] == requests
+    assert len(set(sizes[1:])) == 1, sizes
+    assert sizes[-1] <= 200_000 * 120
+    flat_rss(rsss[1], rsss[-1])

@@ -79,6 +79,88 @@ def test_backlogged_tenants_with_weights_2_to_1_get_dispatches_2_to_1():
     identities(arm)
 
 
+def _cost_race(fair_share, agents=4, weights=(1.0, 1.0), costs=(10.0, 1.0), n=(400, 4000)):
+    """Tenants "big" (cost-10 requests) and "small" (cost-1), both
+    backlogged behind a full pool; tasks end oldest first.  Returns the cost
+    each was served while both were backlogged, and each one's dispatch count."""
+    clock, arm = manager(agents=agents, fair_share=fair_share)
+    arm.set_tenant_policy("big", weight=weights[0])
+    arm.set_tenant_policy("small", weight=weights[1])
+    for k in range(agents):
+        arm.allocate_resources(req(f"first-{k}", "default"))
+    for k in range(max(n)):
+        for name, cost, m in (("big", costs[0], n[0]), ("small", costs[1], n[1])):
+            if k < m:
+                arm.allocate_resources(AllocationRequest(f"{name}-{k}", "t", timeout_s=1e6,
+                                                         tenant=name, cost=cost))
+    running = collections.deque(f"first-{k}" for k in range(agents))
+    served = {"big": 0.0, "small": 0.0}
+    dispatches = {"big": 0, "small": 0}
+    arm.allocator.on_transition(lambda rid, status, agent: running.append(rid))
+    before = {t: arm.get_tenant_statistics(t).cost_served for t in served}
+    assert before == {"big": 0.0, "small": 0.0}         # nothing of theirs ran yet
+    while all(arm.get_tenant_statistics(t).queued for t in served):
+        rid = running.popleft()
+        arm.release_resources(rid)
+        tenant = rid.split("-")[0]
+        if tenant in served:
+            served[tenant] += costs[0] if tenant == "big" else costs[1]
+            dispatches[tenant] += 1
+    identities(arm)
+    return arm, served, dispatches
+
+
+def test_fair_shares_by_cost_serve_equal_cost_to_equal_weights():
+    arm, served, dispatches = _cost_race("cost")
+    # released tasks; the statistics count what was allocated (a few more)
+    stats = {t: arm.get_tenant_statistics(t).cost_served for t in served}
+    assert stats["big"] >= served["big"] and stats["small"] >= served["small"]
+    assert served["big"] / served["small"] == pytest.approx(1.0, rel=0.05)
+    assert dispatches["small"] == pytest.approx(10 * dispatches["big"], rel=0.05)
+    g = arm.get_allocation_statistics()
+    assert g.cost_served == pytest.approx(sum(stats.values()) + 4)    # + the four "first"
+
+
+def test_fair_shares_by_requests_serve_equal_requests_whatever_the_cost():
+    # today's behaviour, the default: the cost-10 tenant gets ten times the cost
+    arm, served, dispatches = _cost_race("requests")
+    assert dispatches["big"] == pytest.approx(dispatches["small"], rel=0.05)
+    assert served["big"] / served["small"] == pytest.approx(10.0, rel=0.05)
+
+
+def test_fair_shares_by_cost_follow_weights():
+    # weight 3 : 1 with equal costs per token: big gets 3x the cost served
+    arm, served, _ = _cost_race("cost", weights=(3.0, 1.0), costs=(7.0, 2.0), n=(900, 2000))
+    assert served["big"] / served["small"] == pytest.approx(3.0, rel=0.05)
+
+
+def test_fair_share_validates_and_changes_live():
+    with pytest.raises(ValueError, match="fair_share"):
+        ResourceManagerConfig(fair_share="tokens")
+    with pytest.raises(TypeError, match="fair_share"):
+        ResourceManagerConfig(fair_share=1)
+    clock, arm = manager()
+    assert arm.allocator.fair_share == "requests"
+    arm.update_config(fair_share="cost")
+    assert arm.allocator.fair_share == "cost" and arm.config.fair_share == "cost"
+    with pytest.raises(ValueError, match="fair_share"):
+        arm.allocator.fair_share = "bytes"
+    assert arm.allocator.fair_share == "cost"
+    for bad, exc in ((0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+                     (float("nan"), ValueError), ("1", TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="cost"):
+            AllocationRequest("r", "t", cost=bad)
+
+
+def test_cost_served_folds_into_other_with_the_tenant():
+    clock, arm = manager(agents=1, max_tasks=1000, max_tenants=3)
+    for k in range(20):
+        arm.allocate_resources(AllocationRequest(f"r{k}", "t", tenant=f"t{k}", cost=2.5))
+        arm.release_resources(f"r{k}")
+    total = sum(arm.get_tenant_statistics(t).cost_served for t in arm.tenants())
+    assert total == arm.get_allocation_statistics().cost_served == 50.0
+
+
 def test_an_idle_tenants_share_goes_to_the_others_and_priorities_order_within_a_tenant():
     clock, arm = manager()
     arm.set_tenant_policy("x", weight=1.0)

@@ -16,7 +16,7 @@ from mkdocs.structure.files import File, Files
 
 # (section title, defining modules), in nav order; the first match wins
 GROUPS = [
-    ("Compiled core", ("arbiter_core._ringbuf", "arbiter_core._select")),
+    ("Compiled core", ("arbiter_core._ringbuf", "arbiter_core._select", "arbiter_core._request")),
     ("Clock", ("arbiter_core.clock",)),
     ("Runtime optimization", ("arbiter_core.optimization",)),
     ("Adaptive resources", ("arbiter_core.resources",)),

@@ -34,6 +34,7 @@ from .optimization import (
 from .resources import (
     AdaptiveResourceManager,
     AdaptiveTokenBucket,
+    AffinityConfig,
     AgentResourceProfile,
     AllocationRequest,
     AllocationResult,
@@ -129,6 +130,7 @@ __all__ = [
     "ScalingAction",
     "SeriesHandle",
     "TaskMovedEvent",
+    "AffinityConfig",
     "ScoringProfile",
     "TenantPolicy",
     "TaskPriority",

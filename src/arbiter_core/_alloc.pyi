@@ -15,12 +15,13 @@ STATUS_NAMES: tuple[str, str, str, str, str, str]
 
 _Stats = tuple[
     tuple[int, int, int, int, int, int], int, int, int, int, dict[str, int],
-    np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]], float,
 ]
 
 _TenantStats = tuple[
     tuple[int, int, int, int, int, int], int, int, int, int, dict[str, int],
     np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]], float, float,
+    float,
 ]
 
 @disjoint_base
@@ -32,7 +33,6 @@ class AllocCore:
         lock: threading.RLock,
         clock: Any,
         c_clock: bool,
-        request_type: type,
         result_type: type,
         statuses: tuple[Any, ...],
     ) -> None: ...
@@ -43,6 +43,7 @@ class AllocCore:
         max_queue: int,
         history: int,
         slow_decision_s: float,
+        fair_share_cost: bool = False,
     ) -> None: ...
     def _set_strategy_code(self, code: int) -> None: ...
     def _set_callbacks(

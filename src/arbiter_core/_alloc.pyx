@@ -24,11 +24,13 @@
 # each tenant has its own queue heap (the order above), and the queue serves
 # tenants by start-time fair queuing (Goyal et al., SFQ): a tenant's next
 # dispatch carries the start tag S = max(V, F), where F is the finish tag of
-# its last dispatch (S + 1 / weight) and V the start tag of the latest
-# dispatch; the backlogged tenant with the smallest S goes next, ties broken
-# by the requests' own order.  Backlogged tenants therefore share dispatches
-# in proportion to their weights, an idle tenant's share goes to the others,
-# and with one tenant the order is exactly the single queue's.  A tenant at
+# its last dispatch (S + 1 / weight; with fair shares by cost, S + cost /
+# weight, the Virtual Token Counter of Sheng et al., OSDI 2024) and V the
+# start tag of the latest dispatch; the backlogged tenant with the smallest S
+# goes next, ties broken by the requests' own order.  Backlogged tenants
+# therefore share dispatches (or cost) in proportion to their weights, an
+# idle tenant's share goes to the others, and with one tenant the order is
+# exactly the single queue's.  A tenant at
 # its ``max_active`` cap is passed over, so it never blocks the others.
 # Per-tenant counters obey the global identities; past ``max_tenants`` the
 # least recently active tenant without a policy or live request is folded
@@ -51,6 +53,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t
 from libc.string cimport memset
 
 from ._chelpers cimport monotonic as _mono, new_record, put_field as _put
+from ._request cimport AllocationRequest
 from ._select cimport AgentTable, S_ROUND_ROBIN
 
 import numpy as np
@@ -102,6 +105,7 @@ cdef struct Tenant:
     int64_t last_use        # submission counter at its latest submission
     int64_t counts[6]       # requests by state (N_STATES)
     int64_t total
+    double cost_served      # the cost of the requests it was allocated
     int64_t fallbacks
     int64_t slow
     int64_t iw              # wait samples taken
@@ -132,7 +136,6 @@ cdef class AllocCore:
     cdef object _acquire
     cdef object _release
     cdef type _result_type
-    cdef type _request_type
     cdef tuple _statuses
     cdef object _limiter            # AdaptiveTokenBucket or None
     cdef object _transition_cb      # callables or None; called via events
@@ -148,6 +151,7 @@ cdef class AllocCore:
     cdef Py_ssize_t _max_queue
     cdef Py_ssize_t _hist_cap
     cdef double _slow_s
+    cdef bint _by_cost              # fair shares charge cost / weight, not 1 / weight
 
     # records
     cdef Py_ssize_t _rcap           # allocated records
@@ -173,12 +177,14 @@ cdef class AllocCore:
     cdef double* _alloc_at
     cdef double* _fin_at
     cdef double* _dec
+    cdef double* _cost
     cdef list _rid                  # per record: request id
     cdef list _task                 # task id
     cdef list _res                  # required resources (or None)
     cdef list _agent                # agent id (kept after release, for status)
     cdef list _reason
     cdef list _excl                 # frozenset of excluded agent ids, or None
+    cdef list _aff                  # (prefix_bytes, affinity_key), or None
     cdef dict _ids                  # request id -> newest record
     cdef dict _waiters              # record -> [asyncio futures]
 
@@ -219,6 +225,7 @@ cdef class AllocCore:
     cdef int64_t _unknown
     cdef int64_t _fallbacks
     cdef int64_t _slow
+    cdef double _cost_served
     cdef dict _reasons
     cdef double* _waits
     cdef double* _decs
@@ -243,6 +250,7 @@ cdef class AllocCore:
         self._seqno = 0
         memset(self._counts, 0, sizeof(self._counts))
         self._total = self._unknown = self._fallbacks = self._slow = 0
+        self._cost_served = 0.0
         self._nw = self._nd = 0
         self._iw = self._id = 0
         self._rid = []
@@ -251,6 +259,7 @@ cdef class AllocCore:
         self._agent = []
         self._reason = []
         self._excl = []
+        self._aff = []
         self._ids = {}
         self._waiters = {}
         self._reasons = {}
@@ -282,6 +291,7 @@ cdef class AllocCore:
         PyMem_Free(self._alloc_at)
         PyMem_Free(self._fin_at)
         PyMem_Free(self._dec)
+        PyMem_Free(self._cost)
         PyMem_Free(self._head)
         cdef Py_ssize_t k
         for k in range(self._ntn):
@@ -296,13 +306,13 @@ cdef class AllocCore:
         PyMem_Free(self._waits)
         PyMem_Free(self._decs)
 
-    def _setup(self, AgentTable table not None, lock, clock, bint c_clock, type request_type,
-               type result_type, tuple statuses):
-        """_setup(table, lock, clock, c_clock, request_type, result_type, statuses)
+    def _setup(self, AgentTable table not None, lock, clock, bint c_clock, type result_type,
+               tuple statuses):
+        """_setup(table, lock, clock, c_clock, result_type, statuses)
 
         Wire the core: the agent table, the lock every public method holds,
         the clock (``c_clock``: it reads CLOCK_MONOTONIC, so C may read it
-        directly), the request and result types and the status members in
+        directly), the result type and the status members in
         ``STATUS_NAMES`` order.
         """
         if len(statuses) != N_STATES:
@@ -312,7 +322,6 @@ cdef class AllocCore:
         self._release = lock.release
         self._clock_now = clock.now
         self._c_clock = c_clock
-        self._request_type = request_type
         self._result_type = result_type
         self._statuses = statuses
         if self._ntn == 0:
@@ -321,9 +330,11 @@ cdef class AllocCore:
     # -- configuration (Python sets these; validated there) -------------------
 
     def _configure(self, int strategy_code, double aging_per_s, Py_ssize_t max_queue,
-                   Py_ssize_t history, double slow_decision_s):
-        """_configure(strategy_code, aging_per_s, max_queue, history, slow_decision_s)"""
+                   Py_ssize_t history, double slow_decision_s, bint fair_share_cost=False):
+        """_configure(strategy_code, aging_per_s, max_queue, history, slow_decision_s,
+        fair_share_cost=False)"""
         self._code = strategy_code
+        self._by_cost = fair_share_cost
         self._aging = aging_per_s
         self._max_queue = max_queue
         self._slow_s = slow_decision_s
@@ -397,6 +408,7 @@ cdef class AllocCore:
         self._alloc_at = <double*>_re(self._alloc_at, n, sizeof(double))
         self._fin_at = <double*>_re(self._fin_at, n, sizeof(double))
         self._dec = <double*>_re(self._dec, n, sizeof(double))
+        self._cost = <double*>_re(self._cost, n, sizeof(double))
         self._rtn = <int32_t*>_re(self._rtn, n, sizeof(int32_t))
         extra = [None] * (n - self._rcap)
         self._rid.extend(extra)
@@ -405,6 +417,7 @@ cdef class AllocCore:
         self._agent.extend(extra)
         self._reason.extend(extra)
         self._excl.extend(extra)
+        self._aff.extend(extra)
         self._rcap = n
         return 0
 
@@ -464,6 +477,7 @@ cdef class AllocCore:
         self._agent[i] = None
         self._reason[i] = None
         self._excl[i] = None
+        self._aff[i] = None
         self._free[self._nfree] = <int32_t>i
         self._nfree += 1
 
@@ -763,9 +777,11 @@ cdef class AllocCore:
             self._alloc_at[i] = now
             self._waits[self._iw % N_SAMPLES] = now - self._req_at[i]
             self._iw += 1
+            self._cost_served += self._cost[i]
             t = &self._t[self._rtn[i]]
             t.waits[t.iw % N_TSAMPLES] = now - self._req_at[i]
             t.iw += 1
+            t.cost_served += self._cost[i]
         if self._waiters:
             self._wake(i, now)
         if old == ST_QUEUED and self._transition_cb is not None:
@@ -851,6 +867,16 @@ cdef class AllocCore:
 
     cdef inline Py_ssize_t _pick(self, Py_ssize_t i, double now) except -2:
         """Select and reserve an agent for record ``i`` by the strategy, or -1."""
+        cdef Py_ssize_t s
+        aff = self._aff[i]
+        if aff is not None:
+            # the request's prefix and affinity key, for this selection only
+            self._table._aim(<bytes>(<tuple>aff)[0], (<tuple>aff)[1])
+            try:
+                s = self._pick_with(i, self._code, now)
+            finally:
+                self._table._aim_clear()
+            return s
         if not (self._fl[i] & R_EXCL):
             return self._table._select(self._code, self._fl[i] & R_HIGH, self._cpu[i],
                                        self._mem[i], self._net[i], now, True)
@@ -912,9 +938,9 @@ cdef class AllocCore:
                 continue
             # start-time fair queuing: the virtual time moves to this
             # dispatch's start tag, and the tenant's next one starts at its
-            # finish tag
+            # finish tag, one request (or, by cost, this one's cost) later
             self._V = t.S
-            t.F = t.S + t.w_inv
+            t.F = t.S + (t.w_inv * self._cost[i] if self._by_cost else t.w_inv)
             t.S = t.F
             self._grant(i, s, now)
             served += 1
@@ -994,6 +1020,7 @@ cdef class AllocCore:
         for k in range(N_STATES):
             b.counts[k] += a.counts[k]
         b.total += a.total
+        b.cost_served += a.cost_served
         b.fallbacks += a.fallbacks
         b.slow += a.slow
         ra = self._treasons[src]
@@ -1061,7 +1088,7 @@ cdef class AllocCore:
     def _tenant_stats(self, name):
         """_tenant_stats(name)
 
-        :meth:`_stats` for one tenant, plus its bucket ``(rate, burst)``
+        :meth:`_stats` for one tenant, then its bucket ``(rate, burst)``
         (``rate < 0``: none); KeyError for a tenant never seen.
         """
         cdef Tenant* t
@@ -1078,7 +1105,8 @@ cdef class AllocCore:
             decs = np.asarray(<double[:nd]>t.decs).copy() if nd else np.empty(0)
             reasons = self._treasons[<Py_ssize_t>self._tindex[name]]
             return (counts, t.total, 0, t.fallbacks, t.slow,
-                    dict(reasons) if reasons else {}, waits, decs, t.rate, t.burst)
+                    dict(reasons) if reasons else {}, waits, decs, t.cost_served, t.rate,
+                    t.burst)
         finally:
             self._release()
 
@@ -1122,7 +1150,7 @@ cdef class AllocCore:
 
     # -- submission -------------------------------------------------------------
 
-    cdef object _submit(self, object request, double t0, bint fallback):
+    cdef object _submit(self, AllocationRequest request, double t0, bint fallback):
         cdef double now, req_at, timeout, cpu = 0.0, mem = 0.0, net = 0.0, dec
         cdef Py_ssize_t i, s = -1, old, tn
         cdef int prio
@@ -1137,7 +1165,8 @@ cdef class AllocCore:
         if old >= 0 and self._st[old] <= ST_ALLOCATED:
             raise ValueError(f"request_id {rid!r} is already "
                              f"{STATUS_NAMES[self._st[old]]}")
-        prio = request.priority
+        # C fields of the request: no attribute lookups
+        prio = request.c_prio
         timeout = request.timeout_s
         ra = request.requested_at
         req_at = now if ra is None else <double>ra
@@ -1145,12 +1174,12 @@ cdef class AllocCore:
         tenant = request.tenant
         tn = self._tenant(tenant)           # may create it: a tenant seen
         excl = request.exclude
-        pinned = request.movable is False
+        pinned = not request.movable
         res = request.required_resources
         if res is not None and not fallback:
-            cpu = res.cpu_percent
-            mem = res.memory_mb
-            net = res.network_mbps
+            cpu = request.c_cpu
+            mem = request.c_mem
+            net = request.c_net
         i = self._new_record()
         self._rtn[i] = <int32_t>tn
         tt = &self._t[tn]
@@ -1164,9 +1193,12 @@ cdef class AllocCore:
         if excl is not None:
             self._excl[i] = excl
             self._fl[i] |= R_EXCL
+        if request.prefix_bytes is not None or request.affinity_key is not None:
+            self._aff[i] = (request.prefix_bytes, request.affinity_key)
         if pinned:
             self._fl[i] |= R_PINNED
         self._prio[i] = prio
+        self._cost[i] = request.cost
         self._cpu[i] = cpu
         self._mem[i] = mem
         self._net[i] = net
@@ -1289,8 +1321,7 @@ cdef class AllocCore:
             ``request`` is not an :class:`AllocationRequest`.
         """
         cdef double t0 = _mono()
-        if type(request) is not self._request_type and \
-                not isinstance(request, self._request_type):
+        if not isinstance(request, AllocationRequest):
             raise TypeError(f"request must be an AllocationRequest, "
                             f"got {type(request).__name__}")
         self._acquire()
@@ -1305,7 +1336,7 @@ cdef class AllocCore:
     def _allocate_static(self, request):
         """_allocate_static(request): plain round-robin, counted as a fallback."""
         cdef double t0 = _mono()
-        if not isinstance(request, self._request_type):
+        if not isinstance(request, AllocationRequest):
             raise TypeError(f"request must be an AllocationRequest, "
                             f"got {type(request).__name__}")
         self._acquire()
@@ -1654,9 +1685,9 @@ cdef class AllocCore:
         """_stats()
 
         ``(counts, total, unknown_releases, fallbacks, slow_decisions,
-        reasons, waits, decisions)``: counts by state in ``STATUS_NAMES``
-        order, the failure reasons and the last wait / decision samples as
-        numpy arrays.
+        reasons, waits, decisions, cost_served)``: counts by state in
+        ``STATUS_NAMES`` order, the failure reasons, the last wait / decision
+        samples as numpy arrays and the cost of the requests allocated.
         """
         self._acquire()
         try:
@@ -1666,7 +1697,7 @@ cdef class AllocCore:
             waits = np.asarray(<double[:nw]>self._waits).copy() if nw else np.empty(0)
             decs = np.asarray(<double[:nd]>self._decs).copy() if nd else np.empty(0)
             return (counts, self._total, self._unknown, self._fallbacks, self._slow,
-                    dict(self._reasons), waits, decs)
+                    dict(self._reasons), waits, decs, self._cost_served)
         finally:
             self._release()
 
@@ -1817,6 +1848,7 @@ cdef inline void _reset_tenant(Tenant* t, double v) noexcept nogil:
     for k in range(N_STATES):
         t.counts[k] = 0
     t.total = t.fallbacks = t.slow = 0
+    t.cost_served = 0.0
     t.iw = t.id = 0
     t.nq = 0
     t.pos = -1

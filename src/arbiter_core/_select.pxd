@@ -4,7 +4,7 @@
 # arbiter_core; Python code uses the methods documented in _select.pyx.
 
 cimport cython
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 # Strategy codes, indexed by LoadBalancingStrategy value.
 cdef enum:
@@ -16,7 +16,8 @@ cdef enum:
     S_POWER_OF_TWO = 5
     S_PEAK_EWMA = 6
     S_SCORED = 7       # the configured scoring profile (_scorers.pxi)
-    N_STRATEGIES = 8
+    S_CACHE_AFFINITY = 8   # longest cached prefix run under a load bound (_affinity.pxi)
+    N_STRATEGIES = 9
 
 # Scoring families: each keeps a (count, reported) key pair per agent
 # (_scorers.pxi).  LL serves least_loaded and power_of_two, W weighted, P the
@@ -83,6 +84,64 @@ cdef struct Profile:
     double affinity
     bint by_weight
     int picker
+
+
+# The cache-affinity index (_affinity.pxi): entries are (block hash, slot)
+# pairs, each on three doubly linked lists -- its agent's LRU, the global LRU
+# (for the index's size cap) and its block's holders -- and a hash table
+# (open addressing, linear probing) maps a block hash to its holders.
+cdef struct Aff:
+    # entries (index -1: none)
+    uint64_t* blk
+    int32_t* eslot
+    int32_t* lprev       # agent LRU (head = most recently used)
+    int32_t* lnext       # (also the free list)
+    int32_t* gprev       # global LRU
+    int32_t* gnext
+    int32_t* hprev       # holders of the same block
+    int32_t* hnext
+    Py_ssize_t ecap      # entries allocated
+    Py_ssize_t ehw       # entries ever used: [0, ehw)
+    Py_ssize_t n         # entries in use
+    Py_ssize_t max_n     # the global cap (max_index_blocks)
+    int32_t efree
+    int32_t ghead
+    int32_t gtail
+    # block -> (first holder, holder count)
+    uint64_t* hkey
+    int32_t* hval        # -1: empty bucket
+    int32_t* hcnt
+    Py_ssize_t hsize     # buckets, a power of two
+    Py_ssize_t hused
+    # (block, slot) -> entry: an agent's entry for a block in O(1)
+    int32_t* ptab        # -1: empty bucket
+    Py_ssize_t psize     # buckets, a power of two
+    # per slot
+    int32_t* head
+    int32_t* tail
+    int32_t* cnt
+    int32_t* capb        # declared cache_blocks (0: the default)
+    uint8_t* exact       # the engine reports its cache events: no guessing
+    int32_t* run         # lookup scratch: matched run length
+    uint32_t* stamp      # lookup scratch: run is valid when stamp == gen
+    uint8_t* cand        # lookup scratch: within the load bound
+    uint64_t* idh        # stable hash of the agent id (rendezvous hashing)
+    uint32_t gen
+    # configuration
+    double eps
+    int32_t min_match
+    int32_t def_cap      # cache_blocks of an agent that declared none
+    # the request being selected (set by _aim, cleared by _aim_clear)
+    const uint64_t* req
+    Py_ssize_t nreq
+    uint64_t key
+    bint has_key
+    # counters
+    int64_t decisions
+    int64_t by_prefix
+    int64_t by_key
+    int64_t fallbacks    # a longer run (or the key's agent) was over the bound
+    int64_t violations   # a chosen agent above the bound (must stay 0)
 
 
 @cython.final
@@ -155,7 +214,10 @@ cdef class AgentTable:
     cdef double _last_score
     cdef list _ids
     cdef dict _index
+    cdef Aff _aff
 
+    cdef int _aim(self, bytes prefix, object affinity_key) except -1
+    cdef void _aim_clear(self) noexcept
     cdef void* _re(self, void* p, size_t size) except NULL
     cdef int _grow(self, Py_ssize_t new_alloc) except -1
     cpdef Py_ssize_t slot(self, agent_id) except -1

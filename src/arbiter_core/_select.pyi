@@ -1,11 +1,13 @@
 # Stub for the compiled module arbiter_core._select (see _select.pyx).
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, TypeVar, final
 
 from typing_extensions import Self
 
 __all__ = ["HEALTH_NAMES", "PICKERS", "STRATEGY_CODES", "AgentTable"]
 
+DEF_CACHE_BLOCKS: int
+DEF_MAX_INDEX_BLOCKS: int
 STRATEGY_CODES: dict[str, int]
 PICKERS: dict[str, int]
 HEALTH_NAMES: tuple[str, str, str, str]
@@ -38,6 +40,7 @@ class AgentTable:
         network_mbps: float = 0.0,
         now: float = 0.0,
         concurrency: float = 0.0,
+        cache_blocks: int = 0,
     ) -> int: ...
     def remove(self, agent_id: Hashable) -> int: ...
     def slot(self, agent_id: Hashable) -> int: ...
@@ -97,6 +100,28 @@ class AgentTable:
     def release(
         self, slot: int, cpu: float = 0.0, memory_mb: float = 0.0, network_mbps: float = 0.0
     ) -> None: ...
+    def select_for(
+        self,
+        strategy: int,
+        prefix: Sequence[int] | bytes | None = None,
+        affinity_key: str | None = None,
+        high: bool = False,
+        now: float = 0.0,
+        reserve: bool = True,
+    ) -> int: ...
+    def set_affinity(
+        self,
+        epsilon: float = 0.25,
+        min_match_blocks: int = 1,
+        max_index_blocks: int = 1048576,
+        cache_blocks: int = 4096,
+    ) -> None: ...
+    def set_cache_blocks(self, slot: int, cache_blocks: int) -> None: ...
+    def report_cache(
+        self, slot: int, stored: Iterable[int] = (), evicted: Iterable[int] = ()
+    ) -> None: ...
+    def cached_blocks(self, slot: int) -> list[int]: ...
+    def affinity_stats(self) -> dict[str, Any]: ...
     def select(
         self,
         strategy: int,

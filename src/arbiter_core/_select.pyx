@@ -21,12 +21,13 @@
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.math cimport exp, isfinite, INFINITY
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from ._chelpers cimport monotonic as _mono, new_record, put_field
 
 import os
+from array import array as _array
 
 __all__ = ["AgentTable", "HEALTH_NAMES", "PICKERS", "STRATEGY_CODES"]
 
@@ -43,7 +44,16 @@ STRATEGY_CODES = {
     "power_of_two": S_POWER_OF_TWO,
     "peak_ewma": S_PEAK_EWMA,
     "scored": S_SCORED,
+    "cache_affinity": S_CACHE_AFFINITY,
 }
+
+# The cache-affinity index's defaults (AffinityConfig mirrors them).
+DEF_CACHE_BLOCKS = 4096
+DEF_MAX_INDEX_BLOCKS = 1 << 20
+cdef enum:
+    DEFAULT_CACHE_BLOCKS = 4096           # an agent's cache_blocks when undeclared
+    DEFAULT_MAX_INDEX_BLOCKS = 1 << 20    # entries in the whole index
+    MAX_BLOCKS = (1 << 31) - 1
 
 # Picker names of a scoring profile.
 PICKERS = {"min": PICK_MIN, "two_choices": PICK_TWO, "weighted_random": PICK_WEIGHTED}
@@ -57,6 +67,7 @@ HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "offline")
 
 include "_select_kernels.pxi"
 include "_scorers.pxi"
+include "_affinity.pxi"
 
 
 # ---------------------------------------------------------------------------
@@ -150,6 +161,15 @@ cdef class AgentTable:
         self._lat_any = False
         self._nalt = 0
         self._last_score = 0.0
+        memset(&self._aff, 0, sizeof(Aff))
+        self._aff.efree = -1
+        self._aff.ghead = -1
+        self._aff.gtail = -1
+        self._aff.gen = 1
+        self._aff.eps = 0.25
+        self._aff.min_match = 1
+        self._aff.def_cap = DEFAULT_CACHE_BLOCKS
+        self._aff.max_n = DEFAULT_MAX_INDEX_BLOCKS
         _rng_seed(&self._rng, int.from_bytes(os.urandom(8), "little"))
         self._grow(capacity if capacity < 16 else 16)
 
@@ -197,6 +217,16 @@ cdef class AgentTable:
         PyMem_Free(self._pos)
         PyMem_Free(self._dense)
         PyMem_Free(self._free)
+        _aff_free(&self._aff)
+        PyMem_Free(self._aff.head)
+        PyMem_Free(self._aff.tail)
+        PyMem_Free(self._aff.cnt)
+        PyMem_Free(self._aff.capb)
+        PyMem_Free(self._aff.exact)
+        PyMem_Free(self._aff.run)
+        PyMem_Free(self._aff.stamp)
+        PyMem_Free(self._aff.cand)
+        PyMem_Free(self._aff.idh)
 
     cdef void* _re(self, void* p, size_t size) except NULL:
         # every array grows to self._grow_to elements; a failure leaves the
@@ -253,6 +283,16 @@ cdef class AgentTable:
         self._pos = <Py_ssize_t*>self._re(self._pos, sizeof(Py_ssize_t))
         self._dense = <Py_ssize_t*>self._re(self._dense, sizeof(Py_ssize_t))
         self._free = <Py_ssize_t*>self._re(self._free, sizeof(Py_ssize_t))
+        cdef Aff* a = &self._aff
+        a.head = <int32_t*>self._re(a.head, sizeof(int32_t))
+        a.tail = <int32_t*>self._re(a.tail, sizeof(int32_t))
+        a.cnt = <int32_t*>self._re(a.cnt, sizeof(int32_t))
+        a.capb = <int32_t*>self._re(a.capb, sizeof(int32_t))
+        a.exact = <uint8_t*>self._re(a.exact, sizeof(uint8_t))
+        a.run = <int32_t*>self._re(a.run, sizeof(int32_t))
+        a.stamp = <uint32_t*>self._re(a.stamp, sizeof(uint32_t))
+        a.cand = <uint8_t*>self._re(a.cand, sizeof(uint8_t))
+        a.idh = <uint64_t*>self._re(a.idh, sizeof(uint64_t))
         for i in range(old, new_alloc):
             self._health[i] = H_FREE
             self._key_ll[i] = INFINITY
@@ -262,6 +302,10 @@ cdef class AgentTable:
             self._rep_w[i] = 0.0
             self._rep_p[i] = 0.0
             self._rep_scale[i] = 0.0
+            a.head[i] = -1
+            a.tail[i] = -1
+            a.cnt[i] = 0
+            a.stamp[i] = 0
             self._ids.append(None)
         self._alloc = new_alloc
         return 0
@@ -284,8 +328,8 @@ cdef class AgentTable:
 
     def add(self, agent_id, int max_tasks=10, double weight=1.0,
             double cpu_capacity=100.0, double memory_mb=0.0, double network_mbps=0.0,
-            double now=0.0, double concurrency=0.0):
-        """add(agent_id, max_tasks=10, weight=1.0, cpu_capacity=100.0, memory_mb=0.0, network_mbps=0.0, now=0.0, concurrency=0.0)
+            double now=0.0, double concurrency=0.0, cache_blocks=0):
+        """add(agent_id, max_tasks=10, weight=1.0, cpu_capacity=100.0, memory_mb=0.0, network_mbps=0.0, now=0.0, concurrency=0.0, cache_blocks=0)
 
         Register an agent and return its slot.
 
@@ -307,6 +351,10 @@ cdef class AgentTable:
         concurrency : float
             How many tasks the agent serves at full speed (> 0), the count
             term's denominator; 0 = follow ``max_tasks``.
+        cache_blocks : int
+            The agent's prefix cache in blocks, which bounds what the
+            cache-affinity index records for it (LRU); 0 = the table's
+            default (:meth:`set_affinity`).
 
         Raises
         ------
@@ -329,6 +377,7 @@ cdef class AgentTable:
         _check_nonneg(network_mbps, "network_mbps")
         _check_finite(now, "now")
         _check_nonneg(concurrency, "concurrency")
+        _check_blocks(cache_blocks, "cache_blocks")
         if self._n >= self._cap:
             raise ValueError(f"the agent table is full (capacity {self._cap})")
         if self._nfree:
@@ -378,6 +427,9 @@ cdef class AgentTable:
         self._n += 1
         self._ids[s] = agent_id
         self._index[agent_id] = s
+        self._aff.capb[s] = <int32_t>cache_blocks
+        self._aff.exact[s] = 0
+        self._aff.idh[s] = _str_hash(agent_id)
         self._rekey(s)
         return s
 
@@ -393,6 +445,7 @@ cdef class AgentTable:
         """
         cdef Py_ssize_t s = self.slot(agent_id), p, last
         del self._index[agent_id]
+        _aff_clear_slot(&self._aff, s)
         self._ids[s] = None
         if self._ejected_until[s] != -INFINITY:
             self._n_ej -= 1
@@ -927,6 +980,9 @@ cdef class AgentTable:
             self._selected[s] += 1
             if reserve:
                 self._reserve(s, rc, rm, rn)
+                if self._aff.nreq > 0 and not self._aff.exact[s]:
+                    # the router's record of what it sent where
+                    _aff_record(&self._aff, s, self._aff.req, self._aff.nreq)
         return s
 
     cpdef Py_ssize_t select(self, int strategy, bint high=False, double cpu=0.0,
@@ -1065,6 +1121,144 @@ cdef class AgentTable:
         if n == 0:
             raise ValueError("n must be >= 1")
         return _rng_below(&self._rng, n)
+
+    # -- cache affinity (_affinity.pxi) ---------------------------------------
+
+    cdef int _aim(self, bytes prefix, object affinity_key) except -1:
+        """Hand the next selection a request's prefix (packed native uint64
+        words, or None) and affinity key (str or None).  The table keeps a
+        pointer into ``prefix``: the caller holds it until :meth:`_aim_clear`."""
+        cdef Aff* a = &self._aff
+        if prefix is not None and len(prefix) >= 8:
+            a.req = <const uint64_t*><const char*>prefix
+            a.nreq = len(prefix) // 8
+        else:
+            a.req = NULL
+            a.nreq = 0
+        a.has_key = affinity_key is not None
+        a.key = _str_hash(affinity_key) if a.has_key else 0
+        return 0
+
+    cdef void _aim_clear(self) noexcept:
+        self._aff.req = NULL
+        self._aff.nreq = 0
+        self._aff.has_key = False
+
+    def select_for(self, int strategy, prefix=None, affinity_key=None, bint high=False,
+                   double now=0.0, bint reserve=True):
+        """select_for(strategy, prefix=None, affinity_key=None, high=False, now=0.0, reserve=True)
+
+        :meth:`select` for a request with a prefix (a sequence of block
+        hashes in [0, 2**64), or their packed native uint64 ``bytes``) and/or
+        an affinity key (str).  With ``reserve`` the agent's record of
+        cached blocks gets the prefix (unless its engine reports events).
+        """
+        cdef bytes buf
+        if prefix is None or isinstance(prefix, bytes):
+            buf = prefix
+        else:
+            buf = _pack_blocks(prefix, "prefix")
+        if affinity_key is not None and not isinstance(affinity_key, str):
+            raise TypeError(f"affinity_key must be a str or None, "
+                            f"got {type(affinity_key).__name__}")
+        self._aim(buf, affinity_key)
+        try:
+            return self.select(strategy, high, 0.0, 0.0, 0.0, now, reserve)
+        finally:
+            self._aim_clear()
+
+    def set_affinity(self, double epsilon=0.25, min_match_blocks=1,
+                     max_index_blocks=DEF_MAX_INDEX_BLOCKS, cache_blocks=DEF_CACHE_BLOCKS):
+        """set_affinity(epsilon=0.25, min_match_blocks=1, max_index_blocks=1048576, cache_blocks=4096)
+
+        The ``cache_affinity`` strategy's settings: the load bound
+        ``ceil((1 + epsilon) * mean)`` (``epsilon`` > 0), the shortest run
+        worth preferring (>= 1 block), the index's size cap (entries, >= 0;
+        lowering it evicts the least recently used at once) and the
+        ``cache_blocks`` of agents that declared none (>= 1).
+        """
+        if not (isfinite(epsilon) and epsilon > 0.0):
+            raise ValueError(f"epsilon must be finite and > 0, got {epsilon!r}")
+        _check_blocks(min_match_blocks, "min_match_blocks")
+        _check_blocks(max_index_blocks, "max_index_blocks")
+        _check_blocks(cache_blocks, "cache_blocks")
+        if min_match_blocks < 1:
+            raise ValueError(f"min_match_blocks must be >= 1, got {min_match_blocks}")
+        if cache_blocks < 1:
+            raise ValueError(f"cache_blocks must be >= 1, got {cache_blocks}")
+        cdef Aff* a = &self._aff
+        a.eps = epsilon
+        a.min_match = <int32_t>min_match_blocks
+        a.def_cap = <int32_t>cache_blocks
+        a.max_n = max_index_blocks
+        _aff_trim(a)
+
+    def set_cache_blocks(self, Py_ssize_t slot, cache_blocks):
+        """set_cache_blocks(slot, cache_blocks)
+
+        Change an agent's cache size in blocks (0: the default); a smaller
+        one takes effect at the agent's next recorded block.
+        """
+        self._check(slot)
+        _check_blocks(cache_blocks, "cache_blocks")
+        self._aff.capb[slot] = <int32_t>cache_blocks
+
+    def report_cache(self, Py_ssize_t slot, stored=(), evicted=()):
+        """report_cache(slot, stored=(), evicted=())
+
+        An engine's exact KV-cache events: the blocks it ``stored`` (in
+        prompt order, the first most recently used) and those it
+        ``evicted``.  From the first report on, the agent's entries come
+        from its events only: the guesses recorded so far are dropped, and
+        grants no longer add any.
+        """
+        self._check(slot)
+        cdef bytes st = _pack_blocks(stored, "stored")
+        cdef bytes ev = _pack_blocks(evicted, "evicted")
+        cdef const uint64_t* p
+        cdef Py_ssize_t j
+        cdef Aff* a = &self._aff
+        if not a.exact[slot]:
+            _aff_clear_slot(a, slot)
+            a.exact[slot] = 1
+        p = <const uint64_t*><const char*>ev
+        for j in range(len(ev) // 8):
+            _aff_forget(a, slot, p[j])
+        _aff_record(a, slot, <const uint64_t*><const char*>st, len(st) // 8)
+
+    def cached_blocks(self, Py_ssize_t slot):
+        """cached_blocks(slot)
+
+        The blocks the index holds for the agent, most recently used first.
+        """
+        self._check(slot)
+        cdef int32_t e = self._aff.head[slot]
+        out = []
+        while e >= 0:
+            out.append(self._aff.blk[e])
+            e = self._aff.lnext[e]
+        return out
+
+    def affinity_stats(self):
+        """affinity_stats()
+
+        The index and the strategy's counters, as a dict: ``entries``
+        (agent, block) pairs held, ``blocks`` distinct, ``buckets`` of the
+        hash table, ``memory_bytes`` (entries and buckets allocated),
+        ``decisions``, ``by_prefix`` (a cached run decided), ``by_key`` (an
+        affinity key decided), ``fallbacks`` (a longer run or the key's agent
+        was over the load bound) and ``violations`` (a chosen agent above the
+        bound: 0 by construction, counted to check it).
+        """
+        cdef Aff* a = &self._aff
+        return {
+            "entries": a.n, "blocks": a.hused, "buckets": a.hsize,
+            "memory_bytes": a.ecap * 36 + a.hsize * 16 + a.psize * 4,
+            "decisions": a.decisions, "by_prefix": a.by_prefix, "by_key": a.by_key,
+            "fallbacks": a.fallbacks, "violations": a.violations,
+            "epsilon": a.eps, "min_match_blocks": a.min_match,
+            "max_index_blocks": a.max_n, "cache_blocks": a.def_cap,
+        }
 
     # -- reading --------------------------------------------------------------
 
@@ -1268,6 +1462,35 @@ cdef inline int _check_percent(double x, str name) except -1:
     if not (isfinite(x) and 0.0 <= x <= 100.0):
         raise ValueError(f"{name} must be a percentage within [0, 100], got {x!r}")
     return 0
+
+
+cdef int _check_blocks(object n, str name) except -1:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
+    if not 0 <= n <= MAX_BLOCKS:
+        raise ValueError(f"{name} must be within [0, {MAX_BLOCKS}], got {n}")
+    return 0
+
+
+cdef bytes _pack_blocks(object blocks, str name):
+    """Block hashes (ints in [0, 2**64)) as packed native uint64 words."""
+    if isinstance(blocks, (str, bytes, bytearray)):
+        raise TypeError(f"{name} must be a sequence of int block hashes, "
+                        f"got {type(blocks).__name__}")
+    try:
+        seq = list(blocks)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of int block hashes, "
+                        f"got {type(blocks).__name__}") from None
+    for v in seq:
+        if isinstance(v, bool) or not isinstance(v, int):
+            if type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind in "iu":
+                continue
+            raise TypeError(f"{name} must hold int block hashes, got {type(v).__name__}")
+    try:
+        return _array("Q", seq).tobytes()
+    except OverflowError:
+        raise ValueError(f"{name} block hashes must be within [0, 2**64)") from None
 
 
 cdef inline int _check_max_tasks(long n) except -1:

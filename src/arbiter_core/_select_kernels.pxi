@@ -372,6 +372,8 @@ cdef Py_ssize_t _select1(AgentTable t, int strategy, int min_tier, double now, b
         return _random(t, min_tier, now, need_fit, rc, rm, rn)
     if strategy == S_POWER_OF_TWO or strategy == S_PEAK_EWMA:
         return _two_choices(t, strategy, min_tier, now, need_fit, rc, rm, rn)
+    if strategy == S_CACHE_AFFINITY:
+        return _cache_affinity(t, min_tier, now, need_fit, rc, rm, rn)
     if strategy == S_SCORED:
         if t._prof[FAM_P].picker == PICK_TWO:
             return _two_choices(t, strategy, min_tier, now, need_fit, rc, rm, rn)

@@ -121,6 +121,7 @@ class LoadBalancingStrategy(StrEnum):
     POWER_OF_TWO = "power_of_two"
     PEAK_EWMA = "peak_ewma"
     SCORED = "scored"
+    CACHE_AFFINITY = "cache_affinity"
 
 
 class HealthStatus(StrEnum):

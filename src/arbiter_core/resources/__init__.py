@@ -1,6 +1,7 @@
 """Adaptive resources: agent monitoring, load balancing, allocation, failover,
 capacity planning."""
 
+from .affinity import AffinityConfig
 from .allocation import (
     AllocationRequest,
     AllocationResult,
@@ -56,6 +57,7 @@ __all__ = [
     "ResourcePoolStats",
     "ResourceRequirements",
     "TaskMovedEvent",
+    "AffinityConfig",
     "ScoringProfile",
     "TenantPolicy",
     "TickReport",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -26,16 +26,10 @@ import numpy as np
 
 from .._alloc import STATUS_NAMES, AllocCore
 from .._listeners import Listeners
-from .._validate import (
-    MAX_ID_LENGTH,
-    check_int,
-    check_name,
-    check_non_negative,
-    check_number,
-    check_positive,
-)
+from .._request import AllocationRequest
+from .._validate import check_int, check_non_negative, check_positive
 from ..clock import is_monotonic_default
-from ..types import AllocationStatus, TaskPriority
+from ..types import AllocationStatus
 from .balancer import LoadBalancer
 from .ratelimit import AdaptiveTokenBucket, RateLimitConfig
 from .records import (
@@ -59,100 +53,6 @@ REJECTED = AllocationStatus.REJECTED
 TIMED_OUT = AllocationStatus.TIMED_OUT
 FAILED = AllocationStatus.FAILED
 _STATUSES = tuple(AllocationStatus(name) for name in STATUS_NAMES)
-_PRIORITIES = {int(p): p for p in TaskPriority}
-_INF = float("inf")
-
-
-@dataclass(frozen=True, slots=True)
-class AllocationRequest:
-    """A request for one task slot.
-
-    Parameters
-    ----------
-    request_id : str
-        Unique among live (queued or allocated) requests; 1 to 1024
-        characters (``MAX_ID_LENGTH``).
-    task_id : str
-        1 to 1024 characters.
-    priority : TaskPriority or int
-        0-100; CRITICAL > HIGH > MEDIUM > LOW.
-    timeout_s : float
-        How long it may wait in the queue (> 0); the deadline is
-        ``requested_at + timeout_s``.
-    required_resources : ResourceRequirements or mapping, optional
-        ``cpu_percent``, ``memory_mb``, ``network_mbps``.
-    metadata : mapping, optional
-        Kept as a read-only copy.
-    requested_at : float, optional
-        Submission time; ``None`` = the allocator's clock at submission.
-    movable : bool
-        ``False``: failover never moves this request (a running call that
-        cannot move): its slot on the failed agent is freed and it stays
-        ALLOCATED, detached, until released; its outcome is then charged to
-        no agent.  Default ``True``.
-    exclude : iterable of str, optional
-        Agents this request must not get (a retry after a failure); kept as
-        a frozenset.  Unknown ids are allowed (they exclude nothing).
-    tenant : str
-        Who the request is for (default ``"default"``; 1 to 256 characters):
-        its queue share, caps and rate limit (see
-        :class:`~arbiter_core.TenantPolicy`).
-    """
-
-    request_id: str
-    task_id: str
-    priority: TaskPriority | int = TaskPriority.MEDIUM
-    timeout_s: float = 30.0
-    required_resources: ResourceRequirements | None = None
-    metadata: Mapping[str, Any] | None = None
-    requested_at: float | None = None
-    movable: bool = True
-    exclude: frozenset[str] | None = None
-    tenant: str = "default"
-
-    def __post_init__(self) -> None:
-        t = self.timeout_s
-        if (type(self.request_id) is str and 0 < len(self.request_id) <= MAX_ID_LENGTH
-                and type(self.task_id) is str and 0 < len(self.task_id) <= MAX_ID_LENGTH
-                and self.priority.__class__ is TaskPriority
-                and type(t) is float and 0.0 < t < _INF and self.required_resources is None
-                and self.metadata is None and self.requested_at is None
-                and self.movable is True and self.exclude is None
-                and self.tenant == "default"):
-            return      # the common request: nothing to convert, every check passed
-        self._check()
-
-    def _check(self) -> None:
-        for name in ("request_id", "task_id"):
-            check_name(getattr(self, name), name, MAX_ID_LENGTH)
-        p = check_int(self.priority, "priority", 0, 100)
-        object.__setattr__(self, "priority", _PRIORITIES.get(p, p))
-        check_positive(self.timeout_s, "timeout_s")
-        res = self.required_resources
-        if isinstance(res, Mapping):
-            object.__setattr__(self, "required_resources", ResourceRequirements(**res))
-        elif res is not None and not isinstance(res, ResourceRequirements):
-            raise TypeError("required_resources must be a ResourceRequirements, a mapping or "
-                            f"None, got {type(res).__name__}")
-        if self.metadata is not None:
-            if not isinstance(self.metadata, Mapping):
-                raise TypeError(f"metadata must be a mapping, got {type(self.metadata).__name__}")
-            object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
-        if self.requested_at is not None:
-            check_number(self.requested_at, "requested_at")
-        check_tenant(self.tenant)
-        if not isinstance(self.movable, bool):
-            raise TypeError(f"movable must be a bool, got {type(self.movable).__name__}")
-        ex = self.exclude
-        if ex is not None:
-            if isinstance(ex, (str, bytes)) or not isinstance(ex, Iterable):
-                raise TypeError(f"exclude must be an iterable of agent ids or None, "
-                                f"got {type(ex).__name__}")
-            ex = frozenset(ex)
-            for a in ex:
-                if not isinstance(a, str):
-                    raise TypeError(f"exclude must hold str agent ids, got {type(a).__name__}")
-            object.__setattr__(self, "exclude", ex or None)
 
 
 class AllocationResult(NamedTuple):
@@ -211,7 +111,9 @@ class AllocationStatistics:
     failure reasons (at most 64 distinct ones, the rest as "other");
     ``slow_decisions`` counts submissions that took longer than the slow
     threshold (the manager's ``max_allocation_decision_s``);
-    ``listener_errors`` counts listener calls that raised.
+    ``listener_errors`` counts listener calls that raised; ``cost_served``
+    sums the ``cost`` of every request allocated (once per request, however
+    often it was moved).
     """
 
     total_requests: int
@@ -234,6 +136,7 @@ class AllocationStatistics:
     by_reason: Mapping[str, int] = field(default_factory=dict)
     slow_decisions: int = 0
     listener_errors: int = 0
+    cost_served: float = 0.0
 
 
 def _wake_futures(futures: list[asyncio.Future[AllocationResult]],
@@ -277,6 +180,12 @@ class ResourceAllocator(AllocCore):
         recently active tenant without a policy or live request is folded
         into ``"other"`` (its tallies move there), so per-tenant totals still
         add up to the global ones.
+    fair_share : {"requests", "cost"}
+        What tenants' fair shares of the queue count: dispatches
+        (``"requests"``, the default: a tenant's virtual time advances by
+        ``1 / weight`` per request) or cost (``"cost"``: by
+        ``request.cost / weight``, so backlogged tenants of equal weight are
+        served equal cost, e.g. equal tokens, whatever their request sizes).
 
     Notes
     -----
@@ -312,6 +221,7 @@ class ResourceAllocator(AllocCore):
         history: int = 100_000,
         slow_decision_s: float = 0.05,
         max_tenants: int = 10_000,
+        fair_share: str = "requests",
     ) -> None:
         if not isinstance(balancer, LoadBalancer):
             raise TypeError(f"balancer must be a LoadBalancer, got {type(balancer).__name__}")
@@ -323,10 +233,11 @@ class ResourceAllocator(AllocCore):
         self._aging = check_non_negative(aging_per_s, "aging_per_s")
         self._history = check_int(history, "history", 0, 2**31 - 1)
         self._slow_s = check_positive(slow_decision_s, "slow_decision_s")
+        self._fair_share = check_fair_share(fair_share)
         self._limiter: AdaptiveTokenBucket | None = None
         self._timer_ok = is_monotonic_default(self._clock)
-        self._setup(monitor.table, self._lock, self._clock, self._timer_ok, AllocationRequest,
-                    AllocationResult, _STATUSES)
+        self._setup(monitor.table, self._lock, self._clock, self._timer_ok, AllocationResult,
+                    _STATUSES)
         self._transitions = Listeners("transition listener", self._wire)
         self._outcomes = Listeners("outcome listener", self._wire)
         self._leaving = Listeners("agent-leaving listener", self._wire)
@@ -342,7 +253,7 @@ class ResourceAllocator(AllocCore):
 
     def _reconfigure(self) -> None:
         self._configure(self._balancer.strategy_code, self._aging, self._max_queue,
-                        self._history, self._slow_s)
+                        self._history, self._slow_s, self._fair_share == "cost")
 
     def _on_strategy(self, strategy: object, code: int) -> None:
         self._set_strategy_code(code)
@@ -386,6 +297,17 @@ class ResourceAllocator(AllocCore):
     @slow_decision_s.setter
     def slow_decision_s(self, value: float) -> None:
         self._slow_s = check_positive(value, "slow_decision_s")
+        self._reconfigure()
+
+    @property
+    def fair_share(self) -> str:
+        """``"requests"`` or ``"cost"`` (see the class); settable live: the
+        change applies from the next dispatch."""
+        return self._fair_share
+
+    @fair_share.setter
+    def fair_share(self, value: str) -> None:
+        self._fair_share = check_fair_share(value)
         self._reconfigure()
 
     def set_rate_limit(self, config: RateLimitConfig | None) -> None:
@@ -557,11 +479,11 @@ class ResourceAllocator(AllocCore):
         KeyError
             A tenant never seen (no request, no policy).
         """
-        (counts, total, unknown, fallbacks, slow, reasons, waits, decisions, rate,
+        (counts, total, unknown, fallbacks, slow, reasons, waits, decisions, cost, rate,
          burst) = self._tenant_stats(tenant)
         return _statistics(counts, total, unknown, fallbacks, slow, reasons, waits,
-                           decisions, None if rate < 0 else burst, None if rate < 0 else rate,
-                           0)
+                           decisions, cost, None if rate < 0 else burst,
+                           None if rate < 0 else rate, 0)
 
     # -- statistics -----------------------------------------------------------
 
@@ -571,11 +493,11 @@ class ResourceAllocator(AllocCore):
 
     def get_allocation_statistics(self) -> AllocationStatistics:
         """Requests by state (the identities hold), timings, the rate limit."""
-        (counts, total, unknown, fallbacks, slow, reasons, waits,
-         decisions) = self._stats()
+        (counts, total, unknown, fallbacks, slow, reasons, waits, decisions,
+         cost) = self._stats()
         lim = self._limiter
         return _statistics(counts, total, unknown, fallbacks, slow, reasons, waits, decisions,
-                           None if lim is None else lim.limit,
+                           cost, None if lim is None else lim.limit,
                            None if lim is None else lim.rate_per_s, self.listener_errors)
 
     def __repr__(self) -> str:
@@ -584,12 +506,23 @@ class ResourceAllocator(AllocCore):
 
 
 _DEFAULT_POLICY = TenantPolicy()
+FAIR_SHARES = ("requests", "cost")
+
+
+def check_fair_share(value: object, name: str = "fair_share") -> str:
+    """``value`` as a fair-share basis: ``"requests"`` or ``"cost"``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if value not in FAIR_SHARES:
+        raise ValueError(f"{name} must be 'requests' or 'cost', got {value!r}")
+    return value
 
 
 def _statistics(counts: tuple[int, ...], total: int, unknown: int, fallbacks: int, slow: int,
                 reasons: dict[str, int], waits: np.ndarray[Any, np.dtype[np.float64]],
-                decisions: np.ndarray[Any, np.dtype[np.float64]], rate_limit: float | None,
-                rate_per_s: float | None, listener_errors: int) -> AllocationStatistics:
+                decisions: np.ndarray[Any, np.dtype[np.float64]], cost_served: float,
+                rate_limit: float | None, rate_per_s: float | None,
+                listener_errors: int) -> AllocationStatistics:
     c = dict(zip(_STATUSES, counts))
     active, released = c[ALLOCATED], c[RELEASED]
     return AllocationStatistics(
@@ -613,6 +546,7 @@ def _statistics(counts: tuple[int, ...], total: int, unknown: int, fallbacks: in
         by_reason=MappingProxyType(reasons),
         slow_decisions=slow,
         listener_errors=listener_errors,
+        cost_served=cost_served,
     )
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -23,11 +23,13 @@ from .._listeners import Listeners
 from .._validate import check_int, check_non_negative, check_positive, check_range
 from ..clock import Clock, default_clock
 from ..types import AllocationStatus, HealthStatus, LoadBalancingStrategy, ScalingAction
+from .affinity import AffinityConfig
 from .allocation import (
     AllocationRequest,
     AllocationResult,
     AllocationStatistics,
     ResourceAllocator,
+    check_fair_share,
 )
 from .balancer import LoadBalancer, coerce_strategy
 from .ejection import EjectionConfig, OutlierEjector
@@ -106,10 +108,14 @@ class ResourceManagerConfig:
     ``enable_dynamic_rate_limiting`` is ``RateLimitConfig.adaptive``),
     ``max_queue``, ``stale_after_s``, ``aging_per_s``, ``ejection``,
     ``capacity``, ``history_size`` (failover events kept), ``seed``,
-    ``tenants`` (``{tenant: TenantPolicy}``) and ``max_tenants``;
+    ``tenants`` (``{tenant: TenantPolicy}``), ``max_tenants`` and
+    ``fair_share`` (``"requests"``, or ``"cost"``: tenants' fair shares
+    charged by ``AllocationRequest.cost``; see
+    :class:`~arbiter_core.ResourceAllocator`);
     ``scoring`` (the ``scored`` strategy's :class:`ScoringProfile`) and
     ``report_decay_s`` (reported figures weigh ``exp(-age / report_decay_s)``
-    in every load-aware strategy; ``math.inf``: never less).
+    in every load-aware strategy; ``math.inf``: never less);
+    ``affinity`` (the ``cache_affinity`` strategy's :class:`AffinityConfig`).
     """
 
     enabled: bool = True
@@ -133,6 +139,8 @@ class ResourceManagerConfig:
     max_tenants: int = 10_000
     scoring: ScoringProfile = dataclasses.field(default_factory=ScoringProfile)
     report_decay_s: float = 10.0
+    affinity: AffinityConfig = dataclasses.field(default_factory=AffinityConfig)
+    fair_share: str = "requests"
 
     def __post_init__(self) -> None:
         for name in ("enabled", "enable_auto_failover", "enable_capacity_planning"):
@@ -174,6 +182,10 @@ class ResourceManagerConfig:
             raise TypeError(f"scoring must be a ScoringProfile, "
                             f"got {type(self.scoring).__name__}")
         check_report_decay(self.report_decay_s)
+        if not isinstance(self.affinity, AffinityConfig):
+            raise TypeError(f"affinity must be an AffinityConfig, "
+                            f"got {type(self.affinity).__name__}")
+        check_fair_share(self.fair_share)
         if self.seed is not None:
             check_int(self.seed, "seed", 0, 2**63 - 1)
 
@@ -500,11 +512,13 @@ class AdaptiveResourceManager:
         self.monitor = ResourceMonitor(clock=self._clock, stale_after_s=cfg.stale_after_s,
                                        thresholds=cfg.thresholds, max_agents=cfg.max_agents)
         self.monitor.set_signals(cfg.scoring, cfg.report_decay_s)
+        self.monitor.set_affinity(cfg.affinity)
         self.balancer = LoadBalancer(self.monitor, cfg.load_balancing_strategy, seed=cfg.seed)
         self.allocator = ResourceAllocator(self.balancer, rate_limit=cfg.rate_limit,
                                            max_queue=cfg.max_queue, aging_per_s=cfg.aging_per_s,
                                            slow_decision_s=cfg.max_allocation_decision_s,
-                                           max_tenants=cfg.max_tenants)
+                                           max_tenants=cfg.max_tenants,
+                                           fair_share=cfg.fair_share)
         for tenant, policy in cfg.tenants.items():
             self.allocator.apply_tenant_policy(tenant, policy)
         self.ejector = OutlierEjector(self.monitor, cfg.ejection)
@@ -565,11 +579,14 @@ class AdaptiveResourceManager:
                 self.monitor.set_thresholds(new.thresholds)
             if new.scoring != old.scoring or new.report_decay_s != old.report_decay_s:
                 self.monitor.set_signals(new.scoring, new.report_decay_s)
+            if new.affinity != old.affinity:
+                self.monitor.set_affinity(new.affinity)
             self.monitor.stale_after_s = new.stale_after_s
             if new.rate_limit != old.rate_limit:
                 self.allocator.set_rate_limit(new.rate_limit)
             self.allocator.max_queue = new.max_queue
             self.allocator.slow_decision_s = new.max_allocation_decision_s
+            self.allocator.fair_share = new.fair_share
             self.ejector.config = new.ejection
             if new.tenants != old.tenants:
                 for tenant in old.tenants:
@@ -620,6 +637,14 @@ class AdaptiveResourceManager:
             if before is not health and self.allocator.queued_count:
                 self.allocator.dispatch()
         return health
+
+    def report_cache(self, agent_id: str, stored: Sequence[int] = (),
+                     evicted: Sequence[int] = ()) -> None:
+        """An engine's exact prefix-cache events (see
+        :meth:`ResourceMonitor.report_cache`): the block hashes ``agent_id``
+        stored and evicted; for that agent they replace the router's guesses
+        in the ``cache_affinity`` strategy."""
+        self.monitor.report_cache(agent_id, stored, evicted)
 
     def restore_agent(self, agent_id: str) -> HealthStatus:
         """End an agent's OFFLINE state (after a failover) or its ejection."""

@@ -25,6 +25,7 @@ from .._validate import (
 )
 from ..clock import Clock, default_clock
 from ..types import HealthStatus
+from .affinity import AffinityConfig
 from .records import (
     AgentResourceProfile,
     HealthThresholds,
@@ -36,7 +37,8 @@ __all__ = ["ResourceMonitor"]
 
 _HEALTH = tuple(HealthStatus(name) for name in HEALTH_NAMES)
 _CAPACITY_KEYS = {"cpu_percent": "cpu_capacity", "memory_mb": "memory_mb",
-                  "network_mbps": "network_mbps", "concurrency": "concurrency"}
+                  "network_mbps": "network_mbps", "concurrency": "concurrency",
+                  "cache_blocks": "cache_blocks"}
 
 
 class ResourceMonitor:
@@ -146,6 +148,33 @@ class ResourceMonitor:
                                     profile.by_weight, profile.picker)
             self._table.set_report_decay(decay)
 
+    def set_affinity(self, config: AffinityConfig) -> None:
+        """The ``cache_affinity`` strategy's settings (see :mod:`.affinity`)."""
+        if not isinstance(config, AffinityConfig):
+            raise TypeError(f"affinity must be an AffinityConfig, got {type(config).__name__}")
+        with self._lock:
+            self._table.set_affinity(config.epsilon, config.min_match_blocks,
+                                     config.max_index_blocks, config.cache_blocks)
+
+    def report_cache(self, agent_id: str, stored: Any = (), evicted: Any = ()) -> None:
+        """An engine's exact prefix-cache events for ``agent_id``: the block
+        hashes it ``stored`` (prompt order) and ``evicted``.  From the first
+        report on they replace the router's own record for that agent."""
+        with self._lock:
+            self._table.report_cache(self._table.slot(agent_id), stored, evicted)
+
+    def cached_blocks(self, agent_id: str) -> list[int]:
+        """The block hashes the affinity index holds for ``agent_id``, most
+        recently used first."""
+        with self._lock:
+            return list(self._table.cached_blocks(self._table.slot(agent_id)))
+
+    def affinity_stats(self) -> dict[str, Any]:
+        """The affinity index's size and the strategy's counters (see
+        ``AgentTable.affinity_stats``)."""
+        with self._lock:
+            return dict(self._table.affinity_stats())
+
     # -- registry -------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -183,6 +212,9 @@ class ResourceMonitor:
             denominator of the load estimate's count term.  Declare it when
             ``max_tasks`` is only a hard cap (a processor-sharing agent or an
             LLM engine that batches: its parallelism times its speed).
+            ``cache_blocks`` (an int >= 0): the agent's prefix cache in
+            blocks, which bounds what the ``cache_affinity`` index records
+            for it; 0 or absent: ``AffinityConfig.cache_blocks``.
 
         Returns
         -------
@@ -198,11 +230,14 @@ class ResourceMonitor:
         check_name(agent_id, "agent_id")
         mt = self._default_max_tasks if max_tasks is None else check_int(max_tasks, "max_tasks", 1)
         w = check_positive(weight, "weight")
-        kwargs: dict[str, float] = {}
+        kwargs: dict[str, Any] = {}
         for key, value in capacity.items():
             if key not in _CAPACITY_KEYS:
                 valid = ", ".join(sorted(_CAPACITY_KEYS))
                 raise TypeError(f"unknown capacity {key!r}; expected one of {valid}")
+            if key == "cache_blocks":
+                kwargs[key] = check_int(value, key, 0)
+                continue
             v = check_non_negative(value, key)
             if key == "cpu_percent" and not 0.0 < v <= 100.0:
                 raise ValueError(f"cpu_percent must be within (0, 100], got {value!r}")

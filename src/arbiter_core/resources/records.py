@@ -248,6 +248,9 @@ class LoadBalancingDecision(NamedTuple):
         if s is LoadBalancingStrategy.POWER_OF_TWO:
             return ("Power of two choices: the less loaded of two random agents "
                     f"({score:.1f}% load)")
+        if s is LoadBalancingStrategy.CACHE_AFFINITY:
+            return ("Cache affinity: the longest cached prefix run within the load bound, "
+                    f"else the least loaded ({score:.1f}% load)")
         if s is LoadBalancingStrategy.SCORED:
             return f"Scored by the configured profile (score: {score:.4g})"
         return f"Peak EWMA: the lower cost of two random agents (cost {score:.4g})"

@@ -414,8 +414,13 @@ class _Simulation:
                 # serves at full speed, not by max_tasks (a hard cap)
                 concurrency = g.speed * g.effective_parallelism
                 if self.store is None:
+                    # an LLM agent's prefix cache bounds what the
+                    # cache_affinity index records for it
+                    cache = ({"cache_blocks": g.cache_blocks}
+                             if g.service == "llm" and g.cache_blocks else {})
                     self.arm.register_agent(aid, max_tasks=g.max_tasks,
-                                            weight=g.effective_weight, concurrency=concurrency)
+                                            weight=g.effective_weight, concurrency=concurrency,
+                                            **cache)
                 else:
                     # (the lease store carries no concurrency: members
                     # count against max_tasks)
