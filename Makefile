@@ -16,11 +16,11 @@ EXTRAS ?= test,bench,dev,prometheus,plot,monitor,browser,fleet,docs,release
 DEV_WHEELS  := build/dev-wheel
 SMOKE_VENV  := build/smoke-venv
 WHEEL_STAMP := $(VENV)/.wheel-installed
-SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' -o -name '*.c' -o -name '*.h' \)) \
+SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.pyi' -o -name '*.c' -o -name '*.h' \)) \
            pyproject.toml CMakeLists.txt
 
 .PHONY: help venv wheel install install-ray demo test test-integrations test-ray test-debug \
-        test-sanitize soak lint bench bench-report bench-traces dist dist-smoke docs clean
+        test-sanitize soak lint bench bench-report bench-traces bench-compare dist dist-smoke docs clean
 
 help:
 	@echo "make demo    run the main job on its built-in default scenario"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench   side-by-side benchmarks (pytest-benchmark)"
 	@echo "make bench-report  measure the comparisons and rewrite BENCHMARKS.md"
 	@echo "make bench-traces  replay the LLM traces, rewrite BENCHMARKS.md's trace section"
+	@echo "make bench-compare BASE=main HEAD_REV=HEAD  asv continuous between two commits"
 	@echo "make dist    sdist + manylinux wheel in dist/, checked with twine --strict"
 	@echo "make dist-smoke  install dist/'s sdist, then its wheel, in a fresh venv and smoke-test"
 	@echo "make docs    build the documentation site into site/ (warnings are errors)"
@@ -142,6 +143,16 @@ lint: $(WHEEL_STAMP)
 bench: $(WHEEL_STAMP)
 	$(VENV)/bin/pytest benchmarks --benchmark-only --benchmark-columns=min,median,ops \
 		--benchmark-sort=name -p no:cacheprovider
+
+# Wall-clock comparison of two commits with asv (builds both in isolated
+# environments; fails when a benchmark is slower by more than BENCH_FACTOR).
+# make bench-compare BASE=main HEAD_REV=HEAD
+BASE ?= main
+HEAD_REV ?= HEAD
+BENCH_FACTOR ?= 1.1
+bench-compare: $(WHEEL_STAMP)
+	cd asv_benchmarks && ../$(VENV)/bin/asv machine --yes >/dev/null && \
+		../$(VENV)/bin/asv continuous -f $(BENCH_FACTOR) --split $(BASE) $(HEAD_REV)
 
 # Measure every side-by-side comparison once and rewrite BENCHMARKS.md (a few minutes).
 bench-report: $(WHEEL_STAMP)

@@ -8,21 +8,16 @@ from typing_extensions import disjoint_base
 
 from ._select import AgentTable
 from .resources.allocation import AllocationRequest, AllocationResult
+from .resources.ratelimit import AdaptiveTokenBucket
 
-__all__ = ["STATUS_NAMES", "AllocCore"]
+__all__ = ["FAIR_SHARES", "STATUS_NAMES", "AllocCore"]
 
 STATUS_NAMES: tuple[str, str, str, str, str, str]
+FAIR_SHARES: tuple[str, str]
 
-_Stats = tuple[
-    tuple[int, int, int, int, int, int], int, int, int, int, dict[str, int],
-    np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]], float,
-]
-
-_TenantStats = tuple[
-    tuple[int, int, int, int, int, int], int, int, int, int, dict[str, int],
-    np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]], float, float,
-    float,
-]
+# _stats() / _tenant_stats(): counts, total, unknown, fallbacks, slow,
+# cost_served, reasons, waits, decisions (and rate, burst for a tenant)
+_Stats = dict[str, Any]
 
 @disjoint_base
 class AllocCore:
@@ -43,12 +38,30 @@ class AllocCore:
         max_queue: int,
         history: int,
         slow_decision_s: float,
-        fair_share_cost: bool = False,
+        fair_share: str = "requests",
     ) -> None: ...
+    @property
+    def max_queue(self) -> int: ...
+    @max_queue.setter
+    def max_queue(self, value: int) -> None: ...
+    @property
+    def aging_per_s(self) -> float: ...
+    @property
+    def history(self) -> int: ...
+    @property
+    def slow_decision_s(self) -> float: ...
+    @slow_decision_s.setter
+    def slow_decision_s(self, value: float) -> None: ...
+    @property
+    def fair_share(self) -> str: ...
+    @fair_share.setter
+    def fair_share(self, value: str) -> None: ...
+    @property
+    def rate_limiter(self) -> AdaptiveTokenBucket | None: ...
     def _set_strategy_code(self, code: int) -> None: ...
+    def _set_limiter(self, limiter: AdaptiveTokenBucket | None) -> None: ...
     def _set_callbacks(
         self,
-        limiter: Any,
         transition: Callable[..., None] | None,
         outcome: Callable[..., None] | None,
         wake: Callable[..., None] | None,
@@ -77,7 +90,7 @@ class AllocCore:
     ) -> None: ...
     def _clear_tenant_policy(self, name: str) -> None: ...
     def _tenant_names(self) -> list[str]: ...
-    def _tenant_stats(self, name: str) -> _TenantStats: ...
+    def _tenant_stats(self, name: str) -> _Stats: ...
     @property
     def queued_count(self) -> int: ...
     @property
@@ -88,4 +101,5 @@ class AllocCore:
     def slow_decisions(self) -> int: ...
     @property
     def records_in_use(self) -> int: ...
+    def _records(self) -> np.ndarray[Any, np.dtype[np.void]]: ...
     def _check_invariants(self) -> bool: ...

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["INT_MAX", "MAX_ID_LENGTH", "MAX_NAME_LENGTH", "check_int", "check_name",
+__all__ = ["INT_MAX", "MAX_ID_LENGTH", "MAX_NAME_LENGTH", "check_choice", "check_int",
+           "check_name",
            "check_non_negative", "check_number", "check_optional_number", "check_positive",
            "check_range", "check_time_bound", "check_timestamp"]
 
@@ -111,4 +112,14 @@ def check_name(value: object, name: str, limit: int = MAX_NAME_LENGTH) -> str:
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not 0 < len(value) <= limit:
         raise ValueError(f"{name} must be 1 to {limit} characters, got {len(value)}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` as one of the strings ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                         f"got {value!r}")
     return value

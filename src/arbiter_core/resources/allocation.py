@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._alloc import STATUS_NAMES, AllocCore
+from .._alloc import FAIR_SHARES, STATUS_NAMES, AllocCore
 from .._listeners import Listeners
 from .._request import AllocationRequest
-from .._validate import check_int, check_non_negative, check_positive
+from .._validate import check_choice
 from ..clock import is_monotonic_default
 from ..types import AllocationStatus
 from .balancer import LoadBalancer
@@ -229,20 +229,17 @@ class ResourceAllocator(AllocCore):
         monitor = balancer.monitor
         self._clock = monitor.clock
         self._lock = monitor.lock
-        self._max_queue = check_int(max_queue, "max_queue", 0)
-        self._aging = check_non_negative(aging_per_s, "aging_per_s")
-        self._history = check_int(history, "history", 0, 2**31 - 1)
-        self._slow_s = check_positive(slow_decision_s, "slow_decision_s")
-        self._fair_share = check_fair_share(fair_share)
-        self._limiter: AdaptiveTokenBucket | None = None
         self._timer_ok = is_monotonic_default(self._clock)
         self._setup(monitor.table, self._lock, self._clock, self._timer_ok, AllocationResult,
                     _STATUSES)
+        # the core holds (and validates) the configuration: one source of truth
+        self._configure(balancer.strategy_code, aging_per_s, max_queue, history,
+                        slow_decision_s, fair_share)
+        self._set_max_tenants(max_tenants)
         self._transitions = Listeners("transition listener", self._wire)
         self._outcomes = Listeners("outcome listener", self._wire)
         self._leaving = Listeners("agent-leaving listener", self._wire)
-        self._reconfigure()
-        self._set_max_tenants(check_int(max_tenants, "max_tenants", 1, 2**31 - 2))
+        self._wire()
         self._policies: dict[str, TenantPolicy] = {}
         self.set_rate_limit(rate_limit)
         # follow the balancer's strategy in C, without a call per allocation
@@ -251,17 +248,12 @@ class ResourceAllocator(AllocCore):
 
     # -- configuration --------------------------------------------------------
 
-    def _reconfigure(self) -> None:
-        self._configure(self._balancer.strategy_code, self._aging, self._max_queue,
-                        self._history, self._slow_s, self._fair_share == "cost")
-
     def _on_strategy(self, strategy: object, code: int) -> None:
         self._set_strategy_code(code)
 
     def _wire(self, _: bool = True) -> None:
-        """Hand the core the limiter and the event sinks that have subscribers."""
+        """Hand the core the event sinks that have subscribers."""
         self._set_callbacks(
-            self._limiter,
             self._transitions.emit if self._transitions else None,
             self._outcomes.emit if self._outcomes else None,
             _wake_futures,
@@ -272,43 +264,8 @@ class ResourceAllocator(AllocCore):
     def balancer(self) -> LoadBalancer:
         return self._balancer
 
-    @property
-    def max_queue(self) -> int:
-        return self._max_queue
-
-    @max_queue.setter
-    def max_queue(self, value: int) -> None:
-        self._max_queue = check_int(value, "max_queue", 0)
-        self._reconfigure()
-
-    @property
-    def aging_per_s(self) -> float:
-        return self._aging
-
-    @property
-    def history(self) -> int:
-        """Finished requests kept for :meth:`status`."""
-        return self._history
-
-    @property
-    def slow_decision_s(self) -> float:
-        return self._slow_s
-
-    @slow_decision_s.setter
-    def slow_decision_s(self, value: float) -> None:
-        self._slow_s = check_positive(value, "slow_decision_s")
-        self._reconfigure()
-
-    @property
-    def fair_share(self) -> str:
-        """``"requests"`` or ``"cost"`` (see the class); settable live: the
-        change applies from the next dispatch."""
-        return self._fair_share
-
-    @fair_share.setter
-    def fair_share(self, value: str) -> None:
-        self._fair_share = check_fair_share(value)
-        self._reconfigure()
+    # max_queue, aging_per_s, history, slow_decision_s, fair_share and
+    # rate_limiter are the core's properties (validated there)
 
     def set_rate_limit(self, config: RateLimitConfig | None) -> None:
         """Replace the rate limit (``None`` removes it); the bucket starts full."""
@@ -316,13 +273,8 @@ class ResourceAllocator(AllocCore):
             raise TypeError(
                 f"rate_limit must be a RateLimitConfig or None, got {type(config).__name__}")
         with self._lock:
-            self._limiter = None if config is None else AdaptiveTokenBucket(
-                config, self._clock.now())
-            self._wire()
-
-    @property
-    def rate_limiter(self) -> AdaptiveTokenBucket | None:
-        return self._limiter
+            self._set_limiter(None if config is None else AdaptiveTokenBucket(
+                config, self._clock.now()))
 
     # -- listeners ------------------------------------------------------------
 
@@ -479,26 +431,23 @@ class ResourceAllocator(AllocCore):
         KeyError
             A tenant never seen (no request, no policy).
         """
-        (counts, total, unknown, fallbacks, slow, reasons, waits, decisions, cost, rate,
-         burst) = self._tenant_stats(tenant)
-        return _statistics(counts, total, unknown, fallbacks, slow, reasons, waits,
-                           decisions, cost, None if rate < 0 else burst,
-                           None if rate < 0 else rate, 0)
+        d = self._tenant_stats(tenant)
+        rate, burst = d.pop("rate"), d.pop("burst")
+        return _statistics(**d, rate_limit=None if rate < 0 else burst,
+                           rate_per_s=None if rate < 0 else rate, listener_errors=0)
 
     # -- statistics -----------------------------------------------------------
 
     def counts(self) -> dict[AllocationStatus, int]:
         """Requests by current state."""
-        return dict(zip(_STATUSES, self._stats()[0]))
+        return dict(zip(_STATUSES, self._stats()["counts"]))
 
     def get_allocation_statistics(self) -> AllocationStatistics:
         """Requests by state (the identities hold), timings, the rate limit."""
-        (counts, total, unknown, fallbacks, slow, reasons, waits, decisions,
-         cost) = self._stats()
-        lim = self._limiter
-        return _statistics(counts, total, unknown, fallbacks, slow, reasons, waits, decisions,
-                           cost, None if lim is None else lim.limit,
-                           None if lim is None else lim.rate_per_s, self.listener_errors)
+        lim = self.rate_limiter
+        return _statistics(**self._stats(), rate_limit=None if lim is None else lim.limit,
+                           rate_per_s=None if lim is None else lim.rate_per_s,
+                           listener_errors=self.listener_errors)
 
     def __repr__(self) -> str:
         return (f"ResourceAllocator(active={self.active_count}, "
@@ -506,20 +455,16 @@ class ResourceAllocator(AllocCore):
 
 
 _DEFAULT_POLICY = TenantPolicy()
-FAIR_SHARES = ("requests", "cost")
 
 
-def check_fair_share(value: object, name: str = "fair_share") -> str:
-    """``value`` as a fair-share basis: ``"requests"`` or ``"cost"``."""
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-    if value not in FAIR_SHARES:
-        raise ValueError(f"{name} must be 'requests' or 'cost', got {value!r}")
-    return value
+def check_fair_share(value: object) -> str:
+    """``value`` as a fair-share basis: one of ``FAIR_SHARES``."""
+    return check_choice(value, "fair_share", FAIR_SHARES)
 
 
-def _statistics(counts: tuple[int, ...], total: int, unknown: int, fallbacks: int, slow: int,
-                reasons: dict[str, int], waits: np.ndarray[Any, np.dtype[np.float64]],
+def _statistics(*, counts: tuple[int, ...], total: int, unknown: int, fallbacks: int,
+                slow: int, reasons: dict[str, int],
+                waits: np.ndarray[Any, np.dtype[np.float64]],
                 decisions: np.ndarray[Any, np.dtype[np.float64]], cost_served: float,
                 rate_limit: float | None, rate_per_s: float | None,
                 listener_errors: int) -> AllocationStatistics:
