@@ -236,8 +236,12 @@ def test_select_without_a_call_is_released(fake, installed):
         assert sum(s.in_flight().values()) == 1
 
     asyncio.run(main())
-    assert s.outstanding == 0                          # the task ended
-    assert s.stats().withdrawn == {"superseded": 1, "task_done": 1}
+    assert s.outstanding == 0
+    # given back uncharged: the first when its request data went (or by the
+    # second pick of the task), the second likewise or when the task ended
+    withdrawn = s.stats().withdrawn
+    assert sum(withdrawn.values()) == 2
+    assert set(withdrawn) <= {"collected", "superseded", "task_done"}
 
 
 def test_queue_timeout_raises_litellms_rate_limit_error(fake, installed):
@@ -477,3 +481,109 @@ def test_prometheus_scrape_of_every_model_group(fake, installed):
     released = [smp.value for smp in fams["arbiter_allocations"].samples
                 if smp.labels["outcome"] == "released"]
     assert released == [s.stats().succeeded + s.stats().failed]
+
+
+async def turns(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("how", ["break", "aclose", "cancel"])
+def test_abandoned_streams_give_their_slots_back(fake, installed, how):
+    # two streams the caller stops reading fill a deployment of two slots; the
+    # next call must not wait for the lease (the clock never moves here)
+    clock = ManualClock()
+    router = Router(model_list=model_list(1, 2), num_retries=0)
+    s = installed(router, lease_s=600.0, clock=clock)
+
+    async def read_one_chunk():
+        stream = await router.acompletion(model="gpt", messages=MSG, stream=True)
+        if how == "aclose":
+            await stream.__anext__()
+            await stream.aclose()
+            return
+        async for _ in stream:
+            if how == "break":
+                break
+            # "cancel": the provider holds the stream after its first chunk
+
+    async def main():
+        fake.gate = asyncio.Event()
+        fake.behaviour["d0"] = "gate" if how == "cancel" else "ok"
+        readers = [asyncio.create_task(read_one_chunk()) for _ in range(2)]
+        if how == "cancel":
+            fake.started_event = asyncio.Event()
+            fake.start_target = 2
+            await fake.started_event.wait()
+            await turns()
+            assert s.outstanding == 2
+            for t in readers:
+                t.cancel()
+        # the caller may keep its tasks (a cancelled one keeps its frames, and
+        # so the stream, alive): the cancellation itself must release
+        await asyncio.gather(*readers, return_exceptions=True)
+        await turns()
+        assert s.outstanding == 0, f"{how}: the abandoned streams still hold their slots"
+        assert s.manager("gpt").allocator.active_count == 0
+        fake.behaviour["d0"] = "ok"
+        assert await gather_calls(router, 4) == [None] * 4
+
+    asyncio.run(main())
+    st = s.stats()
+    assert st.withdrawn == {"task_done" if how == "cancel" else "collected": 2}
+    assert st.failed == 0 and s.outstanding == 0
+
+
+def test_a_stream_still_being_read_keeps_its_slot(fake, installed):
+    # the release on collection must not come early: a stream the caller still
+    # holds (here after one chunk, the rest gated) keeps its slot through a full
+    # garbage collection, and the provider never runs more than the limit
+    import gc
+
+    router = Router(model_list=model_list(1, 1), num_retries=0)
+    s = installed(router, clock=ManualClock())
+
+    async def main():
+        fake.gate = asyncio.Event()
+        fake.behaviour["d0"] = "gate"
+        stream = await router.acompletion(model="gpt", messages=MSG, stream=True)
+        await stream.__anext__()
+        gc.collect()
+        await turns()
+        assert s.outstanding == 1
+        waiting = asyncio.create_task(router.acompletion(model="gpt", messages=MSG))
+        await turns()
+        assert s.manager("gpt").allocator.queued_count == 1     # the slot is still taken
+        fake.gate.set()
+        assert len([c async for c in stream]) >= 1
+        fake.behaviour["d0"] = "ok"
+        await waiting
+
+    asyncio.run(main())
+    assert fake.peak["d0"] == 1
+    st = s.stats()
+    assert st.succeeded == 2 and s.outstanding == 0
+
+
+def test_a_stream_handed_to_another_task_lives_on_then_is_collected(fake, installed):
+    # the picking task ends normally and returns the stream (its result holds
+    # it): the slot stays until the stream is read to its end or dropped
+    router = Router(model_list=model_list(1, 2), num_retries=0)
+    s = installed(router, clock=ManualClock())
+
+    async def main():
+        opener = asyncio.create_task(
+            router.acompletion(model="gpt", messages=MSG, stream=True))
+        stream = await opener
+        await turns()
+        assert opener.done() and s.outstanding == 1     # the task's end released nothing
+        await stream.__anext__()
+        del stream
+        await turns()
+        assert s.outstanding == 1                       # the done task still holds it
+        del opener
+        await turns()
+        assert s.outstanding == 0
+
+    asyncio.run(main())
+    assert s.stats().withdrawn == {"collected": 1}

@@ -21,7 +21,12 @@ Every pick is released exactly once, by the first of:
   or the next pick from the same asyncio task (that task's earlier call is
   over: cancelled calls, ``router.select()``);
 * the end of the picking asyncio task (non-streaming calls);
-* the lease (``lease_s``, the last resort, e.g. for an abandoned stream).
+* the collection of the request's data: a stream the caller stops reading
+  (``break``, ``aclose()``, its task cancelled) fires no callback, but once the
+  stream object is dropped LiteLLM drops the request's metadata with it, and
+  the stamp the pick put there gives the slot back;
+* the lease (``lease_s``, the last resort, e.g. for a stream still referenced
+  somewhere and never read to its end).
 
 The outcome of a call is charged to its deployment only by the first two;
 the others give the slot back without charging anyone.  A running call
@@ -52,7 +57,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -125,7 +130,8 @@ class RoutingStats:
     ``picks = granted + refused``; every granted pick is ``outstanding`` or
     ended as ``succeeded``, ``failed`` (charged to the deployment) or
     ``withdrawn`` (given back uncharged, by reason: ``superseded``,
-    ``task_done``, ``lease_expired``, ``uninstalled``, ``deployment_removed``).
+    ``task_done``, ``collected``, ``lease_expired``, ``uninstalled``,
+    ``deployment_removed``).
     ``groups`` holds each model group's allocation statistics.
     """
 
@@ -145,7 +151,8 @@ _Prepared = tuple[str, AdaptiveResourceManager, AllocationRequest, str, Mapping[
 class _Hold:
     """One granted pick until it is released."""
 
-    __slots__ = ("agent", "deadline", "group", "manager", "started", "stream", "task", "token")
+    __slots__ = ("agent", "deadline", "group", "loop", "manager", "started", "stream", "task",
+                 "token")
 
     def __init__(self, token: str, group: str, manager: AdaptiveResourceManager, agent: str,
                  task: asyncio.Task[Any] | None, stream: bool, started: float,
@@ -154,10 +161,40 @@ class _Hold:
         self.group = group
         self.manager = manager
         self.agent = agent
-        self.task = task
+        self.task = task       # dropped when the task ends (it may hold the stream)
+        self.loop = task.get_loop() if task is not None else None
         self.stream = stream
         self.started = started
         self.deadline = deadline
+
+
+class _Stamp(str):
+    """A hold's id as stamped into the request's metadata.
+
+    A ``str`` (LiteLLM copies, logs and serialises it as one) that reports its
+    own collection: LiteLLM keeps the request's metadata alive exactly as long
+    as something of the call is (its logging object, a stream wrapper), so the
+    stamp dying means nobody can read that call any more.  Copies are the
+    stamp itself (``copy``/``deepcopy``); a pickled one is a plain ``str``.
+    """
+
+    def __new__(cls, token: str, on_collected: Callable[[str], None]) -> _Stamp:
+        self = super().__new__(cls, token)
+        self._on_collected = on_collected
+        return self
+
+    def __copy__(self) -> _Stamp:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Stamp:
+        return self
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return str, (str(self),)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):    # never raise from a finaliser
+            self._on_collected(str(self))
 
 
 def _bucket(request_kwargs: Any) -> tuple[str, Mapping[str, Any]]:
@@ -322,6 +359,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         self._leases: list[tuple[float, str]] = []
         self._counts: Counter[str] = Counter()
         self._withdrawn: Counter[str] = Counter()
+        self._collected: deque[str] = deque()     # stamps collected, holds not yet released
         self._next_tick = -float("inf")
 
     # -- installation ---------------------------------------------------------
@@ -469,6 +507,8 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         now = self._clock.now()
         if now >= self._next_tick:
             self.tick()
+        else:
+            self._release_collected()
         name, md = _bucket(request_kwargs)
         prev = md.get(METADATA_KEY)
         if isinstance(prev, str):
@@ -547,7 +587,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             self._counts["granted"] += 1
             self._held[token] = hold
             heapq.heappush(self._leases, (hold.deadline, token))
-            if task is not None and not stream:
+            if task is not None:
                 tokens = self._by_task.get(task)
                 if tokens is None:
                     tokens = self._by_task[task] = set()
@@ -555,7 +595,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                 tokens.add(token)
         if isinstance(request_kwargs, dict):
             # a copy: a caller may pass one metadata dict to many requests
-            request_kwargs[name] = {**md, METADATA_KEY: token}
+            request_kwargs[name] = {**md, METADATA_KEY: _Stamp(token, self._stamp_collected)}
         return dep
 
     async def async_get_available_deployment(
@@ -620,6 +660,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                     break
                 woken.wait(min(left, 1.0))
                 woken.clear()
+                self._release_collected()
                 mgr.allocator.tick()
                 res = mgr.allocation_status(rid)
         finally:
@@ -664,10 +705,48 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             log.exception("releasing arbiter hold %s failed", token)
         return True
 
+    def _stamp_collected(self, token: str) -> None:
+        """A stamp was collected (any thread, inside a finaliser): queue its
+        hold's release for the owning loop, or for the next pick or tick.
+
+        Never releases here: a finaliser may run while this thread is inside
+        the allocator, whose lock is not re-entrant.
+        """
+        hold = self._held.get(token)          # a plain read: no lock in a finaliser
+        if hold is None:                      # released already (the usual case)
+            return
+        self._collected.append(token)
+        loop = hold.loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):    # the loop is closed
+                loop.call_soon_threadsafe(self._release_collected)
+
+    def _release_collected(self) -> None:
+        collected = self._collected
+        while collected:
+            try:
+                tok = collected.popleft()
+            except IndexError:                # another thread took the last one
+                break
+            self._finish(tok, None, "collected")
+
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """The picking task ended: its calls are over, except the streams it
+        returned (a cancelled task returned none, so they are over too)."""
+        cancelled = task.cancelled()
+        over = []
         with self._lock:
-            tokens = self._by_task.pop(task, set())
-        for tok in tokens:
+            for tok in self._by_task.pop(task, ()):
+                hold = self._held.get(tok)
+                if hold is None:
+                    continue
+                if hold.stream and not cancelled:
+                    # the stream lives on; forget the task, whose result (the
+                    # stream) or frames would keep our stamp from being collected
+                    hold.task = None
+                else:
+                    over.append(tok)
+        for tok in over:
             self._finish(tok, None, "task_done")
 
     def tick(self) -> int:
@@ -677,6 +756,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         Picks call it at most every ``monitoring_interval_s``; call it
         yourself when picks are rare.  Returns the leases that expired.
         """
+        self._release_collected()
         now = self._clock.now()
         expired: list[str] = []
         with self._lock:
