@@ -587,3 +587,50 @@ def test_a_stream_handed_to_another_task_lives_on_then_is_collected(fake, instal
 
     asyncio.run(main())
     assert s.stats().withdrawn == {"collected": 1}
+
+
+def test_uninstall_mid_traffic_withdraws_queued_picks_and_can_reinstall(fake):
+    clock = ManualClock()
+    router = Router(model_list=model_list(1, 2), num_retries=0)
+    s = ArbiterRoutingStrategy(clock=clock).install(router)
+
+    async def main():
+        fake.gate = asyncio.Event()
+        fake.behaviour["d0"] = "gate"
+        fake.started_event = asyncio.Event()
+        fake.start_target = 2
+        calls = [asyncio.create_task(router.acompletion(model="gpt", messages=MSG))
+                 for _ in range(6)]
+        await fake.started_event.wait()
+        await turns()
+        mgr = s.manager("gpt")
+        assert s.outstanding == 2 and mgr.allocator.queued_count == 4
+        s.uninstall()
+        # the queued picks end now (refused: LiteLLM's 429), none is granted later
+        assert mgr.allocator.queued_count == 0 and mgr.allocator.active_count == 0
+        await turns()
+        queued = [t for t in calls if t.done()]
+        assert len(queued) == 4
+        assert all(isinstance(t.exception(), (RouterRateLimitError, litellm.RateLimitError))
+                   for t in queued)
+        assert s.outstanding == 0 and s.managers() == {}
+        fake.gate.set()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert fake.peak["d0"] == 2
+        # the same object installs again, clean: every call is served through it
+        s.install(router)
+        fake.behaviour["d0"] = "ok"
+        before = s.stats()
+        assert await gather_calls(router, 6) == [None] * 6
+        after = s.stats()
+        assert after.granted - before.granted == 6 and after.refused == before.refused
+        assert s.manager("gpt").get_allocation_statistics().released == 6
+        s.uninstall()
+
+    asyncio.run(main())
+    st = s.stats()
+    assert st.outstanding == 0
+    assert st.picks == st.granted + st.refused
+    assert st.granted == st.succeeded + st.failed + sum(st.withdrawn.values())
+    assert st.withdrawn == {"uninstalled": 2}
+    assert st.refused == 4

@@ -360,6 +360,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         self._counts: Counter[str] = Counter()
         self._withdrawn: Counter[str] = Counter()
         self._collected: deque[str] = deque()     # stamps collected, holds not yet released
+        self._waiting: dict[str, AdaptiveResourceManager] = {}   # picks not yet returned
         self._next_tick = -float("inf")
 
     # -- installation ---------------------------------------------------------
@@ -389,12 +390,25 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         return self
 
     def uninstall(self) -> None:
-        """Give the router back its configured strategy, drop the callbacks and
-        withdraw the picks still held (idempotent)."""
+        """Give the router back its configured strategy, drop the callbacks,
+        withdraw the picks still held and refuse the picks still waiting
+        (idempotent).
+
+        A waiting pick ends with LiteLLM's ``RouterRateLimitError`` (LiteLLM
+        retries it, if ``num_retries`` allows, with the restored strategy).
+        The object is left clean: no manager, hold or waiting pick; the
+        counters of :meth:`stats` go on.  It can be installed again.
+        """
         with self._lock:
             router, self._router = self._router, None
+            waiting, self._waiting = self._waiting, {}
         if router is None:
             return
+        for rid, mgr in waiting.items():      # their picks see the withdrawal and refuse
+            try:
+                mgr.allocator.withdraw(rid, "uninstalled")
+            except Exception:
+                log.exception("withdrawing waiting pick %s failed", rid)
         litellm.logging_callback_manager.remove_callback_from_all_lists(self._logger)
         reset = getattr(router, "routing_strategy_init", None)
         if callable(reset):
@@ -409,6 +423,14 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             tokens = list(self._held)
         for tok in tokens:
             self._finish(tok, None, "uninstalled")
+        with self._lock:       # what belonged to that router
+            self._managers.clear()
+            self._deployments.clear()
+            self._synced.clear()
+            self._by_task.clear()
+            self._leases.clear()
+            self._collected.clear()
+            self._next_tick = -float("inf")
 
     def __enter__(self) -> ArbiterRoutingStrategy:
         return self
@@ -544,6 +566,10 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         rid = uuid.uuid4().hex
         req = AllocationRequest(rid, rid, prio, float(self.queue_timeout_s), movable=False,
                                 exclude=frozenset(exclude) or None)
+        with self._lock:
+            if self._router is None:      # uninstalled meanwhile
+                raise RuntimeError("ArbiterRoutingStrategy is not installed: call install(router)")
+            self._waiting[rid] = mgr
         return group, mgr, req, name, md
 
     def _resolve_specific(self, model: str) -> tuple[str, str]:
@@ -565,9 +591,14 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                  task: asyncio.Task[Any] | None) -> Mapping[str, Any]:
         with self._lock:
             self._counts["picks"] += 1
-            if res.status is not _ALLOCATED:
+            # still ours? uninstall() withdraws the waiting picks (one granted
+            # just before may not have seen it yet)
+            live = self._waiting.pop(res.request_id, None) is not None
+            if res.status is not _ALLOCATED or not live:
                 self._counts["refused"] += 1
-        if res.status is not _ALLOCATED:
+        if res.status is _ALLOCATED and not live:
+            mgr.allocator.withdraw(res.request_id, "uninstalled")   # harmless if withdrawn
+        if res.status is not _ALLOCATED or not live:
             raise RouterRateLimitError(
                 model=group, cooldown_time=0.0, enable_pre_call_checks=False, cooldown_list=[])
         agent = res.agent_id
@@ -617,7 +648,11 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         task = asyncio.current_task()
         group, mgr, req, name, md = self._prepare(model, request_kwargs, specific_deployment,
                                                   task)
-        res = await mgr.allocate_resources_async(req)
+        try:
+            res = await mgr.allocate_resources_async(req)
+        except BaseException:        # cancelled while waiting (the manager withdrew it)
+            self._not_waiting(req.request_id)
+            raise
         return self._granted(res, group, mgr, request_kwargs, name, md, task)
 
     def get_available_deployment(
@@ -646,6 +681,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                 woken.set()
 
         unsubscribe = mgr.allocator.on_transition(on_transition)
+        res = None
         try:
             res = mgr.allocate_resources(req)
             end = time.monotonic() + self.queue_timeout_s
@@ -665,9 +701,16 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                 res = mgr.allocation_status(rid)
         finally:
             unsubscribe()
+            if res is None or res.status is _QUEUED:    # raised while waiting
+                self._not_waiting(rid)
+                mgr.allocator.withdraw(rid, "cancelled")
         return self._granted(res, group, mgr, request_kwargs, name, md, None)
 
     # -- releasing -----------------------------------------------------------------
+
+    def _not_waiting(self, rid: str) -> None:
+        with self._lock:
+            self._waiting.pop(rid, None)
 
     def _on_failure(self, token: str | None, exc: Any) -> None:
         try:
