@@ -377,6 +377,8 @@ def test_bad_arguments_are_named():
         ArbiterRoutingStrategy(ejection={"enabled": False})
     with pytest.raises(TypeError, match="is_deployment_failure"):
         ArbiterRoutingStrategy(is_deployment_failure=3)
+    with pytest.raises(TypeError, match="respect_cooldowns"):
+        ArbiterRoutingStrategy(respect_cooldowns="yes")
     with pytest.raises(ValueError):
         ArbiterRoutingStrategy("fastest")
 
@@ -634,3 +636,42 @@ def test_uninstall_mid_traffic_withdraws_queued_picks_and_can_reinstall(fake):
     assert st.granted == st.succeeded + st.failed + sum(st.withdrawn.values())
     assert st.withdrawn == {"uninstalled": 2}
     assert st.refused == 4
+
+
+def _cooling(router: Router, ids: list[str]) -> set[str]:
+    return {did for did, _ in router.health().cooldowns.get_active_cooldowns(ids, None)}
+
+
+def test_deployments_litellm_cooled_down_are_not_picked(fake, installed):
+    fake.behaviour["d0"] = "fail"
+    router = Router(model_list=model_list(3, 5), num_retries=0, allowed_fails=0,
+                    cooldown_time=3600)
+    s = installed(router, strategy="round_robin", ejection=EjectionConfig(enabled=False))
+
+    async def main():
+        errors = [e for e in await gather_calls(router, 3) if e is not None]
+        assert len(errors) == 1                        # d0's turn, once
+        assert _cooling(router, ["d0", "d1", "d2"]) == {"d0"}
+        # round robin would come back to d0 every third call: it is cooling down
+        assert await gather_calls(router, 12) == [None] * 12
+
+    asyncio.run(main())
+    assert fake.calls["d0"] == 1
+    assert fake.calls["d1"] + fake.calls["d2"] == 14
+    assert s.outstanding == 0
+
+
+def test_when_litellm_cools_down_every_deployment_the_pick_goes_on_load(fake, installed):
+    fake.behaviour.update(d0="fail", d1="fail")
+    router = Router(model_list=model_list(2, 5), num_retries=0, allowed_fails=0,
+                    cooldown_time=3600)
+    s = installed(router, ejection=EjectionConfig(enabled=False))
+
+    async def main():
+        await gather_calls(router, 4)
+        assert _cooling(router, ["d0", "d1"]) == {"d0", "d1"}
+        fake.behaviour.clear()            # recovered; LiteLLM still counts them cooling
+        return await gather_calls(router, 4)
+
+    assert asyncio.run(main()) == [None] * 4
+    assert s.outstanding == 0

@@ -295,6 +295,13 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         planning, ...); ``strategy`` and ``ejection`` replace its fields.
     clock : Clock, optional
         The managers' clock (default monotonic; tests pass a ManualClock).
+    respect_cooldowns : bool
+        Keep picks off the deployments LiteLLM has in cooldown (its
+        ``allowed_fails`` / ``cooldown_time``), as its own strategies do:
+        LiteLLM does not retry a failure when it sees every deployment of the
+        group cooling down.  When every deployment is cooling down the pick
+        goes on load alone (LiteLLM's own strategies would refuse).  Default
+        True; arbiter's ejection applies either way.
 
     Notes
     -----
@@ -327,8 +334,13 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         lease_s: float = 600.0,
         config: ResourceManagerConfig | None = None,
         clock: Clock | None = None,
+        respect_cooldowns: bool = True,
     ) -> None:
         strat = coerce_strategy(strategy)
+        if not isinstance(respect_cooldowns, bool):
+            raise TypeError("respect_cooldowns must be a bool, "
+                            f"got {type(respect_cooldowns).__name__}")
+        self.respect_cooldowns = respect_cooldowns
         self.default_max_parallel_requests = check_int(
             default_max_parallel_requests, "default_max_parallel_requests", 1)
         self.queue_timeout_s = check_positive(queue_timeout_s, "queue_timeout_s")
@@ -522,8 +534,46 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
 
     # -- picking ----------------------------------------------------------------
 
+    def _cooldown_ids(self, group: str) -> list[str] | None:
+        """The group's deployment ids to ask LiteLLM's cooldowns about (None: don't)."""
+        if not self.respect_cooldowns or self._router is None:
+            return None
+        with contextlib.suppress(Exception):
+            self._sync(group)
+        ids = list(self._deployments.get(group) or ())
+        return ids if len(ids) > 1 else None
+
+    def _cooldowns(self) -> Any:
+        try:
+            return self._router.health().cooldowns
+        except Exception:  # pragma: no cover - LiteLLM without health().cooldowns
+            return None
+
+    def _cooling_sync(self, group: str) -> frozenset[str]:
+        ids = self._cooldown_ids(group)
+        cache = self._cooldowns() if ids else None
+        if cache is None:
+            return frozenset()
+        try:
+            return frozenset(did for did, _ in cache.get_active_cooldowns(ids, None))
+        except Exception:
+            log.exception("reading LiteLLM's cooldowns failed; picking without them")
+            return frozenset()
+
+    async def _cooling_async(self, group: str) -> frozenset[str]:
+        ids = self._cooldown_ids(group)
+        cache = self._cooldowns() if ids else None
+        if cache is None:
+            return frozenset()
+        try:
+            found = await cache.async_get_active_cooldowns(ids, None)
+        except Exception:
+            log.exception("reading LiteLLM's cooldowns failed; picking without them")
+            return frozenset()
+        return frozenset(did for did, _ in found)
+
     def _prepare(self, model: str, request_kwargs: Any, specific_deployment: bool | None,
-                 task: asyncio.Task[Any] | None) -> _Prepared:
+                 task: asyncio.Task[Any] | None, cooling: frozenset[str]) -> _Prepared:
         if self._router is None:
             raise RuntimeError("ArbiterRoutingStrategy is not installed: call install(router)")
         now = self._clock.now()
@@ -553,13 +603,20 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             deps = self._deployments.get(group) or {}
             if not deps:
                 raise ValueError(f"no deployments for model group {group!r}")
+            tried = set()
             for prev_attempt in md.get("previous_models") or ():
                 if isinstance(prev_attempt, Mapping):
                     did = prev_attempt.get("deployment_id")
                     if did in deps:
-                        exclude.add(did)
-            if exclude >= deps.keys():     # tried them all: any may serve again
-                exclude = set()
+                        tried.add(did)
+            # keep off what this request failed on and what LiteLLM cools down;
+            # when that is everything, the first of these that leaves a choice
+            # (tried them all / all cooling: any may serve, on load alone)
+            cooled = cooling & deps.keys()
+            for cand in (tried | cooled, tried, cooled):
+                if not cand >= deps.keys():
+                    exclude = set(cand)
+                    break
         prio = md.get(PRIORITY_KEY, TaskPriority.MEDIUM)
         if isinstance(prio, bool) or not isinstance(prio, int) or not 0 <= prio <= 100:
             prio = TaskPriority.MEDIUM
@@ -646,8 +703,9 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             No slot within ``queue_timeout_s``.
         """
         task = asyncio.current_task()
+        cooling = frozenset() if specific_deployment else await self._cooling_async(str(model))
         group, mgr, req, name, md = self._prepare(model, request_kwargs, specific_deployment,
-                                                  task)
+                                                  task, cooling)
         try:
             res = await mgr.allocate_resources_async(req)
         except BaseException:        # cancelled while waiting (the manager withdrew it)
@@ -671,8 +729,9 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         RouterRateLimitError
             No slot within ``queue_timeout_s``.
         """
+        cooling = frozenset() if specific_deployment else self._cooling_sync(str(model))
         group, mgr, req, name, md = self._prepare(model, request_kwargs, specific_deployment,
-                                                  None)
+                                                  None, cooling)
         rid = req.request_id
         woken = threading.Event()
 
