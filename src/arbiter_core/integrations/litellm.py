@@ -178,6 +178,8 @@ class _Stamp(str):
     stamp itself (``copy``/``deepcopy``); a pickled one is a plain ``str``.
     """
 
+    _on_collected: Callable[[str], None]
+
     def __new__(cls, token: str, on_collected: Callable[[str], None]) -> _Stamp:
         self = super().__new__(cls, token)
         self._on_collected = on_collected
