@@ -25,9 +25,9 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import ray  # noqa: E402
-from ray import serve  # noqa: E402
-from ray.serve.config import RequestRouterConfig  # noqa: E402
+import ray
+from ray import serve
+from ray.serve.config import RequestRouterConfig
 
 ROUTER = "arbiter_core.integrations.ray_serve:ArbiterRequestRouter"
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         apps[name] = serve.run(dep.bind(args.base_ms / 1000, args.slope),
                                name=f"app{len(apps)}", route_prefix=None)
     results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in apps}
-    for n, h in apps.items():                              # warm-up
+    for h in apps.values():                                # warm-up
         asyncio.run(run_once(h, args.clients, 2))
     for _ in range(args.runs):
         for n, h in apps.items():
