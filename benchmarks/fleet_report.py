@@ -32,6 +32,27 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_redis():
+    """A throw-away redis-server on a free loopback port: (process, client)."""
+    import redis
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server not found (apt-get install redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(500):
+        try:
+            client.ping()
+            return proc, client
+        except redis.ConnectionError:
+            time.sleep(0.01)
+    proc.terminate()
+    raise SystemExit("redis-server did not start")
+
+
 def _pool(store):
     for i in range(AGENTS):
         store.register_agent(f"a{i}", max_tasks=SLOTS)
@@ -75,23 +96,11 @@ def main() -> None:
     import redis
 
     proc = None
-    port = args.redis_port
-    if port is None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SystemExit("redis-server not found (apt-get install redis-server)")
-        port = _free_port()
-        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=port)
-        for _ in range(500):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.01)
+    if args.redis_port is None:
+        proc, client = start_redis()
+    else:
+        client = redis.Redis(port=args.redis_port)
     try:
-        client = redis.Redis(port=port)
         red = RedisLeaseStore(client, pool="bench", lease_ttl_s=10.0)
         red.clear()
         mem_ms = _pool(InMemoryLeaseStore(lease_ttl_s=10.0))

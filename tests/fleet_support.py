@@ -65,6 +65,16 @@ class RedisServer:
         return redis.Redis(port=self.port, **kw)
 
 
+def lose_state(store: object, server: RedisServer | None) -> None:
+    """The store's state is gone: an in-memory store resets, a Redis server
+    (without persistence) is restarted empty."""
+    if server is None:
+        store.reset()  # type: ignore[attr-defined]
+    else:
+        server.stop()
+        server.start()
+
+
 def fleet_worker(port: int, pool: str, member_id: str, ttl: float, steps: int,
                  ready: object, out: object) -> None:
     """A replica in its own process: allocate and release against Redis,
@@ -74,26 +84,35 @@ def fleet_worker(port: int, pool: str, member_id: str, ttl: float, steps: int,
     from arbiter_core import AllocationRequest, AllocationStatus
     from arbiter_core.fleet import FleetMember, RedisLeaseStore
 
-    store = RedisLeaseStore(redis.Redis(port=port), pool=pool, lease_ttl_s=ttl)
+    # calls bounded at half the lease (the default, a quarter, fails calls on a
+    # heavily loaded machine, and the test counts failed syncs)
+    store = RedisLeaseStore(redis.Redis(port=port), pool=pool, lease_ttl_s=ttl,
+                            timeout_s=ttl / 2)
     m = FleetMember(member_id, store, sync_interval_s=ttl / 5)
     m.sync()
     m.start()
     ready.put(member_id)  # type: ignore[attr-defined]
-    live: list[str] = []
+    # every request is tracked, also those queued first and dispatched later
+    # (a member that starts with no free slot queues its first requests)
+    mine: list[str] = []
     violations = allocated = i = 0
     while steps < 0 or i < steps:
-        res = m.allocate_resources(AllocationRequest(f"{member_id}-{i}", "t", timeout_s=60.0))
-        if res.status is AllocationStatus.ALLOCATED:
-            live.append(res.request_id)
-            allocated += 1
-        if len(live) > 3 or (live and i % 2):
-            m.release_resources(live.pop(0))
+        m.allocate_resources(AllocationRequest(f"{member_id}-{i}", "t", timeout_s=60.0))
+        mine.append(f"{member_id}-{i}")
+        if len(mine) > 4 or i % 2:
+            for r in mine:
+                if m.allocation_status(r).status is AllocationStatus.ALLOCATED:
+                    m.release_resources(r)
+                    mine.remove(r)
+                    allocated += 1
+                    break
         with m.manager.monitor.lock:
             caps = m.leased_slots()
             if any(n > caps.get(a, 0) for a, n in m.running().items()):
                 violations += 1
         i += 1
-    for r in live:
-        m.release_resources(r)
+    for r in mine:
+        if m.allocation_status(r).status is AllocationStatus.ALLOCATED:
+            m.release_resources(r)
     m.close()
     out.put((member_id, allocated, violations, m.syncs, m.sync_errors))  # type: ignore[attr-defined]

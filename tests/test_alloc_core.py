@@ -262,7 +262,9 @@ def test_the_allocator_follows_a_strategy_switch_at_once():
     mon.record_usage("b", cpu=50.0)
     mon.record_usage("c", cpu=60.0)
     picks = [alloc.allocate(AllocationRequest(f"l{i}", "t")).agent_id for i in range(3)]
-    assert picks == ["a", "a", "a"]          # least loaded: a stays the lightest
+    # least loaded: a is 10 per task plus its cpu corrected by 10 % per grant
+    # since its report (0, 15, 30), b is 25
+    assert picks == ["a", "a", "b"]
     alloc.balancer.set_strategy("round_robin")
     picks = [alloc.allocate(AllocationRequest(f"r{i}", "t")).agent_id for i in range(3)]
     assert sorted(picks) == ["a", "b", "c"]

@@ -78,3 +78,23 @@ def test_numpy_numbers_are_numbers():
     assert type(clock.now()) is float
     with pytest.raises(TypeError, match="seconds"):
         clock.advance(np.bool_(True))
+
+
+def test_steady_clock_never_goes_back_and_counts_forward_steps_in_full():
+    from arbiter_core.clock import SteadyClock
+
+    class Wall:
+        t = 10.0
+
+        def now(self):
+            return self.t
+
+    wall = Wall()
+    steady = SteadyClock(wall)
+    readings = [steady.now()]
+    for t in (11.0, 5.0, 6.5, 6.0, 100.0, 101.0):
+        wall.t = t
+        readings.append(steady.now())
+    # back steps count as no time, forward steps in full
+    assert readings == [10.0, 11.0, 11.0, 12.5, 12.5, 106.5, 107.5]
+    assert steady.steps_back == 2

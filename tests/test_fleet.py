@@ -265,9 +265,17 @@ def test_dead_members_slots_come_back_by_report_and_never_earlier():
     b.sync()
     held_b = store.leases()["b"]["a0"]
     assert held_b == 6 - held_a       # the orphans are not free
-    store.report_agent("a0", held_b + 1)     # still more running than b holds
+    store.report_agent("a0", held_b)  # no more than b *holds*, more than it runs
+    for _ in range(3):                # b settles the report: it ran 1
+        clock.advance(1.0)
+        b.sync()
     assert store.orphans() == {"a0": held_a}
-    store.report_agent("a0", held_b)  # no more than b holds: a's tasks are gone
+    store.report_agent("a0", 1)       # no more than b runs: a's tasks are gone
+    clock.advance(1.0)
+    b.sync()
+    assert store.orphans() == {"a0": held_a}     # pending: b's count is not in yet
+    clock.advance(1.0)
+    b.sync()
     assert store.orphans() == {}
     for i in range(10, 16):
         b.allocate_resources(req(i))

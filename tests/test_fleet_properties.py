@@ -8,9 +8,12 @@ jumps.  After every step:
   never exceed ``max_tasks`` (store side);
 * every live member runs no more tasks on an agent than its cap, and its cap
   is within its lease in the store;
-* orphaned slots never come back early: only at a report on that agent that
-  shows no more running tasks than the live members hold there, or once
-  ``max_task_time_s`` has passed since a dead member's lease expired.
+* the true number of tasks on every agent -- what live members run plus
+  what killed members' tasks still run there -- never exceeds ``max_tasks``;
+* orphaned slots never come back early: only after a report on that agent
+  made while no killed member's task ran there (settled by the live members
+  at their syncs), or once ``max_task_time_s`` has passed since a dead
+  member's lease expired.
 
 The Redis variant runs the same machine against a real redis-server, and a
 differential test checks that both stores answer the same operations
@@ -64,6 +67,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.submitted = {m: [] for m in MEMBERS}
         self.zombies = {a: [] for a in self.max}   # allocation times
         self.last_sync = {}
+        self.clean_report = dict.fromkeys(self.max, False)
         self.n = 0
         self.steps = {"sync": 0, "kill": 0, "report": 0, "reclaimed": 0}
 
@@ -151,12 +155,14 @@ class FleetMachine(RuleBasedStateMachine):
         agents = sorted(self.max)
         a = agents[pick % len(agents)]
         true = len(self.zombies[a]) + sum(mem.running().get(a, 0) for mem in self.members.values())
-        live_held = sum(lease.get(a, 0) for lease in self.store.leases().values())
-        self.orphan_step(lambda: self.store.report_agent(a, true), agent=a,
-                         may_free=true <= live_held)
+        # a report made while no zombie runs there may free the orphans, now
+        # or when the members settle it at their syncs
+        if not self.zombies[a]:
+            self.clean_report[a] = True
+        self.orphan_step(lambda: self.store.report_agent(a, true))
         self.steps["report"] += 1
 
-    def orphan_step(self, action, agent=None, may_free=False, adopting=False):
+    def orphan_step(self, action, adopting=False):
         """Run ``action``; orphans may shrink only when the rules allow."""
         before = self.store.orphans()
         action()
@@ -167,7 +173,7 @@ class FleetMachine(RuleBasedStateMachine):
         for a, n in before.items():
             if after.get(a, 0) < n:
                 self.steps["reclaimed"] += 1
-                assert timed or adopting or (a == agent and may_free), (a, before, after)
+                assert timed or adopting or self.clean_report[a], (a, before, after)
 
     # -- invariants ---------------------------------------------------------------
 
@@ -177,6 +183,15 @@ class FleetMachine(RuleBasedStateMachine):
             self.store._check_invariants()
             for a, n in self.store.orphans().items():
                 assert n <= self.max[a]
+
+    @invariant()
+    def true_running_within_max_tasks(self):
+        if not hasattr(self, "store"):
+            return
+        for a, n in self.max.items():
+            true = len(self.zombies[a]) + sum(mem.running().get(a, 0)
+                                              for mem in self.members.values())
+            assert true <= n, (a, true, n)
 
     @invariant()
     def members_within_their_caps_and_leases(self):

@@ -20,6 +20,7 @@ RAND = STRATEGY_CODES["random"]
 PRIO = STRATEGY_CODES["priority_based"]
 P2C = STRATEGY_CODES["power_of_two"]
 PEWMA = STRATEGY_CODES["peak_ewma"]
+SCORED = STRATEGY_CODES["scored"]
 
 NOW = 100.0
 
@@ -32,10 +33,18 @@ percent = st.one_of(st.none(), st.sampled_from([0.0, 10.0, 20.0, 50.0, 69.9, 70.
 @st.composite
 def agent_specs(draw):
     max_tasks = draw(st.integers(1, 6))
+    active = draw(st.integers(0, max_tasks))
     return Agent(
         agent_id="",
         max_tasks=max_tasks,
-        active=draw(st.integers(0, max_tasks)),
+        active=active,
+        # the load estimate: reports of every age, grants since, engine figures
+        concurrency=draw(st.sampled_from([None, None, 0.5, 1.0, 3.0])),
+        report_t=draw(st.sampled_from([NOW, NOW, NOW - 2.0, NOW - 7.5, NOW - 40.0, NOW + 3.0])),
+        active_at_report=draw(st.integers(0, active)),
+        waiting=draw(st.one_of(st.none(), st.sampled_from([0.0, 1.0, 4.0]))),
+        running=draw(st.one_of(st.none(), st.sampled_from([0.0, 1.0, 2.0, 6.0]))),
+        kv=draw(percent),
         weight=draw(st.sampled_from([0.5, 1.0, 2.0, 3.5])),
         cpu=draw(percent),
         mem=draw(percent),
@@ -68,15 +77,21 @@ def pools(draw):
             for j in range(n_removed):
                 table.remove(f"gone{j}")
         slot = table.add(a.agent_id, max_tasks=a.max_tasks, weight=a.weight,
-                         cpu_capacity=a.cap_cpu, memory_mb=a.cap_mem, network_mbps=a.cap_net)
+                         cpu_capacity=a.cap_cpu, memory_mb=a.cap_mem, network_mbps=a.cap_net,
+                         concurrency=a.concurrency or 0.0)
         fields = (1 if a.cpu is not None else 0) | (2 if a.mem is not None else 0) \
-            | (4 if a.net is not None else 0)
-        table.set_usage(slot, a.cpu or 0.0, a.mem or 0.0, a.net or 0.0, 0.0, fields)
-        # reservations first (with resources), then top up the plain count
+            | (4 if a.net is not None else 0) | (128 if a.waiting is not None else 0) \
+            | (256 if a.running is not None else 0) | (512 if a.kv is not None else 0)
+        # reservations first (with resources), then the count the report saw
         if not (a.active and (a.res_cpu or a.res_mem)
                 and table.reserve(slot, a.res_cpu, a.res_mem, 0.0, 0.0)):
             a.res_cpu = a.res_mem = 0.0
-        table.set_task_count(slot, a.active)
+        table.set_task_count(slot, a.active_at_report)
+        table.set_usage(slot, a.cpu or 0.0, a.mem or 0.0, a.net or 0.0, a.report_t, fields,
+                        a.waiting or 0.0, a.running or 0.0, a.kv or 0.0)
+        # then the grants since the report
+        for _ in range(a.active - a.active_at_report):
+            assert table.reserve(slot)
         if a.offline:
             table.set_offline(slot)
         if a.ejected_until is not None:
@@ -114,7 +129,7 @@ def test_scan_kernels_match_reference(code, key, pool, req):
         assert slot == -1
         return
     assert slot in cands
-    keys = {s: key(a) for s, a in cands.items()}
+    keys = {s: key(a, NOW) for s, a in cands.items()}
     best = min(keys.values())
     assert keys[slot] == best
     # the kernel's own key for the winner is the reference formula's
@@ -124,6 +139,52 @@ def test_scan_kernels_match_reference(code, key, pool, req):
     rest = sorted(v for s, v in keys.items() if s != slot)
     assert [keys[s] for s in alts] == rest[: len(alts)]
     assert len(alts) == min(3, len(cands) - 1)
+
+
+weights = st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.0, 100.0])
+profiles = st.fixed_dictionaries({
+    "count": weights, "queue": weights, "utilization": weights, "kv_cache": weights,
+    "latency": st.just(0.0), "affinity": weights, "by_weight": st.booleans()})
+
+
+@settings(max_examples=120, deadline=None)
+@given(pool=pools(), req=requests, prof=profiles)
+def test_scored_profile_matches_reference(pool, req, prof):
+    # every scorer (count, corrected queue, utilization and KV use, each
+    # reported figure weighed by its age) against the pure-Python estimate
+    table, model = pool
+    table.set_profile(picker="min", **prof)
+    high, rc, rm = req
+    cands = candidates(model, NOW, high, rc, rm)
+    slot = table.select(SCORED, high, rc, rm, 0.0, NOW)
+    if not cands:
+        assert slot == -1
+        return
+    keys = {s: a.profile_key(prof, NOW) for s, a in cands.items()}
+    assert keys[slot] == min(keys.values())
+    assert table.last_score == keys[slot]
+    alts = _check_alternatives(table, model, slot, cands)
+    rest = sorted(v for s, v in keys.items() if s != slot)
+    assert [keys[s] for s in alts] == rest[: len(alts)]
+
+
+@pytest.mark.parametrize("picker", ["two_choices", "weighted_random"])
+@settings(max_examples=60, deadline=None)
+@given(pool=pools(), req=requests, prof=profiles)
+def test_scored_pickers_choose_eligible(picker, pool, req, prof):
+    table, model = pool
+    table.set_profile(picker=picker, **prof)
+    high, rc, rm = req
+    cands = candidates(model, NOW, high, rc, rm)
+    for _ in range(5):
+        slot = table.select(SCORED, high, rc, rm, 0.0, NOW)
+        if not cands:
+            assert slot == -1
+            return
+        assert slot in cands
+        alts = _check_alternatives(table, model, slot, cands)
+        if picker == "two_choices" and alts:
+            assert model[slot].profile_key(prof, NOW) <= model[alts[0]].profile_key(prof, NOW)
 
 
 @settings(max_examples=80, deadline=None)
@@ -165,7 +226,7 @@ def test_random_kernels_choose_eligible(code, pool, req):
         alts = _check_alternatives(table, model, slot, cands)
         if code == P2C and alts:
             # the winner of the two choices is the less loaded one
-            assert model[slot].ll_key() <= model[alts[0]].ll_key()
+            assert model[slot].ll_key(NOW) <= model[alts[0]].ll_key(NOW)
         if code != RAND:
             assert len(alts) == (1 if len(cands) > 1 else 0)
 
@@ -420,7 +481,7 @@ def test_table_grows_past_its_first_allocation():
 def test_bad_input():
     t = _pool(1)
     with pytest.raises(ValueError, match="strategy"):
-        t.select(7)
+        t.select(len(STRATEGY_CODES))
     with pytest.raises(ValueError, match="strategy"):
         t.select(-1)
     with pytest.raises(ValueError, match="cpu"):
@@ -435,6 +496,20 @@ def test_bad_input():
         t.set_usage(0, 0.0, -5.0, 0.0, 0.0, 2)
     with pytest.raises(ValueError, match="network"):
         t.set_usage(0, 0.0, 0.0, 101.0, 0.0, 4)
+    with pytest.raises(ValueError, match="waiting"):
+        t.set_usage(0, 0.0, 0.0, 0.0, 0.0, 128, -1.0)
+    with pytest.raises(ValueError, match="running"):
+        t.set_usage(0, 0.0, 0.0, 0.0, 0.0, 256, 0.0, math.inf)
+    with pytest.raises(ValueError, match="kv_cache"):
+        t.set_usage(0, 0.0, 0.0, 0.0, 0.0, 512, 0.0, 0.0, 100.5)
+    with pytest.raises(ValueError, match="concurrency"):
+        t.add("neg", concurrency=-1.0)
+    with pytest.raises(ValueError, match="picker"):
+        t.set_profile(picker="best")
+    with pytest.raises(ValueError, match="queue"):
+        t.set_profile(queue=math.nan)
+    with pytest.raises(ValueError, match="report_decay_s"):
+        t.set_report_decay(0.0)
     # a value that is not given is not checked, nor stored
     t.set_usage(0, math.nan, 20.0, 0.0, 0.0, 2)
     assert t.row(0)["cpu"] is None and t.row(0)["memory"] == 20.0

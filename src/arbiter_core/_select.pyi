@@ -4,9 +4,10 @@ from typing import Any, TypeVar, final
 
 from typing_extensions import Self
 
-__all__ = ["HEALTH_NAMES", "STRATEGY_CODES", "AgentTable"]
+__all__ = ["HEALTH_NAMES", "PICKERS", "STRATEGY_CODES", "AgentTable"]
 
 STRATEGY_CODES: dict[str, int]
+PICKERS: dict[str, int]
 HEALTH_NAMES: tuple[str, str, str, str]
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
@@ -23,6 +24,8 @@ class AgentTable:
     def last_score(self) -> float: ...
     @property
     def ewma_decay_s(self) -> float: ...
+    @property
+    def report_decay_s(self) -> float: ...
     def __len__(self) -> int: ...
     def __contains__(self, key: object, /) -> bool: ...
     def add(
@@ -34,6 +37,7 @@ class AgentTable:
         memory_mb: float = 0.0,
         network_mbps: float = 0.0,
         now: float = 0.0,
+        concurrency: float = 0.0,
     ) -> int: ...
     def remove(self, agent_id: Hashable) -> int: ...
     def slot(self, agent_id: Hashable) -> int: ...
@@ -47,8 +51,30 @@ class AgentTable:
         memory_critical: float,
     ) -> None: ...
     def set_usage(
-        self, slot: int, cpu: float, memory: float, network: float, now: float, fields: int = 7
+        self,
+        slot: int,
+        cpu: float,
+        memory: float,
+        network: float,
+        now: float,
+        fields: int = 7,
+        waiting: float = 0.0,
+        running: float = 0.0,
+        kv_cache: float = 0.0,
     ) -> None: ...
+    def set_report_decay(self, decay_s: float) -> None: ...
+    def set_profile(
+        self,
+        count: float = 1.0,
+        queue: float = 1.0,
+        utilization: float = 0.0,
+        kv_cache: float = 1.0,
+        latency: float = 0.0,
+        affinity: float = 0.0,
+        by_weight: bool = False,
+        picker: str = "min",
+    ) -> None: ...
+    def set_concurrency(self, slot: int, concurrency: float) -> None: ...
     def set_task_count(self, slot: int, count: int) -> None: ...
     def set_max_tasks(self, slot: int, max_tasks: int) -> None: ...
     def set_weight(self, slot: int, weight: float) -> None: ...

@@ -21,14 +21,14 @@
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.math cimport exp, isfinite, INFINITY
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memset
 
 from ._chelpers cimport monotonic as _mono, new_record, put_field
 
 import os
 
-__all__ = ["AgentTable", "HEALTH_NAMES", "STRATEGY_CODES"]
+__all__ = ["AgentTable", "HEALTH_NAMES", "PICKERS", "STRATEGY_CODES"]
 
 # The strategy, health and flag codes, the PRNG state and the table's layout
 # are declared in _select.pxd (shared with the allocation core).
@@ -42,16 +42,21 @@ STRATEGY_CODES = {
     "priority_based": S_PRIORITY_BASED,
     "power_of_two": S_POWER_OF_TWO,
     "peak_ewma": S_PEAK_EWMA,
+    "scored": S_SCORED,
 }
+
+# Picker names of a scoring profile.
+PICKERS = {"min": PICK_MIN, "two_choices": PICK_TWO, "weighted_random": PICK_WEIGHTED}
 
 # Health codes 0..3 (H_FREE = -1 marks an unused slot).
 HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "offline")
 
 
 # ---------------------------------------------------------------------------
-# The selection kernels (one file: PRNG, best-of scans, the seven strategies)
+# The selection kernels (one file: PRNG, best-of scans, the strategies)
 
 include "_select_kernels.pxi"
+include "_scorers.pxi"
 
 
 # ---------------------------------------------------------------------------
@@ -132,6 +137,15 @@ cdef class AgentTable:
         self._mem_warn = 75.0
         self._mem_crit = 90.0
         self.ewma_decay_s = 10.0
+        self._decay_s = 10.0
+        self._inv_decay = 0.1
+        self._t0 = 0.0
+        self._E = 1.0
+        memset(self._prof, 0, sizeof(self._prof))
+        self._prof[FAM_P].count = 1.0
+        self._prof[FAM_P].queue = 1.0
+        self._prof[FAM_P].kv_cache = 1.0
+        self._prof[FAM_P].picker = PICK_MIN
         self._lat_mean = 0.0
         self._lat_any = False
         self._nalt = 0
@@ -156,6 +170,17 @@ cdef class AgentTable:
         PyMem_Free(self._base_w)
         PyMem_Free(self._key_ll)
         PyMem_Free(self._key_w)
+        PyMem_Free(self._key_p)
+        PyMem_Free(self._rep_ll)
+        PyMem_Free(self._rep_w)
+        PyMem_Free(self._rep_p)
+        PyMem_Free(self._conc)
+        PyMem_Free(self._inv_conc)
+        PyMem_Free(self._waiting)
+        PyMem_Free(self._running)
+        PyMem_Free(self._kv)
+        PyMem_Free(self._rep_active)
+        PyMem_Free(self._rep_scale)
         PyMem_Free(self._ejected_until)
         PyMem_Free(self._lat)
         PyMem_Free(self._lat_t)
@@ -186,7 +211,7 @@ cdef class AgentTable:
         cdef Py_ssize_t old = self._alloc, i
         self._grow_to = new_alloc
         self._health = <int8_t*>self._re(self._health, sizeof(int8_t))
-        self._flags = <uint8_t*>self._re(self._flags, sizeof(uint8_t))
+        self._flags = <uint16_t*>self._re(self._flags, sizeof(uint16_t))
         self._max = <int32_t*>self._re(self._max, sizeof(int32_t))
         self._active = <int32_t*>self._re(self._active, sizeof(int32_t))
         self._streak = <int32_t*>self._re(self._streak, sizeof(int32_t))
@@ -201,6 +226,17 @@ cdef class AgentTable:
         self._base_w = <double*>self._re(self._base_w, sizeof(double))
         self._key_ll = <double*>self._re(self._key_ll, sizeof(double))
         self._key_w = <double*>self._re(self._key_w, sizeof(double))
+        self._key_p = <double*>self._re(self._key_p, sizeof(double))
+        self._rep_ll = <double*>self._re(self._rep_ll, sizeof(double))
+        self._rep_w = <double*>self._re(self._rep_w, sizeof(double))
+        self._rep_p = <double*>self._re(self._rep_p, sizeof(double))
+        self._conc = <double*>self._re(self._conc, sizeof(double))
+        self._inv_conc = <double*>self._re(self._inv_conc, sizeof(double))
+        self._waiting = <double*>self._re(self._waiting, sizeof(double))
+        self._running = <double*>self._re(self._running, sizeof(double))
+        self._kv = <double*>self._re(self._kv, sizeof(double))
+        self._rep_active = <int32_t*>self._re(self._rep_active, sizeof(int32_t))
+        self._rep_scale = <double*>self._re(self._rep_scale, sizeof(double))
         self._ejected_until = <double*>self._re(self._ejected_until, sizeof(double))
         self._lat = <double*>self._re(self._lat, sizeof(double))
         self._lat_t = <double*>self._re(self._lat_t, sizeof(double))
@@ -221,6 +257,11 @@ cdef class AgentTable:
             self._health[i] = H_FREE
             self._key_ll[i] = INFINITY
             self._key_w[i] = INFINITY
+            self._key_p[i] = INFINITY
+            self._rep_ll[i] = 0.0
+            self._rep_w[i] = 0.0
+            self._rep_p[i] = 0.0
+            self._rep_scale[i] = 0.0
             self._ids.append(None)
         self._alloc = new_alloc
         return 0
@@ -243,8 +284,8 @@ cdef class AgentTable:
 
     def add(self, agent_id, int max_tasks=10, double weight=1.0,
             double cpu_capacity=100.0, double memory_mb=0.0, double network_mbps=0.0,
-            double now=0.0):
-        """add(agent_id, max_tasks=10, weight=1.0, cpu_capacity=100.0, memory_mb=0.0, network_mbps=0.0, now=0.0)
+            double now=0.0, double concurrency=0.0):
+        """add(agent_id, max_tasks=10, weight=1.0, cpu_capacity=100.0, memory_mb=0.0, network_mbps=0.0, now=0.0, concurrency=0.0)
 
         Register an agent and return its slot.
 
@@ -263,6 +304,9 @@ cdef class AgentTable:
             against that dimension).
         now : float
             Registration time (the latency EWMA starts here).
+        concurrency : float
+            How many tasks the agent serves at full speed (> 0), the count
+            term's denominator; 0 = follow ``max_tasks``.
 
         Raises
         ------
@@ -284,6 +328,7 @@ cdef class AgentTable:
         _check_nonneg(memory_mb, "memory_mb")
         _check_nonneg(network_mbps, "network_mbps")
         _check_finite(now, "now")
+        _check_nonneg(concurrency, "concurrency")
         if self._n >= self._cap:
             raise ValueError(f"the agent table is full (capacity {self._cap})")
         if self._nfree:
@@ -295,7 +340,14 @@ cdef class AgentTable:
             s = self._hw
             self._hw += 1
         self._health[s] = H_HEALTHY
-        self._flags[s] = 0
+        self._flags[s] = F_CONC if concurrency > 0.0 else 0
+        self._conc[s] = concurrency if concurrency > 0.0 else <double>max_tasks
+        self._inv_conc[s] = 1.0 / self._conc[s]
+        self._waiting[s] = 0.0
+        self._running[s] = 0.0
+        self._kv[s] = 0.0
+        self._rep_active[s] = 0
+        self._rep_scale[s] = 0.0
         self._max[s] = max_tasks
         self._active[s] = 0
         self._streak[s] = 0
@@ -422,7 +474,7 @@ cdef class AgentTable:
 
     cdef inline int8_t _judge(self, Py_ssize_t s) noexcept nogil:
         """Health from the flags and the last usage report."""
-        cdef uint8_t f = self._flags[s]
+        cdef uint16_t f = self._flags[s]
         if f & (F_STALE | F_DOWN):
             return H_OFFLINE
         if ((f & F_CPU) and self._cpu[s] >= self._cpu_crit) or \
@@ -434,19 +486,27 @@ cdef class AgentTable:
         return H_HEALTHY
 
     def set_usage(self, Py_ssize_t slot, double cpu, double memory, double network,
-                  double now, int fields=7):
-        """set_usage(slot, cpu, memory, network, now, fields=7)
+                  double now, int fields=7, double waiting=0.0, double running=0.0,
+                  double kv_cache=0.0):
+        """set_usage(slot, cpu, memory, network, now, fields=7, waiting=0.0, running=0.0, kv_cache=0.0)
 
-        Record a usage report (percent) and recompute the agent's health.
+        Record a usage report and recompute the agent's health.
 
-        ``fields`` says which values are given (bits 1 cpu, 2 memory,
-        4 network); the others keep their last value.  A report clears an
-        OFFLINE state (stale or failed over): the agent is back.
+        ``cpu``, ``memory``, ``network`` and ``kv_cache`` are percentages;
+        ``waiting`` and ``running`` are an engine's request counts (vLLM's
+        ``num_requests_waiting`` / ``num_requests_running``).  ``fields`` says
+        which values are given (bits 1 cpu, 2 memory, 4 network, 128
+        waiting, 256 running, 512 kv_cache); the others keep their last
+        value.  The report is the baseline of the load estimate: what is
+        granted or released from now on corrects it, and it loses weight
+        with its age (``now`` is its time).  A report clears an OFFLINE state
+        (stale or failed over): the agent is back.
 
         Raises
         ------
         ValueError
-            A given value that is not finite or outside [0, 100].
+            A given value that is not finite, or outside [0, 100] (percent)
+            or below 0 (counts).
         """
         self._check(slot)
         if fields & F_CPU:
@@ -455,8 +515,14 @@ cdef class AgentTable:
             _check_percent(memory, "memory")
         if fields & F_NET:
             _check_percent(network, "network")
+        if fields & F_WAITING:
+            _check_nonneg(waiting, "waiting")
+        if fields & F_RUNNING:
+            _check_nonneg(running, "running")
+        if fields & F_KV:
+            _check_percent(kv_cache, "kv_cache")
         _check_finite(now, "now")
-        cdef uint8_t f = self._flags[slot] & ~(F_STALE | F_DOWN)
+        cdef uint16_t f = self._flags[slot] & ~(F_STALE | F_DOWN)
         if fields & F_CPU:
             self._cpu[slot] = cpu
             f |= F_CPU
@@ -466,12 +532,106 @@ cdef class AgentTable:
         if fields & F_NET:
             self._net[slot] = network
             f |= F_NET
+        if fields & F_WAITING:
+            self._waiting[slot] = waiting
+            f |= F_WAITING
+        if fields & F_RUNNING:
+            self._running[slot] = running
+            f |= F_RUNNING
+        if fields & F_KV:
+            self._kv[slot] = kv_cache
+            f |= F_KV
         self._flags[slot] = f | F_REPORTED
         self._base_ll[slot] = (self._cpu[slot] + self._mem[slot]) * 0.5
         self._base_w[slot] = 0.3 * self._cpu[slot] + 0.2 * self._mem[slot]
         if now > self._last_report[slot] or not (f & F_REPORTED):
             self._last_report[slot] = now
+        self._rep_active[slot] = self._active[slot]
+        self._stamp(slot, now)
         self._set_health(slot, self._judge(slot))
+
+    cdef void _stamp(self, Py_ssize_t s, double t) noexcept:
+        """Set slot ``s``'s report time to ``t`` (its age's origin)."""
+        cdef Py_ssize_t i
+        cdef double x, f
+        if self._inv_decay == 0.0:
+            self._rep_scale[s] = 1.0
+            return
+        x = (t - self._t0) * self._inv_decay
+        if x > 300.0:
+            # move the reference time forward; scales of much older reports
+            # underflow to 0, which is their weight anyway
+            f = exp(-x)
+            for i in range(self._hw):
+                self._rep_scale[i] *= f
+            self._t0 = t
+            x = 0.0
+        elif x < -300.0:
+            x = -300.0
+        self._rep_scale[s] = exp(x)
+
+    def set_report_decay(self, double decay_s):
+        """set_report_decay(decay_s)
+
+        How fast reported figures lose weight: ``exp(-age / decay_s)``
+        (> 0; ``inf`` = never).  Reports already held keep their age.
+        """
+        cdef Py_ssize_t i
+        if not (decay_s > 0.0):
+            raise ValueError(f"report_decay_s must be > 0, got {decay_s!r}")
+        self._decay_s = decay_s
+        self._inv_decay = 0.0 if not isfinite(decay_s) else 1.0 / decay_s
+        for i in range(self._hw):
+            if self._health[i] != H_FREE and self._flags[i] & F_REPORTED:
+                self._stamp(i, self._last_report[i])
+
+    @property
+    def report_decay_s(self):
+        """Reported figures weigh ``exp(-age / report_decay_s)``."""
+        return self._decay_s
+
+    def set_profile(self, double count=1.0, double queue=1.0, double utilization=0.0,
+                    double kv_cache=1.0, double latency=0.0, double affinity=0.0,
+                    bint by_weight=False, picker="min"):
+        """set_profile(count=1.0, queue=1.0, utilization=0.0, kv_cache=1.0, latency=0.0, affinity=0.0, by_weight=False, picker="min")
+
+        The ``scored`` strategy's profile: a weight (>= 0, finite) per scorer
+        and a picker (``"min"``, ``"two_choices"``, ``"weighted_random"``).
+        """
+        cdef Py_ssize_t i
+        for v, name in ((count, "count"), (queue, "queue"), (utilization, "utilization"),
+                        (kv_cache, "kv_cache"), (latency, "latency"), (affinity, "affinity")):
+            _check_nonneg(v, name)
+        if picker not in PICKERS:
+            raise ValueError(f"picker must be one of {sorted(PICKERS)}, got {picker!r}")
+        cdef Profile* p = &self._prof[FAM_P]
+        p.count = count
+        p.queue = queue
+        p.utilization = utilization
+        p.kv_cache = kv_cache
+        p.latency = latency
+        p.affinity = affinity
+        p.by_weight = by_weight
+        p.picker = PICKERS[picker]
+        for i in range(self._hw):
+            self._rekey(i)
+
+    def set_concurrency(self, Py_ssize_t slot, double concurrency):
+        """set_concurrency(slot, concurrency)
+
+        Declare how many tasks the agent serves at full speed (> 0), or 0 to
+        follow ``max_tasks`` again.
+        """
+        self._check(slot)
+        _check_nonneg(concurrency, "concurrency")
+        if concurrency > 0.0:
+            self._flags[slot] |= F_CONC
+            self._conc[slot] = concurrency
+        else:
+            self._flags[slot] &= ~F_CONC
+            self._conc[slot] = self._max[slot]
+        self._inv_conc[slot] = 1.0 / self._conc[slot]
+        self._rekey(slot)
 
     def set_task_count(self, Py_ssize_t slot, int count):
         """set_task_count(slot, count)
@@ -483,6 +643,9 @@ cdef class AgentTable:
             raise ValueError(
                 f"count must be within [0, max_tasks={self._max[slot]}], got {count}")
         self._active[slot] = count
+        # an overwrite is a statement of the truth, not a grant: the report's
+        # correction starts again from here
+        self._rep_active[slot] = count
         self._rekey(slot)
 
     def set_max_tasks(self, Py_ssize_t slot, int max_tasks):
@@ -497,6 +660,9 @@ cdef class AgentTable:
                 f"max_tasks ({max_tasks}) is below the active task count ({self._active[slot]})")
         self._max[slot] = max_tasks
         self._inv_cap[slot] = 100.0 / max_tasks
+        if not (self._flags[slot] & F_CONC):
+            self._conc[slot] = max_tasks
+            self._inv_conc[slot] = 1.0 / max_tasks
         self._rekey(slot)
 
     def set_weight(self, Py_ssize_t slot, double weight):
@@ -539,6 +705,8 @@ cdef class AgentTable:
             else:
                 self._lat_mean = duration_s
                 self._lat_any = True
+        if self._prof[FAM_P].latency != 0.0:
+            self._rekey(s)
         if success:
             self._streak[s] = 0
             self._completed[s] += 1
@@ -673,23 +841,23 @@ cdef class AgentTable:
 
     cdef inline void _rekey(self, Py_ssize_t s) noexcept nogil:
         # The scan keys are kept current here, on every change of load,
-        # usage, capacity, weight or health, so that a scan reads one array.
-        # +inf marks a slot that cannot take a task (free, OFFLINE or full).
-        cdef double task
+        # usage, capacity, weight or health, so that a scan reads a few
+        # arrays (_scorers.pxi).  +inf marks a slot that cannot take a task
+        # (free, OFFLINE or full).
         cdef int8_t h = self._health[s]
         if h == H_FREE or h == H_OFFLINE or self._active[s] >= self._max[s]:
             self._key_ll[s] = INFINITY
             self._key_w[s] = INFINITY
+            self._key_p[s] = INFINITY
             return
-        task = self._active[s] * self._inv_cap[s]
-        self._key_ll[s] = task + self._base_ll[s]
-        self._key_w[s] = (0.5 * task + self._base_w[s]) * self._inv_weight[s]
+        _score(self, s)
 
     cdef void _hide(self, Py_ssize_t s) noexcept nogil:
         """Make an agent ineligible for the next selection only (a request's
         ``exclude``); :meth:`_rekey` brings it back."""
         self._key_ll[s] = INFINITY
         self._key_w[s] = INFINITY
+        self._key_p[s] = INFINITY
 
     cdef inline void _set_health(self, Py_ssize_t s, int8_t h) noexcept nogil:
         self._health[s] = h
@@ -748,6 +916,7 @@ cdef class AgentTable:
         cdef Py_ssize_t s = -1
         cdef bint need_fit = rc > 0.0 or rm > 0.0 or rn > 0.0
         self._nalt = 0
+        self._E = _decay_now(self, now)
         if high:
             # HIGH/CRITICAL: HEALTHY agents with a free slot first ...
             s = _select1(self, strategy, 2, now, need_fit, rc, rm, rn)
@@ -926,7 +1095,8 @@ cdef class AgentTable:
         Everything known about one agent, as a dict (a copy).
         """
         self._check(slot)
-        cdef uint8_t f = self._flags[slot]
+        cdef uint16_t f = self._flags[slot]
+        cdef double d = <double>(self._active[slot] - self._rep_active[slot])
         return {
             "agent_id": self._ids[slot],
             "slot": slot,
@@ -950,6 +1120,12 @@ cdef class AgentTable:
             "reserved_cpu": self._res_cpu[slot],
             "reserved_memory_mb": self._res_mem[slot],
             "reserved_network_mbps": self._res_net[slot],
+            "concurrency": self._conc[slot],
+            "waiting": self._waiting[slot] if f & F_WAITING else None,
+            "running": self._running[slot] if f & F_RUNNING else None,
+            "kv_cache": self._kv[slot] if f & F_KV else None,
+            "estimated_waiting": _est_queue(self, slot, d) if f & F_WAITING else None,
+            "estimated_kv_cache": _est_kv(self, slot, d) if f & F_KV else None,
             "selections": self._selected[slot],
             "completed": self._completed[slot],
             "failed": self._failed[slot],
@@ -988,7 +1164,7 @@ cdef class AgentTable:
         cdef double mem_cap = 0.0, mem_used = 0.0, on_cpu = 0.0, on_mem = 0.0
         cdef int64_t on_ncpu = 0, on_nmem = 0
         cdef int8_t h
-        cdef uint8_t f
+        cdef uint16_t f
         cdef int64_t completed = 0, failed = 0
         memset(by_health, 0, sizeof(by_health))
         with nogil:

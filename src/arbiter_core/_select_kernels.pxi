@@ -1,5 +1,5 @@
 # The selection kernels of AgentTable: the PRNG, the best-of scan state and
-# one C function per strategy.  Included by _select.pyx (compiled into the
+# one C function per strategy (the keys they compare: _scorers.pxi).  Included by _select.pyx (compiled into the
 # same module, so the table's arrays are read directly and everything inlines).
 # Every function takes the table as ``t`` and runs without the GIL's help:
 # ``noexcept nogil``, no Python object touched.
@@ -166,20 +166,28 @@ cdef inline void _scan_offer(Scan* st, double k1, double k2, Py_ssize_t i) noexc
 
 cdef Py_ssize_t _scan(AgentTable t, int strategy, int min_tier, double now, bint need_fit,
                       double rc, double rm, double rn) noexcept nogil:
-    """Full scan for LEAST_LOADED / WEIGHTED / PRIORITY_BASED.
+    """Full scan for LEAST_LOADED / WEIGHTED / PRIORITY_BASED / SCORED (min).
 
+    The key of a slot is its family's count key plus its reported part
+    weighted by the report's age (_scorers.pxi): three arrays and a min.
     The arrays and the PRNG are copied into locals first: the compiler
     cannot otherwise prove that the PRNG writes do not alias the table's
     pointers, and reloads them every iteration (3x slower).
     """
     cdef Scan st
+    cdef int fam = _family(strategy)
     cdef const int8_t* health = t._health
     cdef const int32_t* active = t._active
     cdef const int32_t* mx = t._max
     cdef const double* base_ll = t._base_ll
     cdef const double* key_ll = t._key_ll
-    cdef const double* keys = key_ll if strategy == S_LEAST_LOADED else t._key_w
-    cdef double win1, worst1
+    cdef const double* keys = key_ll if fam == FAM_LL else (t._key_w if fam == FAM_W
+                                                            else t._key_p)
+    cdef const double* reps = t._rep_ll if fam == FAM_LL else (t._rep_w if fam == FAM_W
+                                                               else t._rep_p)
+    cdef const double* scale = t._rep_scale
+    cdef double E = t._E
+    cdef double win1, worst1, w
     cdef int64_t ties, next_win
     cdef const double* ej = t._ejected_until
     cdef Py_ssize_t i, hw = t._hw
@@ -189,7 +197,7 @@ cdef Py_ssize_t _scan(AgentTable t, int strategy, int min_tier, double now, bint
     _scan_init(&st, t._rng)
     if strategy != S_PRIORITY_BASED and min_tier == 1 and not need_fit and not has_ej:
         # The common case: the key alone says everything (+inf = cannot
-        # take a task), so the loop reads one array and compares twice.
+        # take a task), so the loop reads the key arrays and compares twice.
         # _scan_offer's logic, specialised with the hot state in
         # registers (through the struct, a pool of ties costs 2x).
         win1 = INFINITY
@@ -197,7 +205,8 @@ cdef Py_ssize_t _scan(AgentTable t, int strategy, int min_tier, double now, bint
         ties = 0
         next_win = 0
         for i in range(hw):
-            k1 = keys[i]
+            w = scale[i] * E
+            k1 = keys[i] + reps[i] * (w if w < 1.0 else 1.0)
             if k1 == win1:
                 if k1 == INFINITY:
                     continue
@@ -223,8 +232,7 @@ cdef Py_ssize_t _scan(AgentTable t, int strategy, int min_tier, double now, bint
                 worst1 = st.b.k1[3]
     else:
         for i in range(hw):
-            k1 = keys[i] if strategy != S_PRIORITY_BASED else key_ll[i]
-            if k1 == INFINITY or (has_ej and ej[i] > now):
+            if key_ll[i] == INFINITY or (has_ej and ej[i] > now):
                 continue
             if min_tier == 2 and health[i] != H_HEALTHY:
                 continue
@@ -233,7 +241,8 @@ cdef Py_ssize_t _scan(AgentTable t, int strategy, int min_tier, double now, bint
             if strategy == S_PRIORITY_BASED:
                 _scan_offer(&st, -<double>(mx[i] - active[i]), base_ll[i], i)
             else:
-                _scan_offer(&st, k1, 0.0, i)
+                w = scale[i] * E
+                _scan_offer(&st, keys[i] + reps[i] * (w if w < 1.0 else 1.0), 0.0, i)
     t._rng = st.rng
     if st.b.n == 0:
         return -1
@@ -307,7 +316,7 @@ cdef inline double _p2c_cost(AgentTable t, int strategy, Py_ssize_t s) noexcept 
         else:
             lat = t._lat_mean if t._lat_any else 1.0
         return lat * (t._active[s] + 1)
-    return t._key_ll[s]
+    return _key(t, _family(strategy), s)
 
 
 cdef Py_ssize_t _two_choices(AgentTable t, int strategy, int min_tier, double now, bint need_fit,
@@ -363,4 +372,9 @@ cdef Py_ssize_t _select1(AgentTable t, int strategy, int min_tier, double now, b
         return _random(t, min_tier, now, need_fit, rc, rm, rn)
     if strategy == S_POWER_OF_TWO or strategy == S_PEAK_EWMA:
         return _two_choices(t, strategy, min_tier, now, need_fit, rc, rm, rn)
+    if strategy == S_SCORED:
+        if t._prof[FAM_P].picker == PICK_TWO:
+            return _two_choices(t, strategy, min_tier, now, need_fit, rc, rm, rn)
+        if t._prof[FAM_P].picker == PICK_WEIGHTED:
+            return _weighted_draw(t, min_tier, now, need_fit, rc, rm, rn)
     return _scan(t, strategy, min_tier, now, need_fit, rc, rm, rn)

@@ -14,7 +14,14 @@ from typing import Protocol, runtime_checkable
 
 from ._validate import check_number as _finite
 
-__all__ = ["Clock", "ManualClock", "MonotonicClock", "default_clock", "is_monotonic_default"]
+__all__ = [
+    "Clock",
+    "ManualClock",
+    "MonotonicClock",
+    "SteadyClock",
+    "default_clock",
+    "is_monotonic_default",
+]
 
 
 @runtime_checkable
@@ -86,6 +93,55 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._t!r})"
+
+
+class SteadyClock:
+    """Readings of another clock that never go back: for measuring intervals
+    on a clock that may step (a wall clock, NTP, a VM resumed).
+
+    A step back counts as no time passing (and is counted in
+    :attr:`steps_back`); a step forward counts in full, so a deadline
+    measured on it comes early, never late.
+
+    Examples
+    --------
+    >>> class Wall:
+    ...     t = 100.0
+    ...     def now(self):
+    ...         return self.t
+    >>> wall = Wall()
+    >>> steady = SteadyClock(wall)
+    >>> wall.t = 70.0                 # a step back of 30 s
+    >>> steady.now(), steady.steps_back
+    (100.0, 1)
+    >>> wall.t = 71.5
+    >>> steady.now()
+    101.5
+    """
+
+    __slots__ = ("_clock", "_last", "_lock", "_t", "steps_back")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = clock.now()
+        self._t = self._last
+        self._lock = threading.Lock()
+        #: how many times the underlying clock was seen stepping back
+        self.steps_back = 0
+
+    def now(self) -> float:
+        r = self._clock.now()
+        with self._lock:
+            d = r - self._last
+            self._last = r
+            if d > 0:
+                self._t += d
+            elif d < 0:
+                self.steps_back += 1
+            return self._t
+
+    def __repr__(self) -> str:
+        return f"SteadyClock({self._clock!r})"
 
 
 _DEFAULT = MonotonicClock()

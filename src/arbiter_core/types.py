@@ -120,6 +120,7 @@ class LoadBalancingStrategy(StrEnum):
     PRIORITY_BASED = "priority_based"
     POWER_OF_TWO = "power_of_two"
     PEAK_EWMA = "peak_ewma"
+    SCORED = "scored"
 
 
 class HealthStatus(StrEnum):

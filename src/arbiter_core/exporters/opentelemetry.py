@@ -15,8 +15,10 @@ mapping of names to managers):
   ``arbiter.queue.length``, ``arbiter.pool.agents`` (attribute ``health``);
 * observable gauges: ``arbiter.capacity.desired_agents``,
   ``arbiter.capacity.utilization`` (unit 1, smoothed; can exceed 1),
-  ``arbiter.agent.active_tasks`` and ``arbiter.agent.ejected`` (attribute
-  ``agent``), and from the optimizer ``arbiter.health.score`` (0-100) and
+  ``arbiter.agent.active_tasks``, ``arbiter.agent.ejected`` and, once an
+  engine reports them, ``arbiter.agent.requests.waiting``,
+  ``arbiter.agent.requests.running``, ``arbiter.agent.kv_cache.usage``
+  (attribute ``agent``), and from the optimizer ``arbiter.health.score`` (0-100) and
   ``arbiter.bottlenecks.active`` (attribute ``severity``).
 
 Per-agent instruments cover at most ``max_agent_series`` agents per manager
@@ -178,6 +180,15 @@ def instrument(manager: Any = None, optimizer: Any = None, meter_provider: Any =
             for p in agents(m):
                 yield Observation(p.current_task_count, attrs(g, agent=p.agent_id))
 
+        def engine(field: str) -> Callable[[str | None, Any], Iterator[Observation]]:
+            # an engine's reported figure, for the agents that reported it
+            def observe(g: str | None, m: Any) -> Iterator[Observation]:
+                for p in agents(m):
+                    v = getattr(p, field)
+                    if v is not None:
+                        yield Observation(v, attrs(g, agent=p.agent_id))
+            return observe
+
         def agent_ejected(g: str | None, m: Any) -> Iterator[Observation]:
             now = m.clock.now()
             for p in agents(m):
@@ -215,6 +226,15 @@ def instrument(manager: Any = None, optimizer: Any = None, meter_provider: Any =
             meter.create_observable_gauge(
                 "arbiter.agent.ejected", [guarded(each(agent_ejected))], unit="1",
                 description="1 while the agent is ejected"),
+            meter.create_observable_gauge(
+                "arbiter.agent.requests.waiting", [guarded(each(engine("requests_waiting")))],
+                unit="{request}", description="Requests waiting in the agent's engine"),
+            meter.create_observable_gauge(
+                "arbiter.agent.requests.running", [guarded(each(engine("requests_running")))],
+                unit="{request}", description="Requests running in the agent's engine"),
+            meter.create_observable_gauge(
+                "arbiter.agent.kv_cache.usage", [guarded(each(engine("kv_cache_usage")))],
+                unit="%", description="KV-cache use of the agent's engine"),
         ]
 
     if optimizer is not None:

@@ -40,7 +40,10 @@ integration):
 * per agent, label ``agent``: gauges ``arbiter_agent_active_tasks``,
   ``arbiter_agent_max_tasks``, ``arbiter_agent_health{health}`` (1 for the
   agent's health), ``arbiter_agent_ejected``,
-  ``arbiter_agent_latency_ewma_seconds`` (once known), counters
+  ``arbiter_agent_latency_ewma_seconds`` (once known),
+  ``arbiter_agent_concurrency``, and once an engine reports them
+  ``arbiter_agent_requests_waiting``, ``arbiter_agent_requests_running``,
+  ``arbiter_agent_kv_cache_usage_percent``; counters
   ``arbiter_agent_tasks_completed_total``, ``arbiter_agent_tasks_failed_total``;
   and ``arbiter_agent_series_dropped`` (agents left out by the cap).
 
@@ -302,6 +305,10 @@ class ArbiterCollector(Collector):
             "agent_max_tasks": "Task slots of the agent",
             "agent_ejected": "1 while the agent is ejected",
             "agent_latency_ewma_seconds": "Peak-EWMA task duration of the agent",
+            "agent_requests_waiting": "Requests waiting in the agent's engine (last report)",
+            "agent_requests_running": "Requests running in the agent's engine (last report)",
+            "agent_kv_cache_usage_percent": "KV-cache use of the agent's engine (last report)",
+            "agent_concurrency": "Tasks the agent serves at full speed (load estimate)",
         }
         for name, doc in docs.items():
             f.declare_gauge(name, doc, "agent")
@@ -331,6 +338,12 @@ class ArbiterCollector(Collector):
             if p.avg_task_completion_s is not None:
                 f.gauge("agent_latency_ewma_seconds", docs["agent_latency_ewma_seconds"], g,
                         p.avg_task_completion_s, agent=aid)
+            f.gauge("agent_concurrency", docs["agent_concurrency"], g, p.concurrency, agent=aid)
+            for name, value in (("agent_requests_waiting", p.requests_waiting),
+                                ("agent_requests_running", p.requests_running),
+                                ("agent_kv_cache_usage_percent", p.kv_cache_usage)):
+                if value is not None:       # engine figures: once reported
+                    f.gauge(name, docs[name], g, value, agent=aid)
             f.counter("agent_tasks_completed", "Tasks completed by the agent", g,
                       p.tasks_completed, agent=aid)
             f.counter("agent_tasks_failed", "Tasks failed on the agent", g, p.tasks_failed,

@@ -20,8 +20,10 @@ the caps:
 When the store cannot be reached, the member keeps serving inside its caps
 until its lease would have expired (``lease_ttl_s`` after the start of its
 last successful sync by its own clock, less one ``sync_interval_s`` of
-margin; :meth:`FleetMember.tick` checks), then drains to zero; errors are
-logged and counted, and the next successful sync restores everything.
+margin), then drains to zero; errors are logged and counted, and the next
+successful sync restores everything.  The lease deadline is checked on the
+hot path itself (every allocate and release reads the clock once), so a
+store call that hangs cannot keep a member serving past its lease.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ import dataclasses
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from .._validate import check_positive
-from ..clock import Clock, default_clock
+from ..clock import Clock, SteadyClock, default_clock
 from ..resources.allocation import (
     AllocationRequest,
     AllocationResult,
@@ -104,8 +106,13 @@ class FleetMember:
 
     Notes
     -----
-    ``allocate_resources`` is the manager's own method (no wrapper); so is
-    ``release_resources`` while no agent is draining.  The agents come from
+    ``allocate_resources`` and ``release_resources`` are the manager's
+    methods behind one check of the lease deadline (a clock reading and a
+    comparison); a release on a draining agent also keeps the freed slot
+    from the queue.  ``close()`` waits at most ``sync_interval_s`` for the
+    background thread (a store call may hang in it) and leaves the pool
+    with one store call (bound the store's own timeouts: see
+    :class:`~arbiter_core.fleet.RedisLeaseStore`).  The agents come from
     the store: register them there (:meth:`LeaseStore.register_agent`); a
     member registers them in its manager at its next sync.  Usage reports,
     health, ejection and failover are per member, as on one manager.
@@ -146,6 +153,9 @@ class FleetMember:
         self.member_id = member_id
         self._store = store
         self._clock: Clock = default_clock() if clock is None else clock
+        # intervals and the lease deadline on readings that never go back:
+        # a clock stepping back must not stop the syncs
+        self._steady = SteadyClock(self._clock)
         self._manager = AdaptiveResourceManager(config, clock=self._clock)
         mgr = self._manager
         self._monitor = mgr.monitor
@@ -159,9 +169,19 @@ class FleetMember:
         self._specs: dict[str, AgentSpec] = {}
         self._incarnation: str | None = None
         self._valid_until = -math.inf
-        self._expired = False
+        # the same deadline on the raw clock, for the hot path: a reading
+        # outside [_raw_from, _raw_until) -- past the deadline, or a clock
+        # that stepped back -- takes the full check on the steady readings
+        self._raw_from = math.inf
+        self._raw_until = -math.inf
+        self._expired = True             # no lease before the first sync
         self._last_sync: float | None = None
         self._last_report: SyncReport | None = None
+        # the snapshots (clock readings) of the last two syncs the store
+        # answered, and the agents whose pending reports await our counts
+        self._snaps: list[tuple[float, int]] = [(-math.inf, 0), (-math.inf, 0)]
+        self._asked: tuple[str, ...] = ()
+        self._agents_version = -1        # of the pool we know (the store's counter)
         self._closed = False
         #: store calls that failed (each one logged)
         self.sync_errors = 0
@@ -173,10 +193,25 @@ class FleetMember:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._thread_lock = threading.Lock()
-        # the hot path is the manager's own bound methods, not a wrapper
-        self.allocate_resources: Callable[[AllocationRequest], AllocationResult] = \
-            mgr.allocate_resources
-        self.release_resources: Callable[..., AllocationResult | None] = mgr.release_resources
+        self._mgr_allocate = mgr.allocate_resources
+        self._mgr_release = mgr.release_resources
+        self.release_resources: Callable[..., AllocationResult | None] = self._release
+
+    # -- the hot path: the manager's, behind the lease deadline ---------------
+
+    def allocate_resources(self, request: AllocationRequest) -> AllocationResult:
+        """Allocate (the manager's method) inside this member's lease."""
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until:
+            self.check_lease()
+        return self._mgr_allocate(request)
+
+    def _release(self, request_id: str, success: bool = True,
+                 duration_s: float | None = None) -> AllocationResult | None:
+        # a release serves the queue: not past the lease
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until \
+                and self.check_lease():
+            return self._release_draining(request_id, success, duration_s)
+        return self._mgr_release(request_id, success, duration_s)
 
     # -- the manager's API ----------------------------------------------------
 
@@ -199,6 +234,8 @@ class FleetMember:
 
     async def allocate_resources_async(self, request: AllocationRequest) -> AllocationResult:
         """Allocate, waiting while QUEUED (new slots arrive at :meth:`sync`)."""
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until:
+            self.check_lease()
         return await self._manager.allocate_resources_async(request)
 
     def allocation_status(self, request_id: str) -> AllocationResult:
@@ -217,8 +254,11 @@ class FleetMember:
 
     def record_usage(self, agent_id: str, cpu: float | None = None,
                      memory: float | None = None, network: float | None = None,
-                     timestamp: float | None = None) -> HealthStatus:
-        return self._manager.record_usage(agent_id, cpu, memory, network, timestamp)
+                     timestamp: float | None = None, *, waiting: float | None = None,
+                     running: float | None = None,
+                     kv_cache: float | None = None) -> HealthStatus:
+        return self._manager.record_usage(agent_id, cpu, memory, network, timestamp,
+                                          waiting=waiting, running=running, kv_cache=kv_cache)
 
     def restore_agent(self, agent_id: str) -> HealthStatus:
         return self._manager.restore_agent(agent_id)
@@ -288,7 +328,9 @@ class FleetMember:
 
     @property
     def lease_valid_until(self) -> float:
-        """When this member's lease runs out without a sync (member clock)."""
+        """When this member's lease runs out without a sync, on the member's
+        steady readings of its clock (equal to the clock's own while it
+        never stepped back)."""
         return self._valid_until
 
     def sync(self) -> SyncReport:
@@ -300,41 +342,74 @@ class FleetMember:
         lease would have expired, then drains to zero.
         """
         t0 = self._clock.now()
+        s0 = self._steady.now()
+        snap = (t0, self._steady.steps_back)
         with self._lock:
             usage = {a: n for a in self._caps if (n := self._active(a)) > 0}
             held = {a: c for a, c in self._caps.items() if c > 0}
             demand = self._alloc.queued_count + self._alloc.active_count
+            steady = self._ran_through(self._asked, self._snaps[0])
         store = self._store
+        known = self._incarnation or ""
         try:
-            res = store.sync(self.member_id, demand, held, usage)
-            if self._incarnation is not None and res.incarnation != self._incarnation:
+            res = store.sync(self.member_id, demand, held, usage, incarnation=known,
+                             steady=steady, agents_version=self._agents_version)
+            self._snaps = [self._snaps[1], snap]
+            if known and res.incarnation != known:
                 # the store lost its state (a restart): register what we know
+                # and claim what we run (the store grants nothing free until
+                # every member had the time to claim)
                 log.warning("lease store of %r lost its state; registering %d agents again",
                             self.member_id, len(self._specs))
                 for a, spec in self._specs.items():
                     store.register_agent(a, spec.max_tasks, spec.weight)
-                res = store.sync(self.member_id, demand, held, usage)
+                res = store.sync(self.member_id, demand, held, usage,
+                                 incarnation=res.incarnation)
+                self._snaps = [self._snaps[1], snap]
         except Exception as exc:
-            return self._failed_sync(t0, demand, exc)
-        removed = self._apply(res, t0)
+            return self._failed_sync(t0, s0, demand, exc)
+        if self._closed:
+            # a call that hung past close(): give back what it granted
+            self._leave()
+            return self._failed_sync(t0, s0, demand, RuntimeError("closed"))
+        removed = self._apply(res, s0, t0)
         for a in removed:            # outside the lock: failover listeners run
             self._manager.remove_agent(a)
         with self._lock:
             dispatched = self._alloc.dispatch()
-            self._last_sync = t0
+            self._last_sync = s0
             self.syncs += 1
             rep = SyncReport(t0, True, {a: c for a, c in self._caps.items() if c > 0},
                              dict(self._targets), demand, res.share, dispatched)
             self._last_report = rep
         return rep
 
-    def _failed_sync(self, t0: float, demand: int, exc: BaseException) -> SyncReport:
+    def _ran_through(self, agents: tuple[str, ...], snap: tuple[float, int]) -> dict[str, int]:
+        """Our tasks per agent allocated before the snapshot ``snap`` (lock
+        held): they ran through the whole time from then to now, so at any
+        report the store made in between we ran at least this many there.
+        Allocation times and snapshots are readings of our clock: if it
+        stepped back since, nothing is known to have run through (zero)."""
+        since, steps_back = snap
+        if steps_back != self._steady.steps_back:
+            since = -math.inf
+        out = {}
+        for a in agents:
+            if a in self._caps:
+                out[a] = sum(1 for r in self._alloc.active_on(a)
+                             if (t := self._alloc.status(r).allocated_at) is not None
+                             and t < since)
+        return out
+
+    def _failed_sync(self, t0: float, s0: float, demand: int,
+                     exc: BaseException) -> SyncReport:
         self.sync_errors += 1
         log.warning("fleet member %r: lease store sync failed (%d so far): %r",
                     self.member_id, self.sync_errors, exc)
         with self._lock:
-            self._last_sync = t0
-            expired = t0 >= self._valid_until
+            self._last_sync = s0
+            # judged when the call ended: it may have waited past the lease
+            expired = self._steady.now() >= self._valid_until
             if expired and not self._expired:
                 # our lease may be gone in the store: use nothing new
                 self._drain_all()
@@ -344,28 +419,41 @@ class FleetMember:
             self._last_report = rep
         return rep
 
-    def _apply(self, res: SyncResult, t0: float) -> list[str]:
-        """Take a sync result (lock taken here); returns agents to remove."""
+    def _apply(self, res: SyncResult, t0: float, raw_t0: float) -> list[str]:
+        """Take a sync result (lock taken here; ``t0``: the steady reading at
+        the start of the sync); returns agents to remove."""
         with self._lock:
             self._incarnation = res.incarnation
+            self._asked = tuple(res.pending_reports)
             # stop using the lease one sync interval before the store could
             # call us dead: the thread notices expiry at most that late
             self._valid_until = t0 + self._store.lease_ttl_s - self._interval
+            self._raw_from = raw_t0
+            self._raw_until = raw_t0 + (self._valid_until - t0)
             self._expired = False
-            for a, spec in res.agents.items():
-                old = self._specs.get(a)
-                if a not in self._caps:
-                    # the monitor's register (the manager's would serve the
-                    # queue at once, before the agent has its zero cap)
-                    self._monitor.register_agent(a, max_tasks=1, weight=spec.weight)
-                    self._caps[a] = 1
-                    self._set_cap(a, 0)
-                elif old is not None and old.weight != spec.weight:
-                    self._monitor.set_weight(a, spec.weight)
-                self._specs[a] = spec
-            removed = [a for a in self._caps if a not in res.agents]
-            targets: dict[str, int] = {}
-            for a in res.agents:
+            self._agents_version = res.agents_version
+            removed: list[str] = []
+            if res.agents is not None:
+                for a, spec in res.agents.items():
+                    old = self._specs.get(a)
+                    if a not in self._caps:
+                        # the monitor's register (the manager's would serve the
+                        # queue at once, before the agent has its zero cap)
+                        self._monitor.register_agent(a, max_tasks=1, weight=spec.weight)
+                        self._caps[a] = 1
+                        self._set_cap(a, 0)
+                    elif old is not None and old.weight != spec.weight:
+                        self._monitor.set_weight(a, spec.weight)
+                    self._specs[a] = spec
+                removed = [a for a in self._caps if a not in res.agents]
+                check: Iterable[str] = res.agents
+            else:
+                check = self._changed(res)
+            targets = self._targets
+            for a in removed:
+                targets.pop(a, None)
+                self._draining.discard(a)
+            for a in check:
                 lease = res.leases.get(a, 0)
                 target = min(res.targets.get(a, 0), lease)
                 r = self._active(a)
@@ -377,8 +465,10 @@ class FleetMember:
                     cap = r
                 self._set_cap(a, cap)
                 targets[a] = target
-            self._targets = targets
-            self._draining = {a for a, t in targets.items() if self._caps[a] > t}
+                if cap > target:
+                    self._draining.add(a)
+                else:
+                    self._draining.discard(a)
             self._rewire()
             for a in removed:
                 self._caps.pop(a, None)
@@ -388,6 +478,25 @@ class FleetMember:
                     self._placeholder.discard(a)
                     self._monitor.update_task_count(a, 0)
         return removed
+
+    def _changed(self, res: SyncResult) -> set[str]:
+        """The agents whose lease or target moved, and those draining (lock
+        held): the others keep their caps (cost in what changed)."""
+        caps, targets = self._caps, self._targets
+        out = set(self._draining)
+        for a, n in res.leases.items():
+            if caps.get(a) != n:
+                out.add(a)
+        for a, t in res.targets.items():
+            if targets.get(a) != t:
+                out.add(a)
+        for a, c in caps.items():
+            if c > 0 and a not in res.leases:
+                out.add(a)
+        for a, t in targets.items():
+            if t > 0 and a not in res.targets:
+                out.add(a)
+        return {a for a in out if a in caps}
 
     # -- caps -----------------------------------------------------------------
 
@@ -436,9 +545,8 @@ class FleetMember:
                 self._rewire()
 
     def _rewire(self) -> None:
-        # the plain manager method while nothing drains: no wrapper on the hot path
-        self.release_resources = (self._release_draining if self._draining
-                                  else self._manager.release_resources)
+        # the plain (lease-checked) release while nothing drains
+        self.release_resources = self._release_draining if self._draining else self._release
 
     def _agent_of(self, request_id: str) -> str | None:
         try:
@@ -450,6 +558,8 @@ class FleetMember:
                           duration_s: float | None = None) -> AllocationResult | None:
         """Release while some agent drains: a slot freed on a draining agent
         goes back to the store, not to the next request or the queue."""
+        if not self._expired and not self._raw_from <= self._clock.now() < self._raw_until:
+            self.check_lease()         # then every agent drains
         with self._lock:
             agent = self._agent_of(request_id)
             if agent is None or agent not in self._draining:
@@ -480,9 +590,10 @@ class FleetMember:
 
     def check_lease(self) -> bool:
         """Drain to zero if the lease ran out without a successful sync
-        (:meth:`tick` does this between syncs); returns whether it had."""
+        (:meth:`tick` does this before every sync, the hot path when its
+        clock reading passes the deadline); returns whether it had."""
         with self._lock:
-            if self._clock.now() < self._valid_until or self._expired:
+            if self._steady.now() < self._valid_until or self._expired:
                 return self._expired
             log.warning("fleet member %r: lease expired without a sync; draining",
                         self.member_id)
@@ -495,11 +606,11 @@ class FleetMember:
         check that the lease still holds), then one manager maintenance
         cycle.  Call it at least every ``sync_interval_s`` -- or
         :meth:`start` the thread that does."""
-        now = self._clock.now()
+        # first the lease: the sync below may wait in the store past it
+        self.check_lease()
+        now = self._steady.now()
         if self._last_sync is None or now - self._last_sync >= self._interval:
             self.sync()
-        else:
-            self.check_lease()
         return self._manager.tick()
 
     @property
@@ -518,13 +629,15 @@ class FleetMember:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it (idempotent); the lease stays
-        until it expires (see :meth:`close`)."""
+        """Stop the thread and wait for it, at most ``sync_interval_s``
+        (idempotent); the lease stays until it expires (see :meth:`close`).
+        A thread still inside a hung store call ends when the call returns
+        (its result is then given back: see :meth:`sync`)."""
         with self._thread_lock:
             t = self._thread
             self._stop.set()
             if t is not None:
-                t.join()
+                t.join(self._interval)
             self._thread = None
 
     def close(self) -> None:
@@ -535,8 +648,12 @@ class FleetMember:
             return
         self._closed = True
         with self._lock:
-            usage = {a: n for a in self._caps if (n := self._active(a)) > 0}
             self._drain_all()
+        self._leave()
+
+    def _leave(self) -> None:
+        with self._lock:
+            usage = {a: n for a in self._caps if (n := self._active(a)) > 0}
         try:
             self._store.leave(self.member_id, usage)
         except Exception as exc:

@@ -10,8 +10,10 @@ keeps a pool on one shard::
     <prefix>:{<pool>}:members       hash: member -> "expires_at|demand"
     <prefix>:{<pool>}:m:<member>    string with a TTL of lease_ttl_s: the member is alive
     <prefix>:{<pool>}:lease:<member> hash: agent -> slots
-    <prefix>:{<pool>}:orphans       hash: "agent\\nmember" -> "slots|expired_at|noticed_at"
+    <prefix>:{<pool>}:orphans       hash: "agent\\nmember" -> "slots|expired_at|noticed_seq"
     <prefix>:{<pool>}:reports       hash: agent -> "active|at"
+    <prefix>:{<pool>}:pending       hash: agent -> JSON of the report the members settle
+    <prefix>:{<pool>}:synced        hash: member -> "seq|seq" of its last two syncs
 
 A member is alive while its ``m:`` key exists *and* its ``expires_at`` is
 ahead of the store's time, so a dead member's lease expires by itself
@@ -35,7 +37,14 @@ from typing import Any
 
 from .._validate import check_int, check_positive
 from ..clock import Clock
-from .store import AgentSpec, LeaseStoreError, SyncResult, _check_agent_id, _check_usage
+from .store import (
+    AgentSpec,
+    LeaseStoreError,
+    SyncResult,
+    _check_agent_id,
+    _check_incarnation,
+    _check_usage,
+)
 
 __all__ = ["RedisLeaseStore"]
 
@@ -54,6 +63,10 @@ local gc_ms = tonumber(ARGV[6])
 local fresh_inc = ARGV[7]
 local K_META, K_AGENTS, K_MEMBERS = P .. 'meta', P .. 'agents', P .. 'members'
 local K_ORPH, K_REP = P .. 'orphans', P .. 'reports'
+local K_PEND, K_SYNC = P .. 'pending', P .. 'synced'
+local seq = 0
+-- operations are numbered: reports, deaths and syncs are ordered by this
+local function bump() seq = redis.call('HINCRBY', K_META, 'seq', 1) end
 
 local function split(s)
   local out, start = {}, 1
@@ -75,7 +88,7 @@ local function sorted_keys(t)
   return ids
 end
 local function gc(extra)
-  for _, k in ipairs({K_META, K_AGENTS, K_MEMBERS, K_ORPH, K_REP}) do
+  for _, k in ipairs({K_META, K_AGENTS, K_MEMBERS, K_ORPH, K_REP, K_PEND, K_SYNC}) do
     redis.call('PEXPIRE', k, gc_ms)
   end
   if extra then redis.call('PEXPIRE', extra, gc_ms) end
@@ -139,11 +152,12 @@ local function maintain()
           local old = redis.call('HGET', K_ORPH, f)
           local add = 0
           if old then add = tonumber(split(old)[1]) end
-          redis.call('HSET', K_ORPH, f, (n + add) .. '|' .. fmt(exp[m]) .. '|' .. fmt(now))
+          redis.call('HSET', K_ORPH, f, (n + add) .. '|' .. fmt(exp[m]) .. '|' .. seq)
         end
       end
       redis.call('DEL', P .. 'lease:' .. m, P .. 'm:' .. m)
       redis.call('HDEL', K_MEMBERS, m)
+      redis.call('HDEL', K_SYNC, m)
     end
   end
   local raw = redis.call('HGETALL', K_ORPH)
@@ -247,11 +261,80 @@ local function orphan_sums(o)
   return s
 end
 
+-- the pending report on agent a: settled once every member it waits for
+-- answered or died (counted as running nothing); the orphans noticed before
+-- it come back if it shows no more tasks than the members ran
+local function settle(a, p, exp)
+  for x, _ in pairs(p.need) do
+    if p.got[x] == nil and exp[x] then
+      redis.call('HSET', K_PEND, a, cjson.encode(p))
+      return
+    end
+  end
+  redis.call('HDEL', K_PEND, a)
+  local ran = 0
+  for _, v in pairs(p.got) do ran = ran + v end
+  local o = orphans()
+  if o[a] and p.n <= ran then
+    for x, v in pairs(o[a]) do
+      if v[3] <= p.seq then redis.call('HDEL', K_ORPH, a .. '\n' .. x) end
+    end
+  end
+end
+
+local function settle_with(m, steady)
+  local prev = redis.call('HGET', K_SYNC, m)
+  local prev2, prev1 = -1, -1
+  if prev then
+    local f = split(prev)
+    prev2, prev1 = tonumber(f[1]), tonumber(f[2])
+  end
+  local exp = members()
+  local raw = redis.call('HGETALL', K_PEND)
+  local pend = {}
+  for i = 1, #raw, 2 do pend[raw[i]] = cjson.decode(raw[i + 1]) end
+  for _, a in ipairs(sorted_keys(pend)) do
+    local p = pend[a]
+    if p.need[m] and p.got[m] == nil then
+      local v = nil
+      if prev2 < p.seq and p.seq < prev1 then v = tonumber(steady[a] or 0)
+      elseif p.seq < prev2 then v = 0 end
+      if v then
+        p.got[m] = v
+        settle(a, p, exp)
+      end
+    end
+  end
+  redis.call('HSET', K_SYNC, m, prev1 .. '|' .. seq)
+end
+
+local function wanted(m)
+  local out = {}
+  local raw = redis.call('HGETALL', K_PEND)
+  for i = 1, #raw, 2 do
+    local p = cjson.decode(raw[i + 1])
+    if p.need[m] and p.got[m] == nil then out[#out + 1] = raw[i] end
+  end
+  table.sort(out)
+  return out
+end
+
 if op == 'sync' then
+  bump()
   maintain()
   local m, demand = ARGV[8], tonumber(ARGV[9])
   local held, usage = cjson.decode(ARGV[10]), cjson.decode(ARGV[11])
+  local known = ARGV[12]
   local inc = incarnation()
+  -- a member that saw another incarnation: the state was lost, the leases
+  -- are rebuilt from the members' claims before any free slot is granted
+  local rec = tonumber(redis.call('HGET', K_META, 'recover_until') or '-1e308')
+  if known ~= '' and known ~= inc then
+    rec = math.max(rec, now + ttl)
+    redis.call('HSET', K_META, 'recover_until', fmt(rec))
+  end
+  local recovering = now < rec
+  settle_with(m, cjson.decode(ARGV[13]))
   local amax, aw = agents()
   local o = orphans()
   -- a member coming back adopts its orphans: its claims replace them
@@ -283,6 +366,8 @@ if op == 'sync' then
   local targets = {}
   if total > share then
     targets = shed(lease, usage, total - share)
+  elseif recovering then
+    for a, v in pairs(lease) do targets[a] = v end
   else
     local free = {}
     for a, mx in pairs(amax) do
@@ -292,49 +377,65 @@ if op == 'sync' then
     for a, g in pairs(spread_grant(free, share - total)) do lease[a] = (lease[a] or 0) + g end
     for a, v in pairs(lease) do targets[a] = v end
   end
+  -- only what changed is written (one call per 500 fields)
   local lk = P .. 'lease:' .. m
-  redis.call('DEL', lk)
-  for a, v in pairs(lease) do redis.call('HSET', lk, a, v) end
+  local old, put, gone = lease_of(m), {}, {}
+  for a, v in pairs(lease) do
+    if old[a] ~= v then put[#put + 1] = a; put[#put + 1] = v end
+  end
+  for a, _ in pairs(old) do if lease[a] == nil then gone[#gone + 1] = a end end
+  for i = 1, #put, 1000 do
+    redis.call('HSET', lk, unpack(put, i, math.min(i + 999, #put)))
+  end
+  for i = 1, #gone, 500 do
+    redis.call('HDEL', lk, unpack(gone, i, math.min(i + 499, #gone)))
+  end
   redis.call('HSET', K_MEMBERS, m, fmt(now + ttl) .. '|' .. demand)
   redis.call('SET', P .. 'm:' .. m, fmt(now + ttl), 'PX', key_ttl_ms)
   gc(lk)
-  local ag = {}
-  for a, mx in pairs(amax) do ag[a] = {mx, fmt(aw[a])} end
-  return cjson.encode({leases = lease, targets = targets, agents = ag,
+  local av = tonumber(redis.call('HGET', K_META, 'agents_ver') or '0')
+  local ag = nil
+  if tonumber(ARGV[14]) ~= av or known ~= inc then
+    ag = {}
+    for a, mx in pairs(amax) do ag[a] = {mx, fmt(aw[a])} end
+  end
+  return cjson.encode({leases = lease, targets = targets, agents = ag, agents_version = av,
                        expires_at = fmt(now + ttl), now = fmt(now), share = share,
-                       incarnation = inc, orphaned = osum})
+                       incarnation = inc, orphaned = osum, recovering = recovering,
+                       pending_reports = wanted(m)})
 elseif op == 'report' then
   local a, n = ARGV[8], tonumber(ARGV[9])
   -- checked before anything is written: a failed call changes nothing
   if redis.call('HEXISTS', K_AGENTS, a) == 0 then
     return redis.error_reply('unknown agent_id')
   end
+  bump()
   maintain()
   redis.call('HSET', K_REP, a, n .. '|' .. fmt(now))
   local o = orphans()
-  if o[a] then
-    local live = 0
+  if o[a] and redis.call('HEXISTS', K_PEND, a) == 0 then
+    -- the members that may run tasks there settle it
+    local need = {}
     local exp = members()
     for x, _ in pairs(exp) do
-      live = live + (tonumber(redis.call('HGET', P .. 'lease:' .. x, a)) or 0)
+      if (tonumber(redis.call('HGET', P .. 'lease:' .. x, a)) or 0) > 0 then need[x] = 1 end
     end
-    if n <= live then
-      for x, v in pairs(o[a]) do
-        if v[3] <= now then redis.call('HDEL', K_ORPH, a .. '\n' .. x) end
-      end
-    end
+    settle(a, {n = n, seq = seq, need = need, got = {}}, exp)
   end
   gc(nil)
   return 1
 elseif op == 'register' then
   incarnation()
   redis.call('HSET', K_AGENTS, ARGV[8], ARGV[9] .. '|' .. ARGV[10])
+  redis.call('HINCRBY', K_META, 'agents_ver', 1)
   gc(nil)
   return 1
 elseif op == 'remove' then
   local a = ARGV[8]
   redis.call('HDEL', K_AGENTS, a)
+  redis.call('HINCRBY', K_META, 'agents_ver', 1)
   redis.call('HDEL', K_REP, a)
+  redis.call('HDEL', K_PEND, a)
   local exp = members()
   for x, _ in pairs(exp) do redis.call('HDEL', P .. 'lease:' .. x, a) end
   local raw = redis.call('HKEYS', K_ORPH)
@@ -343,18 +444,36 @@ elseif op == 'remove' then
   end
   return 1
 elseif op == 'leave' then
+  bump()
   maintain()
   local m = ARGV[8]
   local usage = cjson.decode(ARGV[9])
   local l = lease_of(m)
+  local any = false
   for a, n in pairs(l) do
+    any = true
     local keep = math.min(n, tonumber(usage[a] or 0))
     if keep > 0 then
-      redis.call('HSET', K_ORPH, a .. '\n' .. m, keep .. '|' .. fmt(now) .. '|' .. fmt(now))
+      redis.call('HSET', K_ORPH, a .. '\n' .. m, keep .. '|' .. fmt(now) .. '|' .. seq)
+    end
+  end
+  if not any then
+    -- declared dead before it left: it knows what its tasks still use
+    for a, om in pairs(orphans()) do
+      local v = om[m]
+      if v then
+        local keep = math.min(v[1], tonumber(usage[a] or 0))
+        if keep > 0 then
+          redis.call('HSET', K_ORPH, a .. '\n' .. m, keep .. '|' .. fmt(v[2]) .. '|' .. v[3])
+        else
+          redis.call('HDEL', K_ORPH, a .. '\n' .. m)
+        end
+      end
     end
   end
   redis.call('DEL', P .. 'lease:' .. m, P .. 'm:' .. m)
   redis.call('HDEL', K_MEMBERS, m)
+  redis.call('HDEL', K_SYNC, m)
   return 1
 elseif op == 'leases' then
   local exp = members()
@@ -405,6 +524,18 @@ class RedisLeaseStore:
         every script instead.
     prefix : str
         Key prefix (default ``"arbiter:fleet"``).
+    timeout_s : float, optional
+        Every call's socket connect and read timeout (default
+        ``min(1, lease_ttl_s / 4)``).  redis-py's defaults (no read timeout,
+        several retries with back-off) let a call to a frozen Redis hang for
+        long; the store talks through its own client on ``client``'s
+        connection settings with this timeout, so a call takes at most about
+        ``(retries + 1) * 2 * timeout_s``.  (A client without a connection
+        pool, such as a cluster client, is used as given.)
+    retries : int
+        Retries of a call that failed on a connection error or a timeout
+        (default 1, without back-off: a stale connection after a Redis
+        restart is replaced at once).
 
     Raises
     ------
@@ -415,10 +546,16 @@ class RedisLeaseStore:
 
     def __init__(self, client: Any, pool: str = "default", lease_ttl_s: float = 10.0,
                  max_task_time_s: float = 3600.0, *, clock: Clock | None = None,
-                 prefix: str = "arbiter:fleet") -> None:
+                 prefix: str = "arbiter:fleet", timeout_s: float | None = None,
+                 retries: int = 1) -> None:
         _check_agent_id(pool, "pool")
         if "{" in pool or "}" in pool:
             raise ValueError(f"pool must not contain braces, got {pool!r}")
+        ttl = check_positive(lease_ttl_s, "lease_ttl_s")
+        self._timeout = (min(1.0, ttl / 4.0) if timeout_s is None
+                         else check_positive(timeout_s, "timeout_s"))
+        self._retries = check_int(retries, "retries", 0)
+        client = _bounded(client, self._timeout, self._retries)
         self._client = client
         self._pool = pool
         self._ttl = check_positive(lease_ttl_s, "lease_ttl_s")
@@ -444,7 +581,12 @@ class RedisLeaseStore:
 
     @property
     def client(self) -> Any:
+        """The client the store talks through (bounded: see ``timeout_s``)."""
         return self._client
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout
 
     def _call(self, op: str, *args: object) -> Any:
         now = "" if self._clock is None else repr(float(self._clock.now()))
@@ -516,22 +658,33 @@ class RedisLeaseStore:
     # -- members --------------------------------------------------------------
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int]) -> SyncResult:
+             usage: Mapping[str, int], *, incarnation: str = "",
+             steady: Mapping[str, int] | None = None,
+             agents_version: int = -1) -> SyncResult:
         """See :meth:`InMemoryLeaseStore.sync`; one script, one round trip."""
         _check_redis_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
         h = _check_usage(held, "held")
         u = _check_usage(usage, "usage")
-        r = self._json(self._call("sync", member_id, d, json.dumps(h), json.dumps(u)))
+        inc = _check_incarnation(incarnation)
+        st = _check_usage(steady or {}, "steady")
+        av = check_int(agents_version, "agents_version", -1)
+        r = self._json(self._call("sync", member_id, d, json.dumps(h), json.dumps(u), inc,
+                                  json.dumps(st), av))
+        agents = r.get("agents")
         return SyncResult(
             leases={a: int(n) for a, n in _dict(r["leases"]).items() if int(n) > 0},
             targets={a: int(n) for a, n in _dict(r["targets"]).items()},
-            agents={a: AgentSpec(int(v[0]), float(v[1])) for a, v in _dict(r["agents"]).items()},
+            agents=None if agents is None else
+            {a: AgentSpec(int(v[0]), float(v[1])) for a, v in _dict(agents).items()},
             expires_at=float(r["expires_at"]),
             now=float(r["now"]),
             share=int(r["share"]),
             incarnation=str(r["incarnation"]),
             orphaned={a: int(n) for a, n in _dict(r["orphaned"]).items()},
+            recovering=bool(r.get("recovering", False)),
+            pending_reports=tuple(sorted(r.get("pending_reports") or ())),
+            agents_version=int(r.get("agents_version", 0)),
         )
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None:
@@ -550,6 +703,25 @@ class RedisLeaseStore:
 
     def __repr__(self) -> str:
         return f"RedisLeaseStore(pool={self._pool!r}, lease_ttl_s={self._ttl})"
+
+
+def _bounded(client: Any, timeout_s: float, retries: int) -> Any:
+    """A client on ``client``'s connection settings whose calls are bounded
+    by ``timeout_s`` per attempt and ``retries`` retries without back-off."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if pool is None or not isinstance(kwargs, dict):
+        return client
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    kw = dict(kwargs)
+    kw.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+              retry=Retry(NoBackoff(), retries))
+    kw.pop("retry_on_timeout", None)
+    bounded_pool = redis.ConnectionPool(connection_class=pool.connection_class, **kw)
+    return redis.Redis(connection_pool=bounded_pool)
 
 
 def _check_redis_id(value: object, name: str = "agent_id") -> str:

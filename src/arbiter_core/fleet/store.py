@@ -16,8 +16,18 @@ same rules (the Lua script mirrors :func:`_plan_sync` line by line):
   store notices it at its next operation and turns its lease into orphans.
   Orphaned slots on an agent come back when a report for that agent, made
   after the store noticed the death, shows no more running tasks than the
-  live members hold there -- or ``max_task_time_s`` after the lease
-  expired.  Never earlier.  A member that comes back adopts its orphans.
+  live members *run* there at the time of the report -- or
+  ``max_task_time_s`` after the lease expired.  Never earlier.  A member
+  that comes back adopts its orphans.
+* **Reports are settled by the members.**  What a live member runs at the
+  moment of a report is known only to it, and only afterwards: a report on
+  an agent with orphans stays pending until every live member holding slots
+  there has synced twice; the second sync carries the member's tasks there
+  that ran through the whole time between its two syncs before (the store
+  asks for them in :attr:`SyncResult.pending_reports`), a lower bound of
+  what it ran at the report.  The orphans come back when the report shows
+  no more than the sum of these.  While one report is pending, newer ones
+  on that agent are only recorded.
 * **Fairness: max-min fair across members** (equal weights), on demand =
   queued + active requests.  Slots beyond the total demand go first to
   members without demand, one slot each (the floor: at most one slot in
@@ -30,6 +40,7 @@ same rules (the Lua script mirrors :func:`_plan_sync` line by line):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import uuid
@@ -69,20 +80,30 @@ class SyncResult:
 
     ``leases`` are the slots the member may use now (what the store counts
     for it); ``targets`` (each <= its lease) are what it should drain to;
-    ``agents`` is the pool; ``expires_at`` is the lease expiry in store time;
+    ``agents`` is the pool, or None when it is unchanged since the
+    ``agents_version`` the member sent (of the same incarnation);
+    ``agents_version`` counts the changes of the pool; ``expires_at`` is
+    the lease expiry in store time;
     ``share`` is the member's fair share in total slots; ``incarnation``
     changes when the store lost its state (a Redis restart without
-    persistence): members then register their agents again.
+    persistence): members then register their agents again.  ``recovering``
+    is true while the store rebuilds its leases after such a loss: it takes
+    the members' claims (what they run) and grants no free slot.
+    ``pending_reports`` are agents whose pending report waits for this
+    member's ``steady`` counts at its next sync (see the module docstring).
     """
 
     leases: Mapping[str, int]
     targets: Mapping[str, int]
-    agents: Mapping[str, AgentSpec]
+    agents: Mapping[str, AgentSpec] | None
     expires_at: float
     now: float
     share: int
     incarnation: str
     orphaned: Mapping[str, int] = field(default_factory=dict)
+    recovering: bool = False
+    pending_reports: tuple[str, ...] = ()
+    agents_version: int = 0
 
 
 @runtime_checkable
@@ -108,7 +129,9 @@ class LeaseStore(Protocol):
     def agents(self) -> dict[str, AgentSpec]: ...
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int]) -> SyncResult: ...
+             usage: Mapping[str, int], *, incarnation: str = "",
+             steady: Mapping[str, int] | None = None,
+             agents_version: int = -1) -> SyncResult: ...
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None: ...
 
@@ -209,7 +232,17 @@ def _shed(held: Mapping[str, int], usage: Mapping[str, int], excess: int) -> dic
 class _Orphan:
     slots: int
     expired_at: float
-    noticed_at: float
+    noticed: int          # the store operation (sequence number) that noticed it
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A report waiting for the live members' counts of what they ran then."""
+
+    active: int
+    seq: int
+    need: frozenset[str]
+    got: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -221,6 +254,15 @@ class _State:
     leases: dict[str, dict[str, int]] = field(default_factory=dict)
     orphans: dict[str, dict[str, _Orphan]] = field(default_factory=dict)  # agent -> member ->
     reports: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # operations are numbered: reports, deaths and syncs are ordered by this,
+    # not by time (many happen at one reading of a test clock)
+    seq: int = 0
+    synced: dict[str, tuple[int, int]] = field(default_factory=dict)  # member -> last two
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    # no free slot is granted before this (store time): the leases are being
+    # rebuilt from the members' claims after the state was lost
+    recover_until: float = -math.inf
+    agents_version: int = 0          # +1 at every register and remove
 
 
 def _check_usage(mapping: Mapping[str, int], name: str) -> dict[str, int]:
@@ -293,6 +335,7 @@ class InMemoryLeaseStore:
         spec = AgentSpec(check_int(max_tasks, "max_tasks", 1), check_positive(weight, "weight"))
         with self._lock:
             self._s.agents[agent_id] = spec
+            self._s.agents_version += 1
 
     def remove_agent(self, agent_id: str) -> None:
         """Remove an agent (unknown ids are harmless); members drop it at
@@ -300,8 +343,10 @@ class InMemoryLeaseStore:
         with self._lock:
             s = self._s
             s.agents.pop(agent_id, None)
+            s.agents_version += 1
             s.orphans.pop(agent_id, None)
             s.reports.pop(agent_id, None)
+            s.pending.pop(agent_id, None)
             for lease in s.leases.values():
                 lease.pop(agent_id, None)
 
@@ -314,16 +359,14 @@ class InMemoryLeaseStore:
             if agent_id not in s.agents:
                 raise KeyError(f"unknown agent_id {agent_id!r}")
             now = self._clock.now()
+            s.seq += 1
             self._maintain(now)
             s.reports[agent_id] = (n, now)
-            orphans = s.orphans.get(agent_id)
-            if orphans:
-                live = sum(lease.get(agent_id, 0) for lease in s.leases.values())
-                if n <= live:
-                    for m in [m for m, o in orphans.items() if o.noticed_at <= now]:
-                        del orphans[m]
-                    if not orphans:
-                        del s.orphans[agent_id]
+            if s.orphans.get(agent_id) and agent_id not in s.pending:
+                # the members that may run tasks there settle it (module docstring)
+                need = frozenset(m for m, lease in s.leases.items() if lease.get(agent_id, 0) > 0)
+                s.pending[agent_id] = _Pending(n, s.seq, need)
+                _settle(s, agent_id)
 
     # -- reading --------------------------------------------------------------
 
@@ -355,7 +398,9 @@ class InMemoryLeaseStore:
     # -- members --------------------------------------------------------------
 
     def sync(self, member_id: str, demand: int, held: Mapping[str, int],
-             usage: Mapping[str, int]) -> SyncResult:
+             usage: Mapping[str, int], *, incarnation: str = "",
+             steady: Mapping[str, int] | None = None,
+             agents_version: int = -1) -> SyncResult:
         """Heartbeat, demand and lease exchange for one member, atomically.
 
         Parameters
@@ -369,31 +414,76 @@ class InMemoryLeaseStore:
             free, which only matters for a member coming back from the dead).
         usage : mapping
             Tasks the member runs per agent (idle slots are shed first).
+        incarnation : str
+            The store incarnation the member last saw (``""`` for none).  A
+            different one means the store lost its state since: for
+            ``lease_ttl_s`` from then on the store only takes claims (every
+            member with a valid lease syncs in that time and claims what it
+            runs) and grants no free slot, so nothing is granted twice.
+        steady : mapping, optional
+            For the agents of the last result's ``pending_reports``: the
+            member's tasks there that have run since before its sync before
+            last (a lower bound of what it ran at a pending report).
+        agents_version : int
+            The ``agents_version`` of the member's last result: the pool is
+            sent only if it changed since (or the incarnation did).
         """
         _check_agent_id(member_id, "member_id")
         d = check_int(demand, "demand", 0)
         h = _check_usage(held, "held")
         u = _check_usage(usage, "usage")
+        inc = _check_incarnation(incarnation)
+        st = _check_usage(steady or {}, "steady")
+        av = check_int(agents_version, "agents_version", -1)
         with self._lock:
             now = self._clock.now()
+            s = self._s
+            s.seq += 1
             self._maintain(now)
-            return _plan_sync(self._s, member_id, d, h, u, now, self._ttl)
+            if inc and inc != s.incarnation:
+                s.recover_until = max(s.recover_until, now + self._ttl)
+            _settle_with(s, member_id, st)
+            res = _plan_sync(s, member_id, d, h, u, now, self._ttl)
+            if av == s.agents_version and inc == s.incarnation:
+                res = dataclasses.replace(res, agents=None)
+            return res
+
+    def reset(self) -> None:
+        """Lose the whole state, as a Redis restart without persistence
+        does (tests and the simulator): a new incarnation, no agents."""
+        with self._lock:
+            self._s = _State(incarnation=uuid.uuid4().hex)
 
     def leave(self, member_id: str, usage: Mapping[str, int]) -> None:
         """A member going away: slots it does not use are free at once, the
-        ones its still-running tasks use become orphans."""
+        ones its still-running tasks use become orphans.  The same holds for
+        a member the store already declared dead: its orphans shrink to what
+        ``usage`` says still runs (a clean leave reports zero and frees them)."""
         u = _check_usage(usage, "usage")
         with self._lock:
             now = self._clock.now()
-            self._maintain(now)
             s = self._s
+            s.seq += 1
+            self._maintain(now)
             lease = s.leases.pop(member_id, {})
             s.expires.pop(member_id, None)
             s.demand.pop(member_id, None)
+            s.synced.pop(member_id, None)
             for a, n in lease.items():
                 keep = min(n, u.get(a, 0))
                 if keep > 0:
-                    s.orphans.setdefault(a, {})[member_id] = _Orphan(keep, now, now)
+                    s.orphans.setdefault(a, {})[member_id] = _Orphan(keep, now, s.seq)
+            if not lease:
+                # declared dead before it left: it knows what its tasks still use
+                for a in list(s.orphans):
+                    o = s.orphans[a].get(member_id)
+                    if o is None:
+                        continue
+                    o.slots = min(o.slots, u.get(a, 0))
+                    if o.slots <= 0:
+                        del s.orphans[a][member_id]
+                        if not s.orphans[a]:
+                            del s.orphans[a]
 
     # -- internals ------------------------------------------------------------
 
@@ -403,11 +493,12 @@ class InMemoryLeaseStore:
         for m in [m for m, exp in s.expires.items() if exp <= now]:
             exp = s.expires.pop(m)
             s.demand.pop(m, None)
+            s.synced.pop(m, None)
             for a, n in s.leases.pop(m, {}).items():
                 if n > 0:
                     om = s.orphans.setdefault(a, {})
                     old = om.get(m)
-                    om[m] = _Orphan(n + (old.slots if old else 0), exp, now)
+                    om[m] = _Orphan(n + (old.slots if old else 0), exp, s.seq)
         limit = now - self._max_task
         for a in list(s.orphans):
             om = s.orphans[a]
@@ -429,6 +520,44 @@ class InMemoryLeaseStore:
     def __repr__(self) -> str:
         return (f"InMemoryLeaseStore(agents={len(self._s.agents)}, "
                 f"members={len(self._s.expires)}, lease_ttl_s={self._ttl})")
+
+
+def _settle(s: _State, agent: str) -> None:
+    """End the pending report on ``agent`` once every member it waits for
+    has answered (or died: then it counts as running nothing, which errs on
+    the safe side); free the orphans noticed before it if the report shows no
+    more tasks than the members ran."""
+    p = s.pending[agent]
+    if any(m not in p.got and m in s.expires for m in p.need):
+        return
+    del s.pending[agent]
+    om = s.orphans.get(agent)
+    if om and p.active <= sum(p.got.values()):
+        for m in [m for m, o in om.items() if o.noticed <= p.seq]:
+            del om[m]
+        if not om:
+            del s.orphans[agent]
+
+
+def _settle_with(s: _State, m: str, steady: Mapping[str, int]) -> None:
+    """Take member ``m``'s answers to the pending reports (at its sync).
+
+    Its ``steady`` counts ran through the time between its sync before last
+    and its last sync, so they answer a report made in between; a report
+    made earlier was missed (counted as zero); a later one waits."""
+    prev2, prev1 = s.synced.get(m, (-1, -1))
+    for a in sorted(s.pending):
+        p = s.pending[a]
+        if m not in p.need or m in p.got:
+            continue
+        if prev2 < p.seq < prev1:
+            p.got[m] = steady.get(a, 0)
+        elif p.seq < prev2:
+            p.got[m] = 0
+        else:
+            continue
+        _settle(s, a)
+    s.synced[m] = (prev1, s.seq)
 
 
 def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict[str, int],
@@ -459,8 +588,13 @@ def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict
     capacity = sum(max(0, spec.max_tasks - osum.get(a, 0)) for a, spec in s.agents.items())
     share = fair_shares(s.demand, capacity)[m]
     total = sum(lease.values())
+    recovering = now < s.recover_until
     if total > share:
         targets = _shed(lease, usage, total - share)
+    elif recovering:
+        # the leases are being rebuilt: a free slot may be another member's
+        # running task that has not been claimed yet
+        targets = dict(lease)
     else:
         free: dict[str, int] = {}
         for a, spec in s.agents.items():
@@ -470,9 +604,12 @@ def _plan_sync(s: _State, m: str, demand: int, held: dict[str, int], usage: dict
         for a, g in spread_grant(free, share - total).items():
             lease[a] = lease.get(a, 0) + g
         targets = dict(lease)
+    wanted = tuple(a for a in sorted(s.pending)
+                   if m in s.pending[a].need and m not in s.pending[a].got)
     return SyncResult(leases=dict(lease), targets=targets, agents=dict(s.agents),
                       expires_at=now + ttl, now=now, share=share,
-                      incarnation=s.incarnation, orphaned=osum)
+                      incarnation=s.incarnation, orphaned=osum, recovering=recovering,
+                      pending_reports=wanted, agents_version=s.agents_version)
 
 
 def _check_agent_id(agent_id: object, name: str = "agent_id") -> str:
@@ -481,6 +618,12 @@ def _check_agent_id(agent_id: object, name: str = "agent_id") -> str:
     if not agent_id:
         raise ValueError(f"{name} must not be empty")
     return agent_id
+
+
+def _check_incarnation(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"incarnation must be a str, got {type(value).__name__}")
+    return value
 
 
 def _ceil_ms(seconds: float) -> int:

@@ -29,6 +29,7 @@ from .records import (
     ResourcePoolStats,
     ResourceRequirements,
 )
+from .scoring import ScoringProfile
 from .tenants import TenantPolicy
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "ResourcePoolStats",
     "ResourceRequirements",
     "TaskMovedEvent",
+    "ScoringProfile",
     "TenantPolicy",
     "TickReport",
 ]

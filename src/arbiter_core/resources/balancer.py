@@ -1,4 +1,4 @@
-"""LoadBalancer: the seven selection strategies over a ResourceMonitor's table.
+"""LoadBalancer: the selection strategies over a ResourceMonitor's table.
 
 Each selection is one call into the Cython kernel (:meth:`AgentTable.decide`),
 which scans or samples the agent arrays, applies the eligibility and health
@@ -80,7 +80,7 @@ def request_needs(request: object) -> tuple[bool, float, float, float, int]:
 
 
 class LoadBalancer:
-    """Choose agents for tasks with one of seven strategies.
+    """Choose agents for tasks with one of the strategies (seven presets and ``scored``).
 
     Parameters
     ----------

@@ -38,6 +38,7 @@ from .records import (
     HealthThresholds,
     ResourcePoolStats,
 )
+from .scoring import ScoringProfile, check_report_decay
 from .tenants import TenantPolicy, check_tenant
 
 __all__ = [
@@ -105,7 +106,10 @@ class ResourceManagerConfig:
     ``enable_dynamic_rate_limiting`` is ``RateLimitConfig.adaptive``),
     ``max_queue``, ``stale_after_s``, ``aging_per_s``, ``ejection``,
     ``capacity``, ``history_size`` (failover events kept), ``seed``,
-    ``tenants`` (``{tenant: TenantPolicy}``) and ``max_tenants``.
+    ``tenants`` (``{tenant: TenantPolicy}``) and ``max_tenants``;
+    ``scoring`` (the ``scored`` strategy's :class:`ScoringProfile`) and
+    ``report_decay_s`` (reported figures weigh ``exp(-age / report_decay_s)``
+    in every load-aware strategy; ``math.inf``: never less).
     """
 
     enabled: bool = True
@@ -127,6 +131,8 @@ class ResourceManagerConfig:
     seed: int | None = None
     tenants: Mapping[str, TenantPolicy] = dataclasses.field(default_factory=dict)
     max_tenants: int = 10_000
+    scoring: ScoringProfile = dataclasses.field(default_factory=ScoringProfile)
+    report_decay_s: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("enabled", "enable_auto_failover", "enable_capacity_planning"):
@@ -164,6 +170,10 @@ class ResourceManagerConfig:
                                 f"got {type(policy).__name__}")
         object.__setattr__(self, "tenants", MappingProxyType(dict(self.tenants)))
         check_int(self.max_tenants, "max_tenants", 1, 2**31 - 2)
+        if not isinstance(self.scoring, ScoringProfile):
+            raise TypeError(f"scoring must be a ScoringProfile, "
+                            f"got {type(self.scoring).__name__}")
+        check_report_decay(self.report_decay_s)
         if self.seed is not None:
             check_int(self.seed, "seed", 0, 2**63 - 1)
 
@@ -467,6 +477,7 @@ class AdaptiveResourceManager:
         self._config = cfg
         self.monitor = ResourceMonitor(clock=self._clock, stale_after_s=cfg.stale_after_s,
                                        thresholds=cfg.thresholds, max_agents=cfg.max_agents)
+        self.monitor.set_signals(cfg.scoring, cfg.report_decay_s)
         self.balancer = LoadBalancer(self.monitor, cfg.load_balancing_strategy, seed=cfg.seed)
         self.allocator = ResourceAllocator(self.balancer, rate_limit=cfg.rate_limit,
                                            max_queue=cfg.max_queue, aging_per_s=cfg.aging_per_s,
@@ -530,6 +541,8 @@ class AdaptiveResourceManager:
                 self.balancer.set_strategy(new.load_balancing_strategy)
             if new.thresholds != old.thresholds:
                 self.monitor.set_thresholds(new.thresholds)
+            if new.scoring != old.scoring or new.report_decay_s != old.report_decay_s:
+                self.monitor.set_signals(new.scoring, new.report_decay_s)
             self.monitor.stale_after_s = new.stale_after_s
             if new.rate_limit != old.rate_limit:
                 self.allocator.set_rate_limit(new.rate_limit)
@@ -571,12 +584,17 @@ class AdaptiveResourceManager:
 
     def record_usage(self, agent_id: str, cpu: float | None = None, memory: float | None = None,
                      network: float | None = None,
-                     timestamp: float | None = None) -> HealthStatus:
-        """Record usage (see :meth:`ResourceMonitor.record_usage`); an agent
-        coming back from OFFLINE takes queued work at once."""
+                     timestamp: float | None = None, *, waiting: float | None = None,
+                     running: float | None = None,
+                     kv_cache: float | None = None) -> HealthStatus:
+        """Record usage (see :meth:`ResourceMonitor.record_usage`: percentages,
+        and an engine's ``waiting``/``running`` requests and ``kv_cache`` use);
+        an agent coming back from OFFLINE takes queued work at once."""
         with self._lock:
             before = self.monitor.health(agent_id)
-            health = self.monitor.record_usage(agent_id, cpu, memory, network, timestamp)
+            health = self.monitor.record_usage(agent_id, cpu, memory, network, timestamp,
+                                               waiting=waiting, running=running,
+                                               kv_cache=kv_cache)
             if before is not health and self.allocator.queued_count:
                 self.allocator.dispatch()
         return health

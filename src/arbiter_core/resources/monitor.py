@@ -30,12 +30,13 @@ from .records import (
     HealthThresholds,
     ResourcePoolStats,
 )
+from .scoring import ScoringProfile, check_report_decay
 
 __all__ = ["ResourceMonitor"]
 
 _HEALTH = tuple(HealthStatus(name) for name in HEALTH_NAMES)
 _CAPACITY_KEYS = {"cpu_percent": "cpu_capacity", "memory_mb": "memory_mb",
-                  "network_mbps": "network_mbps"}
+                  "network_mbps": "network_mbps", "concurrency": "concurrency"}
 
 
 class ResourceMonitor:
@@ -133,6 +134,18 @@ class ResourceMonitor:
                                        thresholds.memory_warning, thresholds.memory_critical)
             self._thresholds = thresholds
 
+    def set_signals(self, profile: ScoringProfile, report_decay_s: float) -> None:
+        """The ``scored`` strategy's profile and the age rule of reported
+        figures (``exp(-age / report_decay_s)``; see :mod:`.scoring`)."""
+        if not isinstance(profile, ScoringProfile):
+            raise TypeError(f"scoring must be a ScoringProfile, got {type(profile).__name__}")
+        decay = check_report_decay(report_decay_s)
+        with self._lock:
+            self._table.set_profile(profile.count, profile.queue, profile.utilization,
+                                    profile.kv_cache, profile.latency, profile.affinity,
+                                    profile.by_weight, profile.picker)
+            self._table.set_report_decay(decay)
+
     # -- registry -------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -165,7 +178,11 @@ class ResourceMonitor:
         **capacity
             Declared capacities: ``cpu_percent`` (share of the agent that
             reservations may take, default 100), ``memory_mb``,
-            ``network_mbps``.
+            ``network_mbps``, and ``concurrency``: how many tasks the agent
+            serves at full speed (> 0; default ``max_tasks``), the
+            denominator of the load estimate's count term.  Declare it when
+            ``max_tasks`` is only a hard cap (a processor-sharing agent or an
+            LLM engine that batches: its parallelism times its speed).
 
         Returns
         -------
@@ -189,6 +206,8 @@ class ResourceMonitor:
             v = check_non_negative(value, key)
             if key == "cpu_percent" and not 0.0 < v <= 100.0:
                 raise ValueError(f"cpu_percent must be within (0, 100], got {value!r}")
+            if key == "concurrency" and not v > 0.0:
+                raise ValueError(f"concurrency must be > 0, got {value!r}")
             kwargs[_CAPACITY_KEYS[key]] = v
         with self._lock:
             if agent_id in self._table:
@@ -231,11 +250,23 @@ class ResourceMonitor:
         memory: float | None = None,
         network: float | None = None,
         timestamp: float | None = None,
+        *,
+        waiting: float | None = None,
+        running: float | None = None,
+        kv_cache: float | None = None,
     ) -> HealthStatus:
-        """Record a (partial) usage report in percent; returns the new health.
+        """Record a (partial) usage report; returns the new health.
 
+        ``cpu``, ``memory``, ``network`` and ``kv_cache`` are percentages;
+        ``waiting`` and ``running`` are an engine's request counts, as vLLM
+        exports them (``num_requests_waiting``, ``num_requests_running``;
+        its ``kv_cache_usage_perc`` is a fraction: pass it times 100).
         Values left ``None`` keep their last report.  A report brings an
         OFFLINE agent (stale or failed over) back.
+
+        The report is the baseline of the agent's load estimate: grants and
+        releases from now on correct it, and it weighs less as it ages
+        (``exp(-age / report_decay_s)``; see the concepts page, "Signals").
 
         Raises
         ------
@@ -257,11 +288,21 @@ class ResourceMonitor:
         if network is not None:
             n = check_range(network, "network")
             fields |= 4
+        w = r = kv = 0.0
+        if waiting is not None:
+            w = check_non_negative(waiting, "waiting")
+            fields |= 128
+        if running is not None:
+            r = check_non_negative(running, "running")
+            fields |= 256
+        if kv_cache is not None:
+            kv = check_range(kv_cache, "kv_cache")
+            fields |= 512
         ts = self._clock.now() if timestamp is None else check_number(timestamp, "timestamp")
         table = self._table
         with self._lock:
             slot = table.slot(agent_id)
-            table.set_usage(slot, c, m, n, ts, fields)
+            table.set_usage(slot, c, m, n, ts, fields, w, r, kv)
             return _HEALTH[table.health(slot)]
 
     def update_task_count(self, agent_id: str, count: int) -> None:
@@ -369,6 +410,12 @@ class ResourceMonitor:
             cpu_capacity_percent=r["cpu_capacity"],
             memory_capacity_mb=r["memory_mb"],
             network_capacity_mbps=r["network_mbps"],
+            concurrency=r["concurrency"],
+            requests_waiting=r["waiting"],
+            requests_running=r["running"],
+            kv_cache_usage=r["kv_cache"],
+            estimated_waiting=r["estimated_waiting"],
+            estimated_kv_cache=r["estimated_kv_cache"],
         )
 
     def get_agent_resources(self, agent_id: str) -> AgentResourceProfile:

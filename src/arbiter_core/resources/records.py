@@ -96,6 +96,16 @@ class AgentResourceProfile:
         Resources held by the agent's active allocations.
     cpu_capacity_percent, memory_capacity_mb, network_capacity_mbps : float
         Declared capacities (0 MB / 0 Mbps: not declared).
+    concurrency : float
+        Tasks served at full speed (declared, else ``max_task_capacity``): the
+        denominator of the load estimate's count term.
+    requests_waiting, requests_running : float or None
+        The engine's last reported queue and running requests.
+    kv_cache_usage : float or None
+        The engine's last reported KV-cache use, percent.
+    estimated_waiting, estimated_kv_cache : float or None
+        Those reports corrected by what was granted or released since
+        (what the scorers use, before the age weight).
     """
 
     agent_id: str
@@ -119,6 +129,12 @@ class AgentResourceProfile:
     cpu_capacity_percent: float
     memory_capacity_mb: float
     network_capacity_mbps: float
+    concurrency: float = 0.0
+    requests_waiting: float | None = None
+    requests_running: float | None = None
+    kv_cache_usage: float | None = None
+    estimated_waiting: float | None = None
+    estimated_kv_cache: float | None = None
 
     @property
     def task_load_percent(self) -> float:
@@ -232,4 +248,6 @@ class LoadBalancingDecision(NamedTuple):
         if s is LoadBalancingStrategy.POWER_OF_TWO:
             return ("Power of two choices: the less loaded of two random agents "
                     f"({score:.1f}% load)")
+        if s is LoadBalancingStrategy.SCORED:
+            return f"Scored by the configured profile (score: {score:.4g})"
         return f"Peak EWMA: the lower cost of two random agents (cost {score:.4g})"

@@ -331,10 +331,15 @@ class _Simulation:
         for g in self.sc.groups:
             for i in range(g.count):
                 aid = f"{g.name}-{i}"
+                # the load estimate's count term divides by what the agent
+                # serves at full speed, not by max_tasks (a hard cap)
+                concurrency = g.speed * g.effective_parallelism
                 if self.store is None:
                     self.arm.register_agent(aid, max_tasks=g.max_tasks,
-                                            weight=g.effective_weight)
+                                            weight=g.effective_weight, concurrency=concurrency)
                 else:
+                    # (the lease store carries no concurrency: members
+                    # count against max_tasks)
                     self.store.register_agent(aid, max_tasks=g.max_tasks,
                                               weight=g.effective_weight)
                 self.services[aid] = AgentService(g.speed, g.effective_parallelism)
@@ -541,8 +546,11 @@ class _Simulation:
             cpu = min(100.0, 8.0 + 80.0 * busy * min(slow, 1.2) + self.noise.normal(0, 2.0))
             base, per_task = self.memory[aid]
             mem = min(100.0, base + per_task * n + self.noise.normal(0, 1.0))
+            # and, as an engine does, its running and waiting requests
+            running = min(n, svc.parallelism)
             for k in self.live:
-                self.arms[k].record_usage(aid, cpu=max(cpu, 0.0), memory=max(mem, 0.0))
+                self.arms[k].record_usage(aid, cpu=max(cpu, 0.0), memory=max(mem, 0.0),
+                                          waiting=n - running, running=running)
         self._dispatch_queued(now)
         interval = self.sc.report_interval_s
         self.opt.record_metric(MetricType.THROUGHPUT, self.completed_window / interval,
