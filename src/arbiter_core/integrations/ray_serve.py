@@ -31,7 +31,8 @@ every slot is taken, and is released exactly once:
 Serve's preference groups are ours: the winner alone first, then every other
 replica ordered by its load in arbiter's count.  Replicas' routing stats
 (``record_routing_stats``) feed :meth:`AdaptiveResourceManager.record_usage`
-(``cpu`` / ``memory`` / ``kv_cache_usage`` keys, see :data:`STAT_KEYS`).
+(cpu, memory, KV-cache use, waiting and running requests; see :data:`STAT_KEYS`),
+which the selection signals weigh.
 
 Not done here (see the docs page): affinity (the request's ``affinity_key`` is
 computed and stored, and the ``cache_affinity`` scorer is a seam below), the
@@ -75,14 +76,19 @@ __all__ = ["STAT_KEYS", "ArbiterRequestRouter", "RouterStats", "session_affinity
 log = logging.getLogger("arbiter_core.integrations.ray_serve")
 
 #: routing-stats keys read from a replica's ``record_routing_stats()`` dict and
-#: the :meth:`~AdaptiveResourceManager.record_usage` argument each feeds
-#: (percent; ``kv_cache_usage`` is a fraction 0-1 and counts as memory)
-#: (a tuple: Ray Serve pickles this module by value, and a mappingproxy does not pickle)
+#: the :meth:`~AdaptiveResourceManager.record_usage` argument each feeds: ``cpu``,
+#: ``memory`` and ``kv_cache`` in percent, ``waiting``/``running`` as request
+#: counts (vLLM's names too); the ``kv_cache_usage*`` keys are fractions 0-1.
+#: (A tuple: Ray Serve pickles this module by value, and a mappingproxy does not pickle.)
 STAT_KEYS: tuple[tuple[str, str], ...] = (
     ("cpu", "cpu"), ("cpu_percent", "cpu"),
     ("memory", "memory"), ("memory_percent", "memory"),
-    ("kv_cache_usage", "memory"),
+    ("kv_cache_usage", "kv_cache"), ("kv_cache_usage_perc", "kv_cache"),
+    ("waiting", "waiting"), ("num_requests_waiting", "waiting"), ("queue_len", "waiting"),
+    ("running", "running"), ("num_requests_running", "running"),
 )
+_FRACTIONS = ("kv_cache_usage", "kv_cache_usage_perc")
+_PERCENT = ("cpu", "memory", "kv_cache")
 
 _ALLOCATED = AllocationStatus.ALLOCATED
 
@@ -256,9 +262,11 @@ class ArbiterRequestRouter(RequestRouter):  # type: ignore[misc]
             usage: dict[str, float] = {}
             for key, arg in STAT_KEYS:
                 v = stats.get(key)
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    pct = float(v) * 100.0 if key == "kv_cache_usage" else float(v)
-                    usage[arg] = max(usage.get(arg, 0.0), min(max(pct, 0.0), 100.0))
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+                    x = max(float(v) * (100.0 if key in _FRACTIONS else 1.0), 0.0)
+                    if arg in _PERCENT:
+                        x = min(x, 100.0)
+                    usage[arg] = max(usage.get(arg, 0.0), x)
             agent = str(r.replica_id.unique_id)
             if usage and agent in mgr.monitor:
                 mgr.record_usage(agent, **usage)
