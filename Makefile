@@ -19,13 +19,15 @@ WHEEL_STAMP := $(VENV)/.wheel-installed
 SOURCES := $(shell find src -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.pyi' -o -name '*.c' -o -name '*.h' \)) \
            pyproject.toml CMakeLists.txt
 
-.PHONY: help venv wheel install install-ray demo test test-integrations test-ray test-debug \
-        test-sanitize soak lint bench bench-report bench-traces bench-compare dist dist-smoke docs clean
+.PHONY: help venv wheel install install-ray demo test test-integrations test-ray test-ray-serve \
+        test-debug test-sanitize soak lint bench bench-report bench-traces bench-compare dist \
+        dist-smoke docs clean
 
 help:
 	@echo "make demo    run the main job on its built-in default scenario"
 	@echo "make test    build the wheel from source, install it, run the tests"
-	@echo "make test-ray  install the ray extra and run the simulator-on-Ray test"
+	@echo "make test-ray  install the ray extra; the simulator-on-Ray and Ray Serve router tests"
+	@echo "make test-ray-serve  the Ray Serve request router on a real local Serve app"
 	@echo "make test-sanitize  ASan+UBSan build; the suite and a hostile-input run under it"
 	@echo "make soak    the soak and decay tests at 10x, and the fuzzers at 20x (minutes)"
 	@echo "make test-integrations  add the litellm and otel extras, run their tests and examples"
@@ -58,7 +60,8 @@ demo: $(WHEEL_STAMP)
 	$(VENV)/bin/arbiter-core simulate
 
 test: $(WHEEL_STAMP)
-	$(VENV)/bin/pytest -q tests benchmarks --benchmark-disable -p no:cacheprovider
+	$(VENV)/bin/pytest -q tests benchmarks --benchmark-disable -p no:cacheprovider \
+		--ignore=tests/test_ray_serve.py
 	$(VENV)/bin/pytest -q --doctest-modules --doctest-ignore-import-errors --pyargs arbiter_core \
 		-p no:cacheprovider
 
@@ -75,13 +78,20 @@ test-integrations: $(INTEGRATION_STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(VENV)/bin/pytest -q --doctest-modules -p no:cacheprovider \
 		--pyargs arbiter_core.integrations.litellm arbiter_core.exporters.opentelemetry
 
-# Ray is big, so it is not in EXTRAS: this adds it (CI runs it before make test,
-# so tests/test_ray_executor.py runs there; without Ray it skips).
+# Ray is big, so it is not in EXTRAS: this adds it, Ray Serve included (CI runs
+# it before make test, so tests/test_ray_executor.py runs there; without Ray it
+# skips).
 install-ray: $(WHEEL_STAMP)
 	$(PIP) install --quiet "$$(ls $(DEV_WHEELS)/arbiter_runtime-*.whl)[ray]"
 
-test-ray: install-ray
-	$(VENV)/bin/pytest -q tests/test_ray_executor.py -p no:cacheprovider
+# The Ray Serve request router on a real local Serve application (about a
+# minute on 2 cores); Ray missing is a failure here, not a skip.
+test-ray-serve: install-ray
+	ARBITER_REQUIRE_RAY=1 RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/pytest -q -p no:cacheprovider \
+		-W "ignore::DeprecationWarning" tests/test_ray_serve.py
+
+test-ray: install-ray test-ray-serve
+	ARBITER_REQUIRE_RAY=1 $(VENV)/bin/pytest -q tests/test_ray_executor.py -p no:cacheprovider
 
 # Bounds-checked build (ARBITER_DEBUG=ON) in its own build dir, then the tests.
 test-debug: $(VENV)/.bootstrapped

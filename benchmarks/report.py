@@ -143,6 +143,10 @@ def render(results: list[Result], skipped: list[str], seconds: float, repeat: in
         lines += [f"- {n} comparison{'s' if n > 1 else ''}: {reason}"
                   for reason, n in Counter(skipped).items()]
         lines.append("")
+    # end-to-end comparisons measured by their own scripts (a running service,
+    # minutes): their last results, as committed under benchmarks/results/
+    for extra in sorted((REPO / "benchmarks" / "results").glob("*.md")):
+        lines += [extra.read_text().rstrip(), ""]
     lines += [
         "## How to reproduce",
         "",

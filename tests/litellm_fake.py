@@ -7,7 +7,8 @@ behaviour comes from ``FakeProvider.behaviour[name]``:
 
 * ``"ok"`` (default): answer after ``yields`` event-loop turns (no sleep);
 * ``"fail"``: raise a 503 (``litellm.ServiceUnavailableError``);
-* ``"gate"``: wait for ``FakeProvider.gate`` (an asyncio.Event) to be set;
+* ``"gate"``: wait for ``FakeProvider.gate`` (an asyncio.Event) to be set
+  (a stream: after its first chunk);
 * ``"sleep"``: sleep ``delay_s`` (benchmarks only, never in tests).
 """
 
@@ -104,6 +105,9 @@ class FakeProvider(CustomLLM):
         try:
             for i in range(3):
                 await asyncio.sleep(0)
+                if i == 1 and self.behaviour.get(name) == "gate":
+                    assert self.gate is not None
+                    await self.gate.wait()
                 chunk: GenericStreamingChunk = {
                     "text": f"t{i}", "is_finished": i == 2, "finish_reason": "stop" if i == 2
                     else None, "usage": None, "index": 0, "tool_use": None,

@@ -185,3 +185,76 @@ def test_start_needs_a_running_loop_and_one_loop_only():
         loop.run_until_complete(m.aclose())
     finally:
         loop.close()
+
+
+def _loop_in_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)         # a cross-thread call_soon raises there
+    started = threading.Event()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        loop.run_forever()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert started.wait(30)
+    return loop, t
+
+
+def test_aclose_from_another_threads_loop_is_handed_to_the_owning_loop():
+    arm = AdaptiveResourceManager(ResourceManagerConfig(monitoring_interval_s=3600.0))
+    loop, thread = _loop_in_thread()
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    try:
+        asyncio.run_coroutine_threadsafe(arm.__aenter__(), loop).result(30)
+        task = arm._aio_maintenance._task
+        assert arm.is_running and task.get_loop() is loop
+
+        async def elsewhere():           # another thread, another loop
+            await arm.aclose()
+            return task.done(), task.cancelled()
+
+        assert asyncio.run(elsewhere()) == (True, True)
+        assert not arm.is_running
+        pending = asyncio.run_coroutine_threadsafe(_others(), loop).result(30)
+        assert pending == []             # nothing left behind on the owning loop
+        assert errors == []
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+async def _others() -> list[asyncio.Task]:
+    me = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not me]
+
+
+def test_aclose_after_the_owning_loop_stopped_or_closed():
+    m = AsyncMaintenance(lambda: None, lambda: 3600.0, "t")
+    loop = asyncio.new_event_loop()
+
+    async def first():
+        m.start()
+
+    loop.run_until_complete(first())
+    task = m._task
+    asyncio.run(m.aclose())                 # the owner is stopped: cancelled when it runs
+    assert not m.running or not task.done()
+    loop.run_until_complete(turns())
+    assert task.cancelled()
+    loop.close()
+
+    m2 = AsyncMaintenance(lambda: None, lambda: 3600.0, "t2")
+    loop2 = asyncio.new_event_loop()
+
+    async def second():
+        m2.start()
+
+    loop2.run_until_complete(second())
+    loop2.close()
+    asyncio.run(m2.aclose())                # a closed owner: nothing to do, no error
+    assert not m2.running or m2._task is None

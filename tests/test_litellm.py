@@ -236,8 +236,12 @@ def test_select_without_a_call_is_released(fake, installed):
         assert sum(s.in_flight().values()) == 1
 
     asyncio.run(main())
-    assert s.outstanding == 0                          # the task ended
-    assert s.stats().withdrawn == {"superseded": 1, "task_done": 1}
+    assert s.outstanding == 0
+    # given back uncharged: the first when its request data went (or by the
+    # second pick of the task), the second likewise or when the task ended
+    withdrawn = s.stats().withdrawn
+    assert sum(withdrawn.values()) == 2
+    assert set(withdrawn) <= {"collected", "superseded", "task_done"}
 
 
 def test_queue_timeout_raises_litellms_rate_limit_error(fake, installed):
@@ -373,6 +377,8 @@ def test_bad_arguments_are_named():
         ArbiterRoutingStrategy(ejection={"enabled": False})
     with pytest.raises(TypeError, match="is_deployment_failure"):
         ArbiterRoutingStrategy(is_deployment_failure=3)
+    with pytest.raises(TypeError, match="respect_cooldowns"):
+        ArbiterRoutingStrategy(respect_cooldowns="yes")
     with pytest.raises(ValueError):
         ArbiterRoutingStrategy("fastest")
 
@@ -477,3 +483,195 @@ def test_prometheus_scrape_of_every_model_group(fake, installed):
     released = [smp.value for smp in fams["arbiter_allocations"].samples
                 if smp.labels["outcome"] == "released"]
     assert released == [s.stats().succeeded + s.stats().failed]
+
+
+async def turns(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("how", ["break", "aclose", "cancel"])
+def test_abandoned_streams_give_their_slots_back(fake, installed, how):
+    # two streams the caller stops reading fill a deployment of two slots; the
+    # next call must not wait for the lease (the clock never moves here)
+    clock = ManualClock()
+    router = Router(model_list=model_list(1, 2), num_retries=0)
+    s = installed(router, lease_s=600.0, clock=clock)
+
+    async def read_one_chunk():
+        stream = await router.acompletion(model="gpt", messages=MSG, stream=True)
+        if how == "aclose":
+            await stream.__anext__()
+            await stream.aclose()
+            return
+        async for _ in stream:
+            if how == "break":
+                break
+            # "cancel": the provider holds the stream after its first chunk
+
+    async def main():
+        fake.gate = asyncio.Event()
+        fake.behaviour["d0"] = "gate" if how == "cancel" else "ok"
+        readers = [asyncio.create_task(read_one_chunk()) for _ in range(2)]
+        if how == "cancel":
+            fake.started_event = asyncio.Event()
+            fake.start_target = 2
+            await fake.started_event.wait()
+            await turns()
+            assert s.outstanding == 2
+            for t in readers:
+                t.cancel()
+        # the caller may keep its tasks (a cancelled one keeps its frames, and
+        # so the stream, alive): the cancellation itself must release
+        await asyncio.gather(*readers, return_exceptions=True)
+        await turns()
+        assert s.outstanding == 0, f"{how}: the abandoned streams still hold their slots"
+        assert s.manager("gpt").allocator.active_count == 0
+        fake.behaviour["d0"] = "ok"
+        assert await gather_calls(router, 4) == [None] * 4
+
+    asyncio.run(main())
+    st = s.stats()
+    assert st.withdrawn == {"task_done" if how == "cancel" else "collected": 2}
+    assert st.failed == 0 and s.outstanding == 0
+
+
+def test_a_stream_still_being_read_keeps_its_slot(fake, installed):
+    # the release on collection must not come early: a stream the caller still
+    # holds (here after one chunk, the rest gated) keeps its slot through a full
+    # garbage collection, and the provider never runs more than the limit
+    import gc
+
+    router = Router(model_list=model_list(1, 1), num_retries=0)
+    s = installed(router, clock=ManualClock())
+
+    async def main():
+        fake.gate = asyncio.Event()
+        fake.behaviour["d0"] = "gate"
+        stream = await router.acompletion(model="gpt", messages=MSG, stream=True)
+        await stream.__anext__()
+        gc.collect()
+        await turns()
+        assert s.outstanding == 1
+        waiting = asyncio.create_task(router.acompletion(model="gpt", messages=MSG))
+        await turns()
+        assert s.manager("gpt").allocator.queued_count == 1     # the slot is still taken
+        fake.gate.set()
+        assert len([c async for c in stream]) >= 1
+        fake.behaviour["d0"] = "ok"
+        await waiting
+
+    asyncio.run(main())
+    assert fake.peak["d0"] == 1
+    st = s.stats()
+    assert st.succeeded == 2 and s.outstanding == 0
+
+
+def test_a_stream_handed_to_another_task_lives_on_then_is_collected(fake, installed):
+    # the picking task ends normally and returns the stream (its result holds
+    # it): the slot stays until the stream is read to its end or dropped
+    router = Router(model_list=model_list(1, 2), num_retries=0)
+    s = installed(router, clock=ManualClock())
+
+    async def main():
+        opener = asyncio.create_task(
+            router.acompletion(model="gpt", messages=MSG, stream=True))
+        stream = await opener
+        await turns()
+        assert opener.done() and s.outstanding == 1     # the task's end released nothing
+        await stream.__anext__()
+        del stream
+        await turns()
+        assert s.outstanding == 1                       # the done task still holds it
+        del opener
+        await turns()
+        assert s.outstanding == 0
+
+    asyncio.run(main())
+    assert s.stats().withdrawn == {"collected": 1}
+
+
+def test_uninstall_mid_traffic_withdraws_queued_picks_and_can_reinstall(fake):
+    clock = ManualClock()
+    router = Router(model_list=model_list(1, 2), num_retries=0)
+    s = ArbiterRoutingStrategy(clock=clock).install(router)
+
+    async def main():
+        fake.gate = asyncio.Event()
+        fake.behaviour["d0"] = "gate"
+        fake.started_event = asyncio.Event()
+        fake.start_target = 2
+        calls = [asyncio.create_task(router.acompletion(model="gpt", messages=MSG))
+                 for _ in range(6)]
+        await fake.started_event.wait()
+        await turns()
+        mgr = s.manager("gpt")
+        assert s.outstanding == 2 and mgr.allocator.queued_count == 4
+        s.uninstall()
+        # the queued picks end now (refused: LiteLLM's 429), none is granted later
+        assert mgr.allocator.queued_count == 0 and mgr.allocator.active_count == 0
+        await turns()
+        queued = [t for t in calls if t.done()]
+        assert len(queued) == 4
+        assert all(isinstance(t.exception(), (RouterRateLimitError, litellm.RateLimitError))
+                   for t in queued)
+        assert s.outstanding == 0 and s.managers() == {}
+        fake.gate.set()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert fake.peak["d0"] == 2
+        # the same object installs again, clean: every call is served through it
+        s.install(router)
+        fake.behaviour["d0"] = "ok"
+        before = s.stats()
+        assert await gather_calls(router, 6) == [None] * 6
+        after = s.stats()
+        assert after.granted - before.granted == 6 and after.refused == before.refused
+        assert s.manager("gpt").get_allocation_statistics().released == 6
+        s.uninstall()
+
+    asyncio.run(main())
+    st = s.stats()
+    assert st.outstanding == 0
+    assert st.picks == st.granted + st.refused
+    assert st.granted == st.succeeded + st.failed + sum(st.withdrawn.values())
+    assert st.withdrawn == {"uninstalled": 2}
+    assert st.refused == 4
+
+
+def _cooling(router: Router, ids: list[str]) -> set[str]:
+    return {did for did, _ in router.health().cooldowns.get_active_cooldowns(ids, None)}
+
+
+def test_deployments_litellm_cooled_down_are_not_picked(fake, installed):
+    fake.behaviour["d0"] = "fail"
+    router = Router(model_list=model_list(3, 5), num_retries=0, allowed_fails=0,
+                    cooldown_time=3600)
+    s = installed(router, strategy="round_robin", ejection=EjectionConfig(enabled=False))
+
+    async def main():
+        errors = [e for e in await gather_calls(router, 3) if e is not None]
+        assert len(errors) == 1                        # d0's turn, once
+        assert _cooling(router, ["d0", "d1", "d2"]) == {"d0"}
+        # round robin would come back to d0 every third call: it is cooling down
+        assert await gather_calls(router, 12) == [None] * 12
+
+    asyncio.run(main())
+    assert fake.calls["d0"] == 1
+    assert fake.calls["d1"] + fake.calls["d2"] == 14
+    assert s.outstanding == 0
+
+
+def test_when_litellm_cools_down_every_deployment_the_pick_goes_on_load(fake, installed):
+    fake.behaviour.update(d0="fail", d1="fail")
+    router = Router(model_list=model_list(2, 5), num_retries=0, allowed_fails=0,
+                    cooldown_time=3600)
+    s = installed(router, ejection=EjectionConfig(enabled=False))
+
+    async def main():
+        await gather_calls(router, 4)
+        assert _cooling(router, ["d0", "d1"]) == {"d0", "d1"}
+        fake.behaviour.clear()            # recovered; LiteLLM still counts them cooling
+        return await gather_calls(router, 4)
+
+    assert asyncio.run(main()) == [None] * 4
+    assert s.outstanding == 0

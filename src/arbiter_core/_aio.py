@@ -78,20 +78,26 @@ class AsyncMaintenance:
             self._wake.set()
 
     async def aclose(self) -> None:
-        """Cancel the task and wait for it to end (idempotent)."""
+        """Cancel the task and wait for it to end (idempotent).
+
+        From another thread's event loop the cancellation is handed to the
+        owning loop (a task may only be touched from its loop's thread) and
+        awaited there; if the owning loop is stopped, the task is cancelled
+        when it runs again; if it is closed, there is nothing left to stop.
+        """
         task, self._task = self._task, None
         if task is None or task.done():
             return
-        task.cancel()
-        if task.get_loop() is asyncio.get_running_loop():
-            try:
-                await task
-            except asyncio.CancelledError:
-                # ours, unless the caller itself is being cancelled
-                cur = asyncio.current_task()
-                cancelling = getattr(cur, "cancelling", None)      # Python >= 3.11
-                if cancelling is not None and cancelling():
-                    raise
+        owner = task.get_loop()
+        if owner is not asyncio.get_running_loop():
+            if owner.is_closed():
+                return
+            if not owner.is_running():
+                owner.call_soon_threadsafe(task.cancel)
+                return
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_stop(task), owner))
+            return
+        await _stop(task)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -117,6 +123,19 @@ class AsyncMaintenance:
 
     def __repr__(self) -> str:
         return f"AsyncMaintenance({self._name!r}, running={self.running}, cycles={self.cycles})"
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` (of the running loop) and wait for it to end."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        # ours, unless the caller itself is being cancelled
+        cur = asyncio.current_task()
+        cancelling = getattr(cur, "cancelling", None)      # Python >= 3.11
+        if cancelling is not None and cancelling():
+            raise
 
 
 def enter(owner: object, tick: Callable[[], Any], interval: Callable[[], float],

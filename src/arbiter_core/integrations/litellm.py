@@ -21,7 +21,12 @@ Every pick is released exactly once, by the first of:
   or the next pick from the same asyncio task (that task's earlier call is
   over: cancelled calls, ``router.select()``);
 * the end of the picking asyncio task (non-streaming calls);
-* the lease (``lease_s``, the last resort, e.g. for an abandoned stream).
+* the collection of the request's data: a stream the caller stops reading
+  (``break``, ``aclose()``, its task cancelled) fires no callback, but once the
+  stream object is dropped LiteLLM drops the request's metadata with it, and
+  the stamp the pick put there gives the slot back;
+* the lease (``lease_s``, the last resort, e.g. for a stream still referenced
+  somewhere and never read to its end).
 
 The outcome of a call is charged to its deployment only by the first two;
 the others give the slot back without charging anyone.  A running call
@@ -52,7 +57,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -126,7 +131,8 @@ class RoutingStats:
     ``picks = granted + refused``; every granted pick is ``outstanding`` or
     ended as ``succeeded``, ``failed`` (charged to the deployment) or
     ``withdrawn`` (given back uncharged, by reason: ``superseded``,
-    ``task_done``, ``lease_expired``, ``uninstalled``, ``deployment_removed``).
+    ``task_done``, ``collected``, ``lease_expired``, ``uninstalled``,
+    ``deployment_removed``).
     ``groups`` holds each model group's allocation statistics.
     """
 
@@ -146,7 +152,8 @@ _Prepared = tuple[str, AdaptiveResourceManager, AllocationRequest, str, Mapping[
 class _Hold:
     """One granted pick until it is released."""
 
-    __slots__ = ("agent", "deadline", "group", "manager", "started", "stream", "task", "token")
+    __slots__ = ("agent", "deadline", "group", "loop", "manager", "started", "stream", "task",
+                 "token")
 
     def __init__(self, token: str, group: str, manager: AdaptiveResourceManager, agent: str,
                  task: asyncio.Task[Any] | None, stream: bool, started: float,
@@ -155,10 +162,42 @@ class _Hold:
         self.group = group
         self.manager = manager
         self.agent = agent
-        self.task = task
+        self.task = task       # dropped when the task ends (it may hold the stream)
+        self.loop = task.get_loop() if task is not None else None
         self.stream = stream
         self.started = started
         self.deadline = deadline
+
+
+class _Stamp(str):
+    """A hold's id as stamped into the request's metadata.
+
+    A ``str`` (LiteLLM copies, logs and serialises it as one) that reports its
+    own collection: LiteLLM keeps the request's metadata alive exactly as long
+    as something of the call is (its logging object, a stream wrapper), so the
+    stamp dying means nobody can read that call any more.  Copies are the
+    stamp itself (``copy``/``deepcopy``); a pickled one is a plain ``str``.
+    """
+
+    _on_collected: Callable[[str], None]
+
+    def __new__(cls, token: str, on_collected: Callable[[str], None]) -> _Stamp:
+        self = super().__new__(cls, token)
+        self._on_collected = on_collected
+        return self
+
+    def __copy__(self) -> _Stamp:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Stamp:
+        return self
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return str, (str(self),)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):    # never raise from a finaliser
+            self._on_collected(str(self))
 
 
 def _bucket(request_kwargs: Any) -> tuple[str, Mapping[str, Any]]:
@@ -259,6 +298,13 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         planning, ...); ``strategy`` and ``ejection`` replace its fields.
     clock : Clock, optional
         The managers' clock (default monotonic; tests pass a ManualClock).
+    respect_cooldowns : bool
+        Keep picks off the deployments LiteLLM has in cooldown (its
+        ``allowed_fails`` / ``cooldown_time``), as its own strategies do:
+        LiteLLM does not retry a failure when it sees every deployment of the
+        group cooling down.  When every deployment is cooling down the pick
+        goes on load alone (LiteLLM's own strategies would refuse).  Default
+        True; arbiter's ejection applies either way.
 
     Notes
     -----
@@ -291,8 +337,13 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         lease_s: float = 600.0,
         config: ResourceManagerConfig | None = None,
         clock: Clock | None = None,
+        respect_cooldowns: bool = True,
     ) -> None:
         strat = coerce_strategy(strategy)
+        if not isinstance(respect_cooldowns, bool):
+            raise TypeError("respect_cooldowns must be a bool, "
+                            f"got {type(respect_cooldowns).__name__}")
+        self.respect_cooldowns = respect_cooldowns
         self.default_max_parallel_requests = check_int(
             default_max_parallel_requests, "default_max_parallel_requests", 1)
         self.queue_timeout_s = check_positive(queue_timeout_s, "queue_timeout_s")
@@ -323,6 +374,8 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         self._leases: list[tuple[float, str]] = []
         self._counts: Counter[str] = Counter()
         self._withdrawn: Counter[str] = Counter()
+        self._collected: deque[str] = deque()     # stamps collected, holds not yet released
+        self._waiting: dict[str, AdaptiveResourceManager] = {}   # picks not yet returned
         self._next_tick = -float("inf")
 
     # -- installation ---------------------------------------------------------
@@ -352,12 +405,25 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         return self
 
     def uninstall(self) -> None:
-        """Give the router back its configured strategy, drop the callbacks and
-        withdraw the picks still held (idempotent)."""
+        """Give the router back its configured strategy, drop the callbacks,
+        withdraw the picks still held and refuse the picks still waiting
+        (idempotent).
+
+        A waiting pick ends with LiteLLM's ``RouterRateLimitError`` (LiteLLM
+        retries it, if ``num_retries`` allows, with the restored strategy).
+        The object is left clean: no manager, hold or waiting pick; the
+        counters of :meth:`stats` go on.  It can be installed again.
+        """
         with self._lock:
             router, self._router = self._router, None
+            waiting, self._waiting = self._waiting, {}
         if router is None:
             return
+        for rid, mgr in waiting.items():      # their picks see the withdrawal and refuse
+            try:
+                mgr.allocator.withdraw(rid, "uninstalled")
+            except Exception:
+                log.exception("withdrawing waiting pick %s failed", rid)
         litellm.logging_callback_manager.remove_callback_from_all_lists(self._logger)
         reset = getattr(router, "routing_strategy_init", None)
         if callable(reset):
@@ -372,6 +438,14 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             tokens = list(self._held)
         for tok in tokens:
             self._finish(tok, None, "uninstalled")
+        with self._lock:       # what belonged to that router
+            self._managers.clear()
+            self._deployments.clear()
+            self._synced.clear()
+            self._by_task.clear()
+            self._leases.clear()
+            self._collected.clear()
+            self._next_tick = -float("inf")
 
     def __enter__(self) -> ArbiterRoutingStrategy:
         return self
@@ -463,13 +537,53 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
 
     # -- picking ----------------------------------------------------------------
 
+    def _cooldown_ids(self, group: str) -> list[str] | None:
+        """The group's deployment ids to ask LiteLLM's cooldowns about (None: don't)."""
+        if not self.respect_cooldowns or self._router is None:
+            return None
+        with contextlib.suppress(Exception):
+            self._sync(group)
+        ids = list(self._deployments.get(group) or ())
+        return ids if len(ids) > 1 else None
+
+    def _cooldowns(self) -> Any:
+        try:
+            return self._router.health().cooldowns
+        except Exception:  # pragma: no cover - LiteLLM without health().cooldowns
+            return None
+
+    def _cooling_sync(self, group: str) -> frozenset[str]:
+        ids = self._cooldown_ids(group)
+        cache = self._cooldowns() if ids else None
+        if cache is None:
+            return frozenset()
+        try:
+            return frozenset(did for did, _ in cache.get_active_cooldowns(ids, None))
+        except Exception:
+            log.exception("reading LiteLLM's cooldowns failed; picking without them")
+            return frozenset()
+
+    async def _cooling_async(self, group: str) -> frozenset[str]:
+        ids = self._cooldown_ids(group)
+        cache = self._cooldowns() if ids else None
+        if cache is None:
+            return frozenset()
+        try:
+            found = await cache.async_get_active_cooldowns(ids, None)
+        except Exception:
+            log.exception("reading LiteLLM's cooldowns failed; picking without them")
+            return frozenset()
+        return frozenset(did for did, _ in found)
+
     def _prepare(self, model: str, request_kwargs: Any, specific_deployment: bool | None,
-                 task: asyncio.Task[Any] | None) -> _Prepared:
+                 task: asyncio.Task[Any] | None, cooling: frozenset[str]) -> _Prepared:
         if self._router is None:
             raise RuntimeError("ArbiterRoutingStrategy is not installed: call install(router)")
         now = self._clock.now()
         if now >= self._next_tick:
             self.tick()
+        else:
+            self._release_collected()
         name, md = _bucket(request_kwargs)
         prev = md.get(METADATA_KEY)
         if isinstance(prev, str):
@@ -492,19 +606,30 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             deps = self._deployments.get(group) or {}
             if not deps:
                 raise ValueError(f"no deployments for model group {group!r}")
+            tried = set()
             for prev_attempt in md.get("previous_models") or ():
                 if isinstance(prev_attempt, Mapping):
                     did = prev_attempt.get("deployment_id")
                     if did in deps:
-                        exclude.add(did)
-            if exclude >= deps.keys():     # tried them all: any may serve again
-                exclude = set()
+                        tried.add(did)
+            # keep off what this request failed on and what LiteLLM cools down;
+            # when that is everything, the first of these that leaves a choice
+            # (tried them all / all cooling: any may serve, on load alone)
+            cooled = cooling & deps.keys()
+            for cand in (tried | cooled, tried, cooled):
+                if not cand >= deps.keys():
+                    exclude = set(cand)
+                    break
         prio = md.get(PRIORITY_KEY, TaskPriority.MEDIUM)
         if isinstance(prio, bool) or not isinstance(prio, int) or not 0 <= prio <= 100:
             prio = TaskPriority.MEDIUM
         rid = uuid.uuid4().hex
         req = AllocationRequest(rid, rid, prio, float(self.queue_timeout_s), movable=False,
                                 exclude=frozenset(exclude) or None)
+        with self._lock:
+            if self._router is None:      # uninstalled meanwhile
+                raise RuntimeError("ArbiterRoutingStrategy is not installed: call install(router)")
+            self._waiting[rid] = mgr
         return group, mgr, req, name, md
 
     def _resolve_specific(self, model: str) -> tuple[str, str]:
@@ -526,9 +651,14 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                  task: asyncio.Task[Any] | None) -> Mapping[str, Any]:
         with self._lock:
             self._counts["picks"] += 1
-            if res.status is not _ALLOCATED:
+            # still ours? uninstall() withdraws the waiting picks (one granted
+            # just before may not have seen it yet)
+            live = self._waiting.pop(res.request_id, None) is not None
+            if res.status is not _ALLOCATED or not live:
                 self._counts["refused"] += 1
-        if res.status is not _ALLOCATED:
+        if res.status is _ALLOCATED and not live:
+            mgr.allocator.withdraw(res.request_id, "uninstalled")   # harmless if withdrawn
+        if res.status is not _ALLOCATED or not live:
             raise RouterRateLimitError(
                 model=group, cooldown_time=0.0, enable_pre_call_checks=False, cooldown_list=[])
         agent = res.agent_id
@@ -548,7 +678,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             self._counts["granted"] += 1
             self._held[token] = hold
             heapq.heappush(self._leases, (hold.deadline, token))
-            if task is not None and not stream:
+            if task is not None:
                 tokens = self._by_task.get(task)
                 if tokens is None:
                     tokens = self._by_task[task] = set()
@@ -556,7 +686,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                 tokens.add(token)
         if isinstance(request_kwargs, dict):
             # a copy: a caller may pass one metadata dict to many requests
-            request_kwargs[name] = {**md, METADATA_KEY: token}
+            request_kwargs[name] = {**md, METADATA_KEY: _Stamp(token, self._stamp_collected)}
         return dep
 
     async def async_get_available_deployment(
@@ -576,9 +706,14 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             No slot within ``queue_timeout_s``.
         """
         task = asyncio.current_task()
+        cooling = frozenset() if specific_deployment else await self._cooling_async(str(model))
         group, mgr, req, name, md = self._prepare(model, request_kwargs, specific_deployment,
-                                                  task)
-        res = await mgr.allocate_resources_async(req)
+                                                  task, cooling)
+        try:
+            res = await mgr.allocate_resources_async(req)
+        except BaseException:        # cancelled while waiting (the manager withdrew it)
+            self._not_waiting(req.request_id)
+            raise
         return self._granted(res, group, mgr, request_kwargs, name, md, task)
 
     def get_available_deployment(
@@ -597,8 +732,9 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         RouterRateLimitError
             No slot within ``queue_timeout_s``.
         """
+        cooling = frozenset() if specific_deployment else self._cooling_sync(str(model))
         group, mgr, req, name, md = self._prepare(model, request_kwargs, specific_deployment,
-                                                  None)
+                                                  None, cooling)
         rid = req.request_id
         woken = threading.Event()
 
@@ -607,6 +743,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                 woken.set()
 
         unsubscribe = mgr.allocator.on_transition(on_transition)
+        res = None
         try:
             res = mgr.allocate_resources(req)
             end = time.monotonic() + self.queue_timeout_s
@@ -621,13 +758,21 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                     break
                 woken.wait(min(left, 1.0))
                 woken.clear()
+                self._release_collected()
                 mgr.allocator.tick()
                 res = mgr.allocation_status(rid)
         finally:
             unsubscribe()
+            if res is None or res.status is _QUEUED:    # raised while waiting
+                self._not_waiting(rid)
+                mgr.allocator.withdraw(rid, "cancelled")
         return self._granted(res, group, mgr, request_kwargs, name, md, None)
 
     # -- releasing -----------------------------------------------------------------
+
+    def _not_waiting(self, rid: str) -> None:
+        with self._lock:
+            self._waiting.pop(rid, None)
 
     def _on_failure(self, token: str | None, exc: Any) -> None:
         try:
@@ -665,10 +810,48 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             log.exception("releasing arbiter hold %s failed", token)
         return True
 
+    def _stamp_collected(self, token: str) -> None:
+        """A stamp was collected (any thread, inside a finaliser): queue its
+        hold's release for the owning loop, or for the next pick or tick.
+
+        Never releases here: a finaliser may run while this thread is inside
+        the allocator, whose lock is not re-entrant.
+        """
+        hold = self._held.get(token)          # a plain read: no lock in a finaliser
+        if hold is None:                      # released already (the usual case)
+            return
+        self._collected.append(token)
+        loop = hold.loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):    # the loop is closed
+                loop.call_soon_threadsafe(self._release_collected)
+
+    def _release_collected(self) -> None:
+        collected = self._collected
+        while collected:
+            try:
+                tok = collected.popleft()
+            except IndexError:                # another thread took the last one
+                break
+            self._finish(tok, None, "collected")
+
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """The picking task ended: its calls are over, except the streams it
+        returned (a cancelled task returned none, so they are over too)."""
+        cancelled = task.cancelled()
+        over = []
         with self._lock:
-            tokens = self._by_task.pop(task, set())
-        for tok in tokens:
+            for tok in self._by_task.pop(task, ()):
+                hold = self._held.get(tok)
+                if hold is None:
+                    continue
+                if hold.stream and not cancelled:
+                    # the stream lives on; forget the task, whose result (the
+                    # stream) or frames would keep our stamp from being collected
+                    hold.task = None
+                else:
+                    over.append(tok)
+        for tok in over:
             self._finish(tok, None, "task_done")
 
     def tick(self) -> int:
@@ -678,6 +861,7 @@ class ArbiterRoutingStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         Picks call it at most every ``monitoring_interval_s``; call it
         yourself when picks are rare.  Returns the leases that expired.
         """
+        self._release_collected()
         now = self._clock.now()
         expired: list[str] = []
         with self._lock:
