@@ -146,3 +146,31 @@ def test_a_replica_killed_mid_run_is_routed_around_and_released(app):
     assert st.chosen - before.chosen == (st.completed - before.completed) + \
         sum(st.withdrawn.values()) - sum(before.withdrawn.values())
     assert router.manager.get_allocation_statistics().active == 0
+
+
+StickyModel = FakeModel.options(
+    name="StickyModel",
+    request_router_config=RequestRouterConfig(
+        request_router_class="arbiter_core.integrations.ray_serve:ArbiterRequestRouter",
+        request_router_kwargs={"strategy": "cache_affinity"}))
+
+
+def test_a_session_sticks_to_its_replica_under_cache_affinity(app):
+    # Serve's session id is the default affinity key: with cache_affinity a
+    # session's requests land on one replica while its load is within the
+    # bound (one request at a time, each released before the next), by
+    # consistent hashing
+    handle = serve.run(StickyModel.bind(), name="sticky", route_prefix=None)
+    try:
+        for k in range(3):
+            h = handle.options(session_id=f"s{k}")
+            names = []
+            for _ in range(6):
+                names.append(h.remote(0.001).result()[0])
+                router = ArbiterRequestRouter.latest("StickyModel", app="sticky")
+                assert router is not None
+                assert settle(lambda r=router: r.outstanding == 0), router.stats()
+            assert len(set(names)) == 1, names
+        assert router.manager.balancer.strategy.value == "cache_affinity"
+    finally:
+        serve.delete("sticky")

@@ -296,11 +296,11 @@ class ArbiterRequestRouter(RequestRouter):  # type: ignore[misc]
         key = self._affinity_key(pending_request)
         rid = uuid.uuid4().hex
         exclude = frozenset(a for a in mgr.monitor.agent_ids() if a not in by_id)
-        # SEAM(cache_affinity): when AllocationRequest(affinity_key=, prefix=) and
-        # the cache_affinity strategy land, pass ``affinity_key=key`` here; until
-        # then the key is only kept (``affinity_key_of``) and the choice is load-only.
+        # the key decides under the cache_affinity strategy (its agent while
+        # within the load bound); the load-only presets ignore it
         req = AllocationRequest(rid, iid, TaskPriority.MEDIUM, self.wait_s, movable=False,
-                                exclude=exclude or None)
+                                exclude=exclude or None,
+                                affinity_key=key[:1024] if key else None)
         res = await mgr.allocate_resources_async(req)
         if res.status is not _ALLOCATED or res.agent_id not in by_id:
             if res.status is _ALLOCATED:            # chosen off the candidates: give back
