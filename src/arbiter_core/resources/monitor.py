@@ -312,27 +312,20 @@ class ResourceMonitor:
         KeyError
             Unknown ``agent_id``.
         """
+        # the table's field bits, in its argument order: a value not given
+        # is neither checked nor stored
         fields = 0
-        c = m = n = 0.0
-        if cpu is not None:
-            c = check_range(cpu, "cpu")
-            fields |= 1
-        if memory is not None:
-            m = check_range(memory, "memory")
-            fields |= 2
-        if network is not None:
-            n = check_range(network, "network")
-            fields |= 4
-        w = r = kv = 0.0
-        if waiting is not None:
-            w = check_non_negative(waiting, "waiting")
-            fields |= 128
-        if running is not None:
-            r = check_non_negative(running, "running")
-            fields |= 256
-        if kv_cache is not None:
-            kv = check_range(kv_cache, "kv_cache")
-            fields |= 512
+        values = [0.0] * 6
+        for k, (bit, name, value, check) in enumerate((
+                (1, "cpu", cpu, check_range), (2, "memory", memory, check_range),
+                (4, "network", network, check_range),
+                (128, "waiting", waiting, check_non_negative),
+                (256, "running", running, check_non_negative),
+                (512, "kv_cache", kv_cache, check_range))):
+            if value is not None:
+                values[k] = check(value, name)
+                fields |= bit
+        c, m, n, w, r, kv = values
         ts = self._clock.now() if timestamp is None else check_number(timestamp, "timestamp")
         table = self._table
         with self._lock:
