@@ -254,8 +254,13 @@ def test_llm_trace_replay_limited_and_sped_up(tmp_path):
             "--strategy", "random", "--quiet"]
     table = run(*args)
     assert table.returncode == 0, table.stderr
-    header = table.stdout.splitlines()[2].split()
-    assert header[-5:] == ["ttft_mean", "ttft_p50", "ttft_p99", "cache_hit", "tokens/s"]
+    # the LLM columns that have values (here all requests fall in the warm-up
+    # for the time figures) follow the summary, wrapped into a second block
+    # so that no line passes 100 columns
+    lines = table.stdout.splitlines()
+    headers = [w for line in lines if line.startswith("strategy") for w in line.split()]
+    assert "cache_hit" in headers and "tokens/s" in headers, table.stdout
+    assert max(len(line) for line in lines if line.startswith(("strategy", "random"))) <= 100
     assert "(mooncake): 200 requests" in table.stdout
     plain = run("simulate", "--scenario", str(SMALL), "--seeds", "1", "--strategy", "random")
     assert "ttft_mean" not in plain.stdout
