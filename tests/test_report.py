@@ -19,7 +19,7 @@ pytest.importorskip("matplotlib")
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ROOT / "examples" / "scenarios" / "small.toml"
 STRATEGIES = ["round_robin", "least_loaded", "weighted", "random", "priority_based",
-              "power_of_two", "peak_ewma", "scored"]
+              "power_of_two", "peak_ewma", "scored", "cache_affinity"]
 
 
 @pytest.fixture(scope="module")
